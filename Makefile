@@ -1,0 +1,152 @@
+# techfeed — one non-recursive Makefile.
+#
+#   make            build programs and library into build/
+#   make run        install missing packages, build, run the demo
+#   make test       install missing packages, build under ASan+UBSan, run every test
+#   make asan       build the sanitizer variant only (build/asan)
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make fuzz       libFuzzer harnesses (clang), bounded time
+#   make bench      benchmarks against the peers
+#
+# O= picks the output directory, SAN=1 adds sanitizers. V=1 shows commands.
+
+O       ?= build
+SAN     ?= 0
+PREFIX  ?= /usr/local
+VERSION := 0.1.0
+
+Q := $(if $(V),,@)
+CC ?= cc
+
+PKGS     := libczmq libzmq libprotobuf-c sqlite3 jansson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wshadow \
+           -Wstrict-prototypes -Wmissing-prototypes -fno-strict-aliasing -MMD -MP \
+           -DTF_VERSION='"$(VERSION)"'
+ifeq ($(SAN),1)
+CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+INCLUDES := -I$(O)/gen -Iproto -Istorage -Iservices/common -Iclients/lib $(PKG_CFLAGS)
+LIBS     := $(PKG_LIBS) -lpthread -lm
+
+# --------------------------------------------------------------- sources
+
+GEN_C     := $(O)/gen/techfeed.pb-c.c
+GEN_H     := $(O)/gen/techfeed.pb-c.h
+WIRE_SRC  := $(wildcard proto/*.c) $(GEN_C)
+STORE_SRC := $(wildcard storage/*.c)
+COMMON_SRC:= $(wildcard services/common/*.c)
+SERVER_SRC:= $(filter-out services/ingestd/main.c,$(wildcard services/ingestd/*.c))
+CLIENT_SRC:= $(wildcard clients/lib/*.c)
+TESTLIB_SRC := $(wildcard tests/lib/*.c)
+
+obj = $(patsubst %.c,$(O)/obj/%.o,$(patsubst $(O)/%,%,$(1)))
+
+WIRE_OBJ   := $(call obj,$(WIRE_SRC))
+STORE_OBJ  := $(call obj,$(STORE_SRC))
+COMMON_OBJ := $(call obj,$(COMMON_SRC))
+SERVER_OBJ := $(call obj,$(SERVER_SRC))
+CLIENT_OBJ := $(call obj,$(CLIENT_SRC))
+TESTLIB_OBJ:= $(call obj,$(TESTLIB_SRC))
+
+LIBTECHFEED := $(O)/libtechfeed.a
+SERVER_LIB  := $(O)/libtfserver.a
+INGESTD     := $(O)/techfeed-ingestd
+CLI         := $(O)/techfeed
+
+UNIT_TESTS  := $(patsubst tests/unit/%.c,$(O)/tests/%,$(wildcard tests/unit/test_*.c))
+INTEG_TESTS := $(patsubst tests/integration/%.c,$(O)/tests/%,$(wildcard tests/integration/test_*.c))
+
+.PHONY: all deps run test check asan install fuzz bench clean format
+.DEFAULT_GOAL := all
+
+all: $(INGESTD) $(CLI) $(LIBTECHFEED)
+
+# --------------------------------------------------------------- rules
+
+$(O)/gen/%.pb-c.c $(O)/gen/%.pb-c.h: proto/%.proto
+	@mkdir -p $(dir $@)
+	@echo "  PROTOC  $<"
+	$(Q)protoc-c --c_out=$(O)/gen -Iproto $<
+
+$(O)/obj/gen/%.o: $(O)/gen/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) $(INCLUDES) -c $< -o $@
+
+$(O)/obj/%.o: %.c $(GEN_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) $(INCLUDES) -c $< -o $@
+
+$(LIBTECHFEED): $(WIRE_OBJ) $(CLIENT_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(SERVER_LIB): $(WIRE_OBJ) $(STORE_OBJ) $(COMMON_OBJ) $(SERVER_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(INGESTD): $(O)/obj/services/ingestd/main.o $(SERVER_LIB)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
+
+$(CLI): $(call obj,$(wildcard clients/cli/*.c)) $(LIBTECHFEED)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
+
+# Every test links the server and client libraries; the linker keeps what it uses.
+$(O)/tests/%: $(O)/obj/tests/unit/%.o $(TESTLIB_OBJ) $(SERVER_LIB) $(LIBTECHFEED)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS) $(CMOCKA_LIBS) -o $@
+
+$(O)/tests/%: $(O)/obj/tests/integration/%.o $(TESTLIB_OBJ) $(SERVER_LIB) $(LIBTECHFEED)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS) $(CMOCKA_LIBS) -o $@
+
+# --------------------------------------------------------------- packages
+
+PACKAGES := build-essential pkg-config libzmq3-dev libczmq-dev libprotobuf-c-dev \
+            protobuf-c-compiler libsqlite3-dev sqlite3 libjansson-dev libcmocka-dev \
+            libmicrohttpd-dev curl
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+deps:
+	@missing=$$(for p in $(PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+	    echo "  APT     installing:" $$missing; \
+	    $(SUDO) apt-get update -qq && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# --------------------------------------------------------------- top targets
+
+run: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)clients/demo/run-demo.sh $(O)
+
+asan:
+	$(Q)$(MAKE) --no-print-directory O=build/asan SAN=1 all
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory O=build/asan SAN=1 check
+
+check: all $(UNIT_TESTS) $(INTEG_TESTS)
+	$(Q)tests/run.sh $(O) $(UNIT_TESTS) $(INTEG_TESTS)
+
+clean:
+	rm -rf build
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+-include $(shell find $(O)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,27 @@
+/*  tf_json — milestones as JSON objects (jansson), the CLI's and the
+    import file's format. PROTOCOL.md "JSON form" documents the mapping.
+*/
+#ifndef TF_JSON_H_INCLUDED
+#define TF_JSON_H_INCLUDED
+
+#include <jansson.h>
+
+#include "techfeed.pb-c.h"
+#include "tf_validate.h"
+
+/*  Builds a milestone from a JSON object. Returns NULL with err->field set
+    to the JSON pointer of the offending member on a type error, an unknown
+    member or an unknown enum name. Does not apply tf_validate_milestone
+    (the caller does, so the service and the CLI share one rule set).
+    Caller frees with techfeed__milestone__free_unpacked (m, NULL). */
+Techfeed__Milestone *tf_json_to_milestone (const json_t *object, tf_verror_t *err);
+
+/*  New JSON object for a milestone (revision and updated_at included when
+    set). Caller owns the reference. */
+json_t *tf_json_from_milestone (const Techfeed__Milestone *record);
+
+/*  A change event as {"seq":..,"kind":"put"|"delete","id":..,"sector":..,
+    "revision":..,"record":{..}}. Caller owns the reference. */
+json_t *tf_json_from_change (const Techfeed__ChangeEvent *event);
+
+#endif

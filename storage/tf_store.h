@@ -1,0 +1,130 @@
+/*  tf_store — the techfeed database: records, the change log, the epoch.
+
+    One writer connection owned by one thread. A write transaction groups any
+    number of puts and deletes (group commit); each appends a row to the
+    change log in the same transaction, so a committed record always has its
+    event and the log's AUTOINCREMENT key is the global sequence.
+
+    Reads for sync (snapshot, catch-up) go through cursors that each own a
+    read-only connection holding one read transaction, so a snapshot is
+    consistent while writers go on (WAL).
+
+    Return codes: 0 on success, or one of TF_STORE_* below (all negative).
+    On TF_STORE_ERROR / TF_STORE_FULL, tf_store_errstr() says why.
+*/
+#ifndef TF_STORE_H_INCLUDED
+#define TF_STORE_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "techfeed.pb-c.h"
+
+#define TF_STORE_OK 0
+#define TF_STORE_ERROR -1      /* SQLite failed (I/O, corrupt, busy...) */
+#define TF_STORE_CONFLICT -2   /* expected revision does not match */
+#define TF_STORE_NOT_FOUND -3  /* no such id */
+#define TF_STORE_FULL -4       /* disk or database full (SQLITE_FULL) */
+#define TF_STORE_IMMUTABLE -5  /* put would change a stored record's sector */
+#define TF_STORE_TRIMMED -6    /* catch-up position below the retained log */
+
+typedef struct _tf_store_t tf_store_t;
+typedef struct _tf_store_cursor_t tf_store_cursor_t;
+
+/*  What one put or delete did. */
+typedef struct {
+    uint64_t sequence;             /* change log sequence */
+    uint64_t revision;             /* revision after the change (delete: the deleted one) */
+    uint64_t current_revision;     /* on TF_STORE_CONFLICT: stored revision, 0 if absent */
+    uint64_t sector_prev_sequence; /* previous change in the same sector, 0 if none */
+    int sector;                    /* sector of the record */
+    int64_t timestamp_ms;          /* the now_ms passed in */
+} tf_change_t;
+
+/*  Summary of the committed state. */
+typedef struct {
+    char epoch[33];                /* 32 hex digits, made when the file was created */
+    uint64_t head_sequence;        /* last sequence, 0 when the log is empty */
+    uint64_t log_first_sequence;   /* oldest sequence retained, head+1 when empty */
+    uint64_t record_count;
+    uint64_t digest;               /* see tf_wire.h tf_digest_item */
+    uint64_t sector_heads[11];     /* last sequence per sector value, index 1..10 */
+} tf_store_state_t;
+
+/*  Opens or creates the database at `path` (not ":memory:": cursors open
+    their own connections to the same file), applies migrations, sets WAL,
+    synchronous=FULL and the busy timeout. NULL on failure with a message in
+    `err` (a corrupt or foreign file is refused, never repaired). */
+tf_store_t *tf_store_new (const char *path, char *err, size_t errlen);
+void tf_store_destroy (tf_store_t **self_p);
+
+/*  Last error message; owned by the store, valid until the next call. */
+const char *tf_store_errstr (tf_store_t *self);
+const char *tf_store_path (tf_store_t *self);
+const char *tf_store_epoch (tf_store_t *self);
+
+/*  Schema version this code writes (PRAGMA user_version). */
+int tf_store_schema_version (void);
+
+/*  Committed state (reads the database; cheap). */
+int tf_store_state (tf_store_t *self, tf_store_state_t *state);
+
+/*  Write transactions: BEGIN IMMEDIATE ... COMMIT. Savepoints nest inside
+    (a failed item is undone without undoing its neighbours). */
+int tf_store_begin (tf_store_t *self);
+int tf_store_commit (tf_store_t *self);
+int tf_store_rollback (tf_store_t *self);
+int tf_store_savepoint (tf_store_t *self);
+int tf_store_release (tf_store_t *self);
+int tf_store_rollback_to (tf_store_t *self); /* undo to and release the innermost savepoint */
+
+/*  Inside a transaction. `record` must already be valid (tf_validate).
+    expected_revision applies when has_expected is true: 0 means "must not
+    exist". The stored record gets revision old+1 and updated_at = now_ms. */
+int tf_store_put (tf_store_t *self, const Techfeed__Milestone *record, bool has_expected,
+                  uint64_t expected_revision, int64_t now_ms, tf_change_t *change);
+int tf_store_delete (tf_store_t *self, const char *id, bool has_expected,
+                     uint64_t expected_revision, int64_t now_ms, tf_change_t *change);
+
+/*  Idempotency cache: the packed reply of a request id, written inside the
+    same transaction as its changes. get returns TF_STORE_NOT_FOUND when
+    absent; *reply is malloc'd, caller frees. */
+int tf_store_request_get (tf_store_t *self, const char *request_id, uint8_t **reply,
+                          size_t *size);
+int tf_store_request_put (tf_store_t *self, const char *request_id, const uint8_t *reply,
+                          size_t size, int64_t now_ms);
+/*  Forgets request ids older than before_ms. Own transaction. */
+int tf_store_request_expire (tf_store_t *self, int64_t before_ms);
+
+/*  Log retention: deletes changes so that at most keep_count remain and
+    none older than before_ms survives (0 disables either bound). The latest
+    change of each record is never needed for a snapshot, so trimming only
+    affects catch-up. Own transaction. */
+int tf_store_trim (tf_store_t *self, uint64_t keep_count, int64_t before_ms);
+
+/*  Record by id. *record is caller-owned (techfeed__milestone__free_unpacked). */
+int tf_store_get (tf_store_t *self, const char *id, Techfeed__Milestone **record);
+
+/*  Snapshot cursor: records matching `filter` (NULL = all) in id order, as
+    of one sequence (tf_store_cursor_sequence). Holds a read transaction on
+    its own connection until destroyed. NULL on error (errstr says why). */
+tf_store_cursor_t *tf_store_snapshot_open (tf_store_t *self, const Techfeed__Filter *filter);
+
+/*  Catch-up cursor: changes with sequence > since in `filter`'s sectors, in
+    sequence order. NULL with *rc = TF_STORE_TRIMMED when since+1 is below
+    the oldest retained change (and since is not the head). */
+tf_store_cursor_t *tf_store_changes_open (tf_store_t *self, uint64_t since,
+                                          const Techfeed__Filter *filter, int *rc);
+
+/*  Sequence the cursor's read transaction sees (its head at open). */
+uint64_t tf_store_cursor_sequence (tf_store_cursor_t *cursor);
+/*  Per-sector heads as of the cursor's read transaction (index 1..10). */
+const uint64_t *tf_store_cursor_sector_heads (tf_store_cursor_t *cursor);
+/*  1 with *record set (caller-owned), 0 at the end, TF_STORE_ERROR. */
+int tf_store_cursor_next_record (tf_store_cursor_t *cursor, Techfeed__Milestone **record);
+/*  1 with *event set (caller-owned, epoch filled), 0 at the end, TF_STORE_ERROR. */
+int tf_store_cursor_next_change (tf_store_cursor_t *cursor, Techfeed__ChangeEvent **event);
+void tf_store_cursor_destroy (tf_store_cursor_t **cursor_p);
+
+#endif
