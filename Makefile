@@ -31,7 +31,7 @@ ifeq ($(SAN),1)
 CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
-INCLUDES := -I$(O)/gen -Iproto -Istorage -Iservices/common -Iclients/lib $(PKG_CFLAGS)
+INCLUDES := -I$(O)/gen -Iproto -Istorage -Iservices/common -Iservices/ingestd -Iclients/lib -Itests/lib $(PKG_CFLAGS)
 LIBS     := $(PKG_LIBS) -lpthread -lm
 
 # --------------------------------------------------------------- sources

@@ -1,0 +1,105 @@
+/*  techfeed-ingestd — the techfeed service. Settings and start-up only;
+    the work is in tf_server.c. */
+#include "tf_config.h"
+#include "tf_log.h"
+#include "tf_server.h"
+
+#include <stddef.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#define S(field) offsetof (tf_server_config_t, field)
+#define DAY_MS "86400000"
+
+static const tf_cfg_option_t s_options[] = {
+    { "data-dir", 'd', TF_CFG_STRING, "./data", 0, 0, false, S (data_dir),
+      "directory of the database (created if missing)" },
+    { "db", 0, TF_CFG_STRING, NULL, 0, 0, false, S (db),
+      "database file; overrides DATA_DIR/techfeed.db" },
+    { "ingest", 0, TF_CFG_STRING, "tcp://127.0.0.1:5560", 0, 0, false, S (ingest),
+      "ingest ROUTER endpoint(s), comma-separated" },
+    { "events", 0, TF_CFG_STRING, "tcp://127.0.0.1:5561", 0, 0, false, S (events),
+      "events PUB endpoint(s)" },
+    { "sync", 0, TF_CFG_STRING, "tcp://127.0.0.1:5562", 0, 0, false, S (sync),
+      "sync ROUTER endpoint(s)" },
+    { "endpoints-file", 0, TF_CFG_STRING, NULL, 0, 0, false, S (endpoints_file),
+      "write the bound endpoints here (for ports bound as *)" },
+    { "heartbeat-ms", 0, TF_CFG_INT, "1000", 50, 60000, false, S (heartbeat_ms),
+      "heartbeat interval" },
+    { "max-frame", 0, TF_CFG_INT, "4194304", 1024, 268435456, false, S (max_frame),
+      "largest request frame accepted, bytes (larger ones drop the connection)" },
+    { "max-ops", 0, TF_CFG_INT, "1000", 1, 100000, false, S (max_ops),
+      "operations per ingest request" },
+    { "group-max", 0, TF_CFG_INT, "256", 1, 65536, false, S (group_max),
+      "requests committed together in one transaction" },
+    { "pub-hwm", 0, TF_CFG_INT, "100000", 1, 10000000, false, S (pub_hwm),
+      "events queued per subscriber before it loses some (and repairs)" },
+    { "idempotency-ms", 0, TF_CFG_INT, DAY_MS, 1000, 31536000000, false, S (idempotency_ms),
+      "how long a request id is remembered" },
+    { "log-keep", 0, TF_CFG_INT, "0", 0, INT64_MAX, false, S (log_keep),
+      "changes kept in the log for catch-up (0: no count bound)" },
+    { "log-max-age-ms", 0, TF_CFG_INT, "0", 0, INT64_MAX, false, S (log_max_age_ms),
+      "changes older than this are trimmed (0: never)" },
+    { "chunk-max", 0, TF_CFG_INT, "5000", 1, 100000, false, S (chunk_max),
+      "records per snapshot/catch-up reply, at most" },
+    { "cursor-idle-ms", 0, TF_CFG_INT, "30000", 100, 3600000, false, S (cursor_idle_ms),
+      "an idle snapshot/catch-up cursor is closed after this" },
+    { "max-cursors", 0, TF_CFG_INT, "64", 1, 10000, false, S (max_cursors),
+      "snapshot/catch-up cursors open at once" },
+    { "log-level", 0, TF_CFG_STRING, "info", 0, 0, false, S (log_level),
+      "debug, info, warn or error" },
+    { "log-format", 0, TF_CFG_STRING, NULL, 0, 0, false, S (log_format),
+      "text, logfmt or json (default: text on a terminal, json otherwise)" },
+};
+#define OPTION_COUNT (sizeof s_options / sizeof s_options[0])
+
+static const char *s_examples =
+    "techfeed-ingestd — stores milestone records and publishes their changes.\n"
+    "\n"
+    "Examples:\n"
+    "  techfeed-ingestd                                  # ./data/techfeed.db, ports 5560-5562\n"
+    "  techfeed-ingestd -d /var/lib/techfeed --log-format json\n"
+    "  TECHFEED_INGEST='tcp://*:5560' techfeed-ingestd --heartbeat-ms 500\n";
+
+/*  Checks what the table's types cannot; exit status 78 names the setting. */
+static int s_check (tf_server_config_t *config)
+{
+    if (tf_log_level_from_name (config->log_level) < 0) {
+        fprintf (stderr,
+                 "techfeed-ingestd: --log-level (TECHFEED_LOG_LEVEL): '%s' is not "
+                 "debug, info, warn or error\n",
+                 config->log_level);
+        return -1;
+    }
+    if (!config->log_format)
+        config->log_format = strdup (isatty (STDERR_FILENO) ? "text" : "json");
+    if (tf_log_format_from_name (config->log_format) < 0) {
+        fprintf (stderr,
+                 "techfeed-ingestd: --log-format (TECHFEED_LOG_FORMAT): '%s' is not "
+                 "text, logfmt or json\n",
+                 config->log_format);
+        return -1;
+    }
+    return 0;
+}
+
+int main (int argc, char *argv[])
+{
+    tf_server_config_t config = { 0 };
+    char err[512];
+    int rc = tf_config_load (s_options, OPTION_COUNT, &config, argc, argv, err, sizeof err);
+    int status = EX_OK;
+    if (rc == TF_CONFIG_HELP)
+        tf_config_usage (s_options, OPTION_COUNT, "techfeed-ingestd", s_examples);
+    else if (rc == TF_CONFIG_ERROR) {
+        fprintf (stderr, "techfeed-ingestd: %s\n", err);
+        status = EX_CONFIG;
+    } else if (s_check (&config))
+        status = EX_CONFIG;
+    else if (rc == TF_CONFIG_PRINT)
+        tf_config_print (s_options, OPTION_COUNT, &config);
+    else if (tf_server_run (&config) != 0)
+        status = EX_UNAVAILABLE;
+    tf_config_free (s_options, OPTION_COUNT, &config);
+    return status;
+}

@@ -1,0 +1,74 @@
+/*  Request/reply envelopes on the ROUTER sockets (see tf_server_int.h). */
+#include "tf_server_int.h"
+
+int tf_envelope_recv (zsock_t *socket, tf_envelope_t *envelope)
+{
+    memset (envelope, 0, sizeof *envelope);
+    zmsg_t *msg = zmsg_recv (socket);
+    if (!msg)
+        return -1;
+    envelope->identity = zmsg_pop (msg);
+    size_t frames = zmsg_size (msg);
+    zframe_t *first = zmsg_first (msg);
+    if (frames >= 2 && zframe_size (first) == 0) {
+        envelope->delimiter = true;
+        zframe_t *empty = zmsg_pop (msg);
+        zframe_destroy (&empty);
+        frames--;
+    }
+    if (frames != 1)
+        snprintf (envelope->error, sizeof envelope->error, "expected 1 body frame, got %zu",
+                  frames);
+    else if (zframe_size (zmsg_first (msg)) == 0)
+        snprintf (envelope->error, sizeof envelope->error, "empty body frame");
+    else
+        envelope->body = zmsg_pop (msg);
+    zmsg_destroy (&msg);
+    return 0;
+}
+
+void tf_envelope_send_bytes (zsock_t *socket, const tf_envelope_t *envelope, const uint8_t *data,
+                             size_t size)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_append (msg, &(zframe_t *){ zframe_dup (envelope->identity) });
+    if (envelope->delimiter)
+        zmsg_addmem (msg, NULL, 0);
+    zmsg_addmem (msg, data, size);
+    //  ROUTER drops replies to peers that are gone; that is fine here.
+    zmsg_send (&msg, socket);
+}
+
+void tf_envelope_reply (zsock_t *socket, const tf_envelope_t *envelope,
+                        const ProtobufCMessage *message)
+{
+    size_t size;
+    uint8_t *data = tf_wire_pack (message, &size);
+    tf_envelope_send_bytes (socket, envelope, data, size);
+    free (data);
+}
+
+void tf_envelope_clear (tf_envelope_t *envelope)
+{
+    zframe_destroy (&envelope->identity);
+    zframe_destroy (&envelope->body);
+}
+
+size_t tf_decode_budget (size_t frame_size)
+{
+    return frame_size * 32 + 64 * 1024;
+}
+
+size_t tf_sector_heads_fill (const uint64_t *heads, Techfeed__SectorHead *storage,
+                             Techfeed__SectorHead **pointers)
+{
+    for (int s = 1; s <= TF_SECTOR_MAX; s++) {
+        Techfeed__SectorHead *head = &storage[s - 1];
+        techfeed__sector_head__init (head);
+        head->has_sector = head->has_sequence = 1;
+        head->sector = (Techfeed__Sector) s;
+        head->sequence = heads[s];
+        pointers[s - 1] = head;
+    }
+    return TF_SECTOR_MAX;
+}

@@ -1,0 +1,425 @@
+/*  Ingest: validate, store, reply, publish — in that order.
+
+    Requests that are waiting when the ingest socket becomes readable are
+    taken together (up to group_max) into one write transaction, so one
+    fsync acknowledges all of them (group commit). Replies go out only after
+    COMMIT, and the change events after the replies, in sequence order. If
+    the database fails, the whole group is rolled back and every operation
+    in it is answered STORAGE or STORAGE_FULL: nothing is acknowledged that
+    was not stored.
+*/
+#include "tf_log.h"
+#include "tf_server_int.h"
+#include "tf_validate.h"
+
+/*  One request of a group, from arrival to reply. */
+typedef struct {
+    tf_envelope_t envelope;
+    Techfeed__IngestRequest *request; /* decoded, NULL when refused whole */
+    Techfeed__IngestReply reply;      /* built while processing */
+    Techfeed__ItemResult *items;      /* reply.results point into this */
+    uint8_t *replayed;                /* packed cached reply, if a replay */
+    size_t replayed_size;
+    zlistx_t *events; /* s_event_t of this request's changes */
+} s_pending_t;
+
+/*  A change to publish once the transaction has committed. */
+typedef struct {
+    const char *topic; /* sector slug, static */
+    uint8_t *data;     /* packed ChangeEvent */
+    size_t size;
+} s_event_t;
+
+/*  Why an item was refused. Strings are copied into the reply. */
+static void s_item_error (Techfeed__ItemResult *item, Techfeed__ErrorCode code, const char *field,
+                          const char *format, ...)
+{
+    char message[300];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (message, sizeof message, format, args);
+    va_end (args);
+    item->has_code = 1;
+    item->code = code;
+    free (item->field);
+    free (item->message);
+    item->field = field && *field ? strdup (field) : NULL;
+    item->message = strdup (message);
+}
+
+static void s_event_destroy (void **item)
+{
+    s_event_t *event = (s_event_t *) *item;
+    if (event) {
+        free (event->data);
+        free (event);
+        *item = NULL;
+    }
+}
+
+static void s_pending_destroy (s_pending_t *pending)
+{
+    for (size_t i = 0; i < pending->reply.n_results; i++) {
+        free (pending->items[i].id);
+        free (pending->items[i].field);
+        free (pending->items[i].message);
+    }
+    free (pending->items);
+    free (pending->reply.results);
+    free (pending->reply.message);
+    free (pending->replayed);
+    zlistx_destroy (&pending->events);
+    if (pending->request)
+        tf_wire_free (&pending->request->base);
+    tf_envelope_clear (&pending->envelope);
+    free (pending);
+}
+
+static void s_reply_error (s_pending_t *pending, Techfeed__ErrorCode code, const char *message)
+{
+    pending->reply.has_code = 1;
+    pending->reply.code = code;
+    free (pending->reply.message);
+    pending->reply.message = strdup (message);
+}
+
+/*  Decodes and checks the request as a whole; on failure the reply says
+    why and pending->request stays NULL. */
+static void s_pending_decode (tf_server_t *self, s_pending_t *pending)
+{
+    tf_envelope_t *envelope = &pending->envelope;
+    if (!envelope->body) {
+        s_reply_error (pending, TECHFEED__ERROR_CODE__MALFORMED, envelope->error);
+        return;
+    }
+    char err[256];
+    size_t size = zframe_size (envelope->body);
+    Techfeed__IngestRequest *request = (Techfeed__IngestRequest *) tf_wire_unpack (
+        &techfeed__ingest_request__descriptor, zframe_data (envelope->body), size,
+        tf_decode_budget (size), err, sizeof err);
+    if (!request) {
+        s_reply_error (pending, TECHFEED__ERROR_CODE__MALFORMED, err);
+        return;
+    }
+    if (request->request_id) {
+        pending->reply.request_id = request->request_id; /* borrowed from the request */
+        if (!tf_valid_request_id (request->request_id)) {
+            s_reply_error (pending, TECHFEED__ERROR_CODE__INVALID,
+                           "/request_id: must be 1 to 64 printable ASCII characters");
+            pending->reply.request_id = NULL;
+            tf_wire_free (&request->base);
+            return;
+        }
+    }
+    if (request->has_version && request->version != TF_PROTOCOL_VERSION)
+        snprintf (err, sizeof err, "protocol version %u is not supported (this service speaks %d)",
+                  request->version, TF_PROTOCOL_VERSION);
+    else if (request->n_ops == 0)
+        snprintf (err, sizeof err, "/ops: a request needs at least one operation");
+    else if ((int64_t) request->n_ops > self->config->max_ops)
+        snprintf (err, sizeof err,
+                  "/ops: %zu operations exceed the limit of %" PRId64 " per request (--max-ops)",
+                  request->n_ops, self->config->max_ops);
+    else {
+        pending->request = request;
+        return;
+    }
+    Techfeed__ErrorCode code = request->has_version && request->version != TF_PROTOCOL_VERSION
+                                   ? TECHFEED__ERROR_CODE__UNSUPPORTED
+                               : request->n_ops == 0 ? TECHFEED__ERROR_CODE__INVALID
+                                                     : TECHFEED__ERROR_CODE__TOO_LARGE;
+    s_reply_error (pending, code, err);
+    pending->reply.request_id = NULL;
+    tf_wire_free (&request->base);
+}
+
+/*  The change event for a stored put or delete, packed once. */
+static void s_event_add (s_pending_t *pending, const tf_server_t *self,
+                         const Techfeed__Milestone *record, const char *id,
+                         const tf_change_t *change, bool is_delete)
+{
+    Techfeed__ChangeEvent event = TECHFEED__CHANGE_EVENT__INIT;
+    Techfeed__Milestone stored;
+    event.epoch = (char *) self->epoch;
+    event.has_sequence = event.has_kind = event.has_sector = event.has_revision = 1;
+    event.has_sector_prev_sequence = event.has_timestamp_ms = 1;
+    event.sequence = change->sequence;
+    event.kind =
+        is_delete ? TECHFEED__CHANGE_KIND__CHANGE_DELETE : TECHFEED__CHANGE_KIND__CHANGE_PUT;
+    event.sector = (Techfeed__Sector) change->sector;
+    event.id = (char *) id;
+    event.revision = change->revision;
+    event.sector_prev_sequence = change->sector_prev_sequence;
+    event.timestamp_ms = change->timestamp_ms;
+    if (!is_delete) {
+        stored = *record; /* shallow: only the server-assigned fields differ */
+        stored.has_revision = stored.has_updated_at_ms = 1;
+        stored.revision = change->revision;
+        stored.updated_at_ms = change->timestamp_ms;
+        event.record = &stored;
+    }
+    s_event_t *packed = (s_event_t *) zmalloc (sizeof *packed);
+    packed->topic = tf_sector_slug (change->sector);
+    packed->data = tf_wire_pack (&event.base, &packed->size);
+    zlistx_add_end (pending->events, packed);
+}
+
+/*  Applies one operation inside the open transaction. Returns 0 when the
+    item is done (stored or refused, the item says which), -1 when the
+    database failed and the whole group must be rolled back. */
+static int s_apply (tf_server_t *self, s_pending_t *pending, size_t index, int64_t now_ms)
+{
+    Techfeed__Operation *op = pending->request->ops[index];
+    Techfeed__ItemResult *item = &pending->items[index];
+    tf_change_t change = { 0 };
+    tf_verror_t verr;
+    int rc;
+    const char *id = NULL;
+
+    if (op->kind == TECHFEED__OP_KIND__OP_PUT) {
+        if (!op->record) {
+            s_item_error (item, TECHFEED__ERROR_CODE__INVALID, "/record", "a put needs a record");
+            return 0;
+        }
+        id = op->record->id;
+        if (id && tf_valid_id (id))
+            item->id = strdup (id);
+        if (tf_validate_milestone (op->record, &verr)) {
+            s_item_error (item, TECHFEED__ERROR_CODE__INVALID, verr.field, "%s", verr.message);
+            return 0;
+        }
+        rc = tf_store_put (self->store, op->record, op->has_expected_revision,
+                           op->expected_revision, now_ms, &change);
+    } else if (op->kind == TECHFEED__OP_KIND__OP_DELETE) {
+        id = op->id;
+        if (!id || !tf_valid_id (id)) {
+            s_item_error (item, TECHFEED__ERROR_CODE__INVALID, "/id",
+                          "a delete needs an id of [a-z0-9][a-z0-9._-]*, 1 to %d bytes", TF_ID_MAX);
+            return 0;
+        }
+        item->id = strdup (id);
+        rc = tf_store_delete (self->store, id, op->has_expected_revision, op->expected_revision,
+                              now_ms, &change);
+    } else {
+        s_item_error (item, TECHFEED__ERROR_CODE__INVALID, "/kind",
+                      "operation kind must be OP_PUT or OP_DELETE");
+        return 0;
+    }
+
+    switch (rc) {
+        case TF_STORE_OK:
+            item->has_code = item->has_sequence = item->has_revision = 1;
+            item->code = TECHFEED__ERROR_CODE__OK;
+            item->sequence = change.sequence;
+            item->revision = change.revision;
+            s_event_add (pending, self, op->record, id, &change,
+                         op->kind == TECHFEED__OP_KIND__OP_DELETE);
+            return 0;
+        case TF_STORE_CONFLICT:
+            s_item_error (item, TECHFEED__ERROR_CODE__CONFLICT, "/expected_revision",
+                          "expected revision %" PRIu64 ", stored revision is %" PRIu64,
+                          op->expected_revision, change.current_revision);
+            item->has_current_revision = 1;
+            item->current_revision = change.current_revision;
+            return 0;
+        case TF_STORE_NOT_FOUND:
+            s_item_error (item, TECHFEED__ERROR_CODE__NOT_FOUND, "/id", "no milestone with id '%s'",
+                          id);
+            return 0;
+        case TF_STORE_IMMUTABLE:
+            s_item_error (item, TECHFEED__ERROR_CODE__INVALID, "/sector",
+                          "'%s' is stored in sector %s; a sector cannot change (delete the "
+                          "record and put it again)",
+                          id,
+                          tf_sector_slug (change.sector) ? tf_sector_slug (change.sector) : "?");
+            return 0;
+        default: return -1;
+    }
+}
+
+/*  Processes one decoded request: replay, or apply every operation. */
+static int s_process (tf_server_t *self, s_pending_t *pending, int64_t now_ms)
+{
+    Techfeed__IngestRequest *request = pending->request;
+    if (request->request_id &&
+        tf_store_request_get (self->store, request->request_id, &pending->replayed,
+                              &pending->replayed_size) == TF_STORE_OK)
+        return 0;
+
+    size_t count = request->n_ops;
+    pending->items = (Techfeed__ItemResult *) zmalloc (count * sizeof *pending->items);
+    pending->reply.results = (Techfeed__ItemResult **) zmalloc (count * sizeof (void *));
+    pending->reply.n_results = count;
+    for (size_t i = 0; i < count; i++) {
+        techfeed__item_result__init (&pending->items[i]);
+        pending->reply.results[i] = &pending->items[i];
+    }
+    if (request->atomic && tf_store_savepoint (self->store))
+        return -1;
+    size_t failed = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (s_apply (self, pending, i, now_ms))
+            return -1;
+        failed += pending->items[i].code != TECHFEED__ERROR_CODE__OK;
+    }
+    if (request->atomic) {
+        if (failed && tf_store_rollback_to (self->store))
+            return -1;
+        if (!failed && tf_store_release (self->store))
+            return -1;
+        for (size_t i = 0; failed && i < count; i++)
+            if (pending->items[i].code == TECHFEED__ERROR_CODE__OK) {
+                pending->items[i].has_sequence = pending->items[i].has_revision = 0;
+                s_item_error (&pending->items[i], TECHFEED__ERROR_CODE__ABORTED, NULL,
+                              "not stored: %zu other operation(s) of this atomic request failed",
+                              failed);
+            }
+        if (failed)
+            zlistx_purge (pending->events);
+    }
+    self->rejected_total += failed;
+    if (request->request_id) {
+        size_t size;
+        uint8_t *data = tf_wire_pack (&pending->reply.base, &size);
+        int rc = tf_store_request_put (self->store, request->request_id, data, size, now_ms);
+        free (data);
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
+/*  The database failed: nothing of the group was stored. */
+static void s_fail_group (zlistx_t *group, Techfeed__ErrorCode code, const char *why)
+{
+    for (s_pending_t *p = (s_pending_t *) zlistx_first (group); p;
+         p = (s_pending_t *) zlistx_next (group)) {
+        if (!p->request)
+            continue;
+        //  A replay may come from a request of this same, failed group.
+        free (p->replayed);
+        p->replayed = NULL;
+        for (size_t i = 0; i < p->reply.n_results; i++) {
+            p->items[i].has_sequence = p->items[i].has_revision = 0;
+            s_item_error (&p->items[i], code, NULL, "not stored: %s", why);
+        }
+        s_reply_error (p, code, why);
+        zlistx_purge (p->events);
+    }
+}
+
+static void s_send_reply (tf_server_t *self, s_pending_t *pending)
+{
+    if (pending->replayed) {
+        Techfeed__IngestReply *cached =
+            techfeed__ingest_reply__unpack (NULL, pending->replayed_size, pending->replayed);
+        if (cached) {
+            cached->has_replayed = cached->replayed = 1;
+            tf_envelope_reply (self->ingest, &pending->envelope, &cached->base);
+            techfeed__ingest_reply__free_unpacked (cached, NULL);
+            return;
+        }
+        s_reply_error (pending, TECHFEED__ERROR_CODE__STORAGE, "cached reply is unreadable");
+    }
+    tf_envelope_reply (self->ingest, &pending->envelope, &pending->reply.base);
+}
+
+static void s_publish (tf_server_t *self, s_pending_t *pending)
+{
+    void *handle = zsock_resolve (self->events);
+    for (s_event_t *e = (s_event_t *) zlistx_first (pending->events); e;
+         e = (s_event_t *) zlistx_next (pending->events)) {
+        //  PUB never blocks: past the high-water mark the subscriber loses
+        //  the event and repairs from the log (PROTOCOL.md §9).
+        zmq_send (handle, e->topic, strlen (e->topic), ZMQ_SNDMORE);
+        zmq_send (handle, e->data, e->size, 0);
+        self->changes_total++;
+    }
+}
+
+static s_pending_t *s_pending_new (tf_server_t *self)
+{
+    s_pending_t *pending = (s_pending_t *) zmalloc (sizeof *pending);
+    if (tf_envelope_recv (self->ingest, &pending->envelope)) {
+        free (pending);
+        return NULL;
+    }
+    techfeed__ingest_reply__init (&pending->reply);
+    pending->reply.has_version = 1;
+    pending->reply.version = TF_PROTOCOL_VERSION;
+    pending->reply.has_code = 1;
+    pending->reply.epoch = self->epoch;
+    pending->events = zlistx_new ();
+    zlistx_set_destructor (pending->events, s_event_destroy);
+    s_pending_decode (self, pending);
+    return pending;
+}
+
+static void s_log_refusals (const s_pending_t *pending)
+{
+    if (!pending->request) {
+        tf_info ("refused request: %s: %s", tf_error_name (pending->reply.code),
+                 pending->reply.message);
+        return;
+    }
+    for (size_t i = 0; i < pending->reply.n_results; i++) {
+        const Techfeed__ItemResult *item = &pending->items[i];
+        if (item->code != TECHFEED__ERROR_CODE__OK && item->code != TECHFEED__ERROR_CODE__ABORTED)
+            tf_info ("refused op %zu id=%s: %s %s%s%s", i, item->id ? item->id : "-",
+                     tf_error_name (item->code), item->field ? item->field : "",
+                     item->field ? ": " : "", item->message ? item->message : "");
+    }
+}
+
+void tf_ingest_handle (tf_server_t *self)
+{
+    zlistx_t *group = zlistx_new ();
+    size_t decoded = 0;
+    //  Take what is waiting now, up to the group bound.
+    while ((int64_t) zlistx_size (group) < self->config->group_max &&
+           (zsock_events (self->ingest) & ZMQ_POLLIN)) {
+        s_pending_t *pending = s_pending_new (self);
+        if (!pending)
+            break;
+        zlistx_add_end (group, pending);
+        decoded += pending->request != NULL;
+    }
+    int64_t now_ms = tf_now_ms ();
+    uint64_t first_seq = 0, last_seq = 0;
+    if (decoded) {
+        int failed = tf_store_begin (self->store);
+        for (s_pending_t *p = (s_pending_t *) zlistx_first (group); p && !failed;
+             p = (s_pending_t *) zlistx_next (group))
+            if (p->request)
+                failed = s_process (self, p, now_ms);
+        if (!failed)
+            failed = tf_store_commit (self->store);
+        if (failed) {
+            bool full = strstr (tf_store_errstr (self->store), "full") != NULL;
+            tf_error ("write transaction failed, %zu request(s) not stored: %s", decoded,
+                      tf_store_errstr (self->store));
+            s_fail_group (group,
+                          full ? TECHFEED__ERROR_CODE__STORAGE_FULL : TECHFEED__ERROR_CODE__STORAGE,
+                          tf_store_errstr (self->store));
+            tf_store_rollback (self->store);
+        }
+    }
+    for (s_pending_t *p = (s_pending_t *) zlistx_first (group); p;
+         p = (s_pending_t *) zlistx_next (group)) {
+        s_log_refusals (p);
+        s_send_reply (self, p);
+    }
+    for (s_pending_t *p = (s_pending_t *) zlistx_first (group); p;
+         p = (s_pending_t *) zlistx_next (group)) {
+        s_event_t *first = (s_event_t *) zlistx_first (p->events);
+        if (first && !first_seq)
+            first_seq = self->head + 1;
+        last_seq = self->head += zlistx_size (p->events);
+        s_publish (self, p);
+        s_pending_destroy (p);
+    }
+    if (first_seq)
+        tf_debug ("committed %zu request(s), seq %" PRIu64 "..%" PRIu64, decoded, first_seq,
+                  last_seq);
+    zlistx_destroy (&group);
+}

@@ -1,0 +1,309 @@
+/*  tf_server — lifecycle, heartbeats and housekeeping of techfeed-ingestd.
+    Writes are in tf_ingest.c, reads in tf_sync.c.
+*/
+#include "tf_log.h"
+#include "tf_server_int.h"
+
+#include <errno.h>
+#include <sys/stat.h>
+
+#define TF_MAINTENANCE_MS 60000 /* trim the log, forget old request ids */
+
+/*  Binds `socket` to each comma-separated endpoint; the bound endpoints
+    (ports resolved when given as '*') are appended to `bound`. */
+static int s_bind_all (zsock_t *socket, const char *name, const char *endpoints, char *bound,
+                       size_t bound_size)
+{
+    char *list = strdup (endpoints);
+    char *save = NULL;
+    int rc = 0;
+    for (char *ep = strtok_r (list, ",", &save); ep; ep = strtok_r (NULL, ",", &save)) {
+        if (zsock_bind (socket, "%s", ep) == -1) {
+            tf_error ("cannot bind %s socket to %s: %s", name, ep, zmq_strerror (zmq_errno ()));
+            rc = -1;
+            break;
+        }
+        char *last = zsock_last_endpoint (socket);
+        size_t used = strlen (bound);
+        snprintf (bound + used, bound_size - used, "%s%s", used ? "," : "", last);
+        zstr_free (&last);
+    }
+    free (list);
+    return rc;
+}
+
+/*  The endpoints file lets a test or a supervisor find ports bound as '*'.
+    Written to a temporary name and renamed, so readers never see half. */
+static int s_write_endpoints (const char *path, const char *ingest, const char *events,
+                              const char *sync)
+{
+    char tmp[4096];
+    snprintf (tmp, sizeof tmp, "%s.tmp", path);
+    FILE *file = fopen (tmp, "w");
+    if (!file)
+        return -1;
+    fprintf (file, "ingest=%s\nevents=%s\nsync=%s\n", ingest, events, sync);
+    if (fclose (file) != 0 || rename (tmp, path) != 0)
+        return -1;
+    return 0;
+}
+
+/*  High-water file beside the database: "epoch head". If the database's
+    head is below what this file says was served, the database went back in
+    time (restored from a copy): the service takes a new epoch so clients
+    resync instead of trusting sequences that now mean other changes. */
+static void s_hwm_path (const tf_server_t *self, char *out, size_t size)
+{
+    snprintf (out, size, "%s.hwm", tf_store_path (self->store));
+}
+
+static void s_hwm_write (tf_server_t *self)
+{
+    char path[4096], tmp[4200];
+    s_hwm_path (self, path, sizeof path);
+    snprintf (tmp, sizeof tmp, "%s.tmp", path);
+    FILE *file = fopen (tmp, "w");
+    if (file) {
+        fprintf (file, "%s %" PRIu64 "\n", self->epoch, self->head);
+        if (fclose (file) == 0 && rename (tmp, path) == 0)
+            return;
+    }
+    tf_warn ("cannot write %s: %s", path, strerror (errno));
+}
+
+static int s_hwm_check (tf_server_t *self)
+{
+    char path[4096], epoch[64] = "";
+    uint64_t served = 0;
+    s_hwm_path (self, path, sizeof path);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return 0;
+    int fields = fscanf (file, "%63s %" SCNu64, epoch, &served);
+    fclose (file);
+    if (fields != 2 || strcmp (epoch, self->epoch) != 0 || served <= self->head)
+        return 0;
+    tf_warn ("database head %" PRIu64 " is below the %" PRIu64 " already served in epoch %s: "
+             "it was restored from an older copy; starting a new epoch",
+             self->head, served, self->epoch);
+    if (tf_store_new_epoch (self->store)) {
+        tf_error ("cannot change the epoch: %s", tf_store_errstr (self->store));
+        return -1;
+    }
+    snprintf (self->epoch, sizeof self->epoch, "%s", tf_store_epoch (self->store));
+    return 0;
+}
+
+static void s_heartbeat (tf_server_t *self)
+{
+    tf_store_state_t state;
+    if (tf_store_state (self->store, &state)) {
+        tf_error ("cannot read state for the heartbeat: %s", tf_store_errstr (self->store));
+        return;
+    }
+    bool moved = state.head_sequence != self->head;
+    self->head = state.head_sequence;
+    Techfeed__SectorHead heads[TF_SECTOR_MAX], *head_ptrs[TF_SECTOR_MAX];
+    Techfeed__Heartbeat beat = TECHFEED__HEARTBEAT__INIT;
+    beat.epoch = self->epoch;
+    beat.has_head_sequence = beat.has_interval_ms = beat.has_timestamp_ms = 1;
+    beat.has_log_first_sequence = 1;
+    beat.head_sequence = state.head_sequence;
+    beat.interval_ms = (uint32_t) self->config->heartbeat_ms;
+    beat.timestamp_ms = tf_now_ms ();
+    beat.log_first_sequence = state.log_first_sequence;
+    beat.n_sector_heads = tf_sector_heads_fill (state.sector_heads, heads, head_ptrs);
+    beat.sector_heads = head_ptrs;
+    size_t size;
+    uint8_t *data = tf_wire_pack (&beat.base, &size);
+    void *handle = zsock_resolve (self->events);
+    zmq_send (handle, TF_HEARTBEAT_TOPIC, strlen (TF_HEARTBEAT_TOPIC), ZMQ_SNDMORE);
+    zmq_send (handle, data, size, 0);
+    free (data);
+    if (moved || self->hwm_written != self->head) {
+        s_hwm_write (self);
+        self->hwm_written = self->head;
+    }
+}
+
+static void s_maintenance (tf_server_t *self)
+{
+    const tf_server_config_t *config = self->config;
+    int64_t now = tf_now_ms ();
+    if (tf_store_request_expire (self->store, now - config->idempotency_ms))
+        tf_warn ("cannot expire request ids: %s", tf_store_errstr (self->store));
+    if ((config->log_keep || config->log_max_age_ms) &&
+        tf_store_trim (self->store, (uint64_t) config->log_keep,
+                       config->log_max_age_ms ? now - config->log_max_age_ms : 0))
+        tf_warn ("cannot trim the log: %s", tf_store_errstr (self->store));
+}
+
+static zsock_t *s_socket (int type, const tf_server_config_t *config)
+{
+    zsock_t *socket = zsock_new (type);
+    assert (socket);
+    zsock_set_linger (socket, 1000);
+    if (type == ZMQ_PUB)
+        zsock_set_sndhwm (socket, (int) config->pub_hwm);
+    else
+        zsock_set_maxmsgsize (socket, config->max_frame);
+    return socket;
+}
+
+static int s_ensure_dir (const char *dir)
+{
+    if (mkdir (dir, 0750) == 0 || errno == EEXIST)
+        return 0;
+    tf_error ("cannot create data directory %s: %s", dir, strerror (errno));
+    return -1;
+}
+
+static void s_server_destroy (tf_server_t **self_p)
+{
+    tf_server_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->store && self->events)
+        s_hwm_write (self);
+    tf_sync_destroy (&self->cursors);
+    zsock_destroy (&self->ingest);
+    zsock_destroy (&self->events);
+    zsock_destroy (&self->sync);
+    tf_store_destroy (&self->store); /* last close checkpoints the WAL */
+    free (self);
+    *self_p = NULL;
+}
+
+static tf_server_t *s_server_new (const tf_server_config_t *config)
+{
+    tf_server_t *self = (tf_server_t *) zmalloc (sizeof *self);
+    self->config = config;
+    self->cursors = tf_sync_new ();
+    self->hwm_written = UINT64_MAX;
+    char path[4096], err[512];
+    if (config->db && *config->db)
+        snprintf (path, sizeof path, "%s", config->db);
+    else {
+        if (s_ensure_dir (config->data_dir)) {
+            s_server_destroy (&self);
+            return NULL;
+        }
+        snprintf (path, sizeof path, "%s/techfeed.db", config->data_dir);
+    }
+    self->store = tf_store_new (path, err, sizeof err);
+    if (!self->store) {
+        tf_error ("cannot open the database: %s", err);
+        s_server_destroy (&self);
+        return NULL;
+    }
+    tf_store_state_t state;
+    if (tf_store_state (self->store, &state)) {
+        tf_error ("cannot read %s: %s", path, tf_store_errstr (self->store));
+        s_server_destroy (&self);
+        return NULL;
+    }
+    snprintf (self->epoch, sizeof self->epoch, "%s", state.epoch);
+    self->head = state.head_sequence;
+    if (s_hwm_check (self)) {
+        s_server_destroy (&self);
+        return NULL;
+    }
+    self->ingest = s_socket (ZMQ_ROUTER, config);
+    self->events = s_socket (ZMQ_PUB, config);
+    self->sync = s_socket (ZMQ_ROUTER, config);
+    char ingest[1024] = "", events[1024] = "", sync[1024] = "";
+    if (s_bind_all (self->ingest, "ingest", config->ingest, ingest, sizeof ingest) ||
+        s_bind_all (self->events, "events", config->events, events, sizeof events) ||
+        s_bind_all (self->sync, "sync", config->sync, sync, sizeof sync)) {
+        s_server_destroy (&self);
+        return NULL;
+    }
+    if (config->endpoints_file && *config->endpoints_file &&
+        s_write_endpoints (config->endpoints_file, ingest, events, sync)) {
+        tf_error ("cannot write endpoints file %s: %s", config->endpoints_file, strerror (errno));
+        s_server_destroy (&self);
+        return NULL;
+    }
+    char digest[17];
+    tf_digest_format (state.digest, digest);
+    tf_info ("techfeed-ingestd %s: database %s epoch %s head %" PRIu64 " records %" PRIu64
+             " digest %s",
+             TF_VERSION, path, self->epoch, state.head_sequence, state.record_count, digest);
+    tf_info ("listening: ingest %s, events %s, sync %s", ingest, events, sync);
+    return self;
+}
+
+/*  The loop: ingest first (writers wait on fsync), then sync requests,
+    heartbeats on time, housekeeping now and then. Returns when `pipe`
+    says $TERM or, without a pipe, when a signal interrupts. */
+static void s_server_loop (tf_server_t *self, zsock_t *pipe)
+{
+    zpoller_t *poller = zpoller_new (self->ingest, self->sync, NULL);
+    if (pipe)
+        zpoller_add (poller, pipe);
+    int64_t next_beat = 0, next_maintenance = tf_now_ms () + TF_MAINTENANCE_MS;
+    while (true) {
+        int64_t now = tf_now_ms ();
+        if (now >= next_beat) {
+            s_heartbeat (self);
+            tf_sync_expire (self, now);
+            next_beat = now + self->config->heartbeat_ms;
+        }
+        if (now >= next_maintenance) {
+            s_maintenance (self);
+            next_maintenance = now + TF_MAINTENANCE_MS;
+        }
+        void *which = zpoller_wait (poller, (int) (next_beat - now));
+        if (zpoller_terminated (poller))
+            break;
+        if (which == pipe && pipe) {
+            char *command = zstr_recv (pipe);
+            bool term = !command || streq (command, "$TERM");
+            zstr_free (&command);
+            if (term)
+                break;
+        }
+        //  Drain both sockets on every wake-up, writes first.
+        if (zsock_events (self->ingest) & ZMQ_POLLIN)
+            tf_ingest_handle (self);
+        if (zsock_events (self->sync) & ZMQ_POLLIN)
+            tf_sync_handle (self);
+    }
+    zpoller_destroy (&poller);
+}
+
+static void s_apply_log_settings (const tf_server_config_t *config)
+{
+    int level = tf_log_level_from_name (config->log_level);
+    int format = tf_log_format_from_name (config->log_format);
+    if (level >= 0)
+        tf_log_set_level ((tf_log_level_t) level);
+    if (format >= 0)
+        tf_log_set_format ((tf_log_format_t) format);
+}
+
+int tf_server_run (const tf_server_config_t *config)
+{
+    s_apply_log_settings (config);
+    tf_server_t *self = s_server_new (config);
+    if (!self)
+        return -1;
+    s_server_loop (self, NULL);
+    tf_info ("stopping: %" PRIu64 " changes published, head %" PRIu64, self->changes_total,
+             self->head);
+    s_server_destroy (&self);
+    tf_info ("stopped");
+    return 0;
+}
+
+void tf_server_actor (zsock_t *pipe, void *args)
+{
+    const tf_server_config_t *config = (const tf_server_config_t *) args;
+    s_apply_log_settings (config);
+    tf_server_t *self = s_server_new (config);
+    zsock_signal (pipe, self ? 0 : 1);
+    if (!self)
+        return;
+    s_server_loop (self, pipe);
+    s_server_destroy (&self);
+}

@@ -1,0 +1,70 @@
+/*  Private to techfeed-ingestd: the server state shared by its parts
+    (tf_server.c lifecycle and heartbeats, tf_ingest.c writes, tf_sync.c
+    reads) and the request/reply envelope they both speak.
+*/
+#ifndef TF_SERVER_INT_H_INCLUDED
+#define TF_SERVER_INT_H_INCLUDED
+
+#include "tf_server.h"
+#include "tf_store.h"
+#include "tf_wire.h"
+
+typedef struct _tf_sync_t tf_sync_t;
+
+typedef struct {
+    const tf_server_config_t *config;
+    tf_store_t *store;
+    zsock_t *ingest;         /* ROUTER: IngestRequest -> IngestReply */
+    zsock_t *events;         /* PUB: [sector][ChangeEvent], ["heartbeat"][Heartbeat] */
+    zsock_t *sync;           /* ROUTER: SyncRequest -> SyncReply */
+    tf_sync_t *cursors;      /* open snapshot/catch-up cursors */
+    char epoch[33];          /* the database's epoch */
+    uint64_t head;           /* last committed sequence */
+    uint64_t changes_total;  /* changes published since start */
+    uint64_t rejected_total; /* operations refused since start */
+    uint64_t hwm_written;    /* head last written to the high-water file */
+} tf_server_t;
+
+/*  A request as it arrived on a ROUTER socket:
+
+    +----------+----------------+------+
+    | identity | [empty frame]  | body |     the empty frame only from REQ clients
+    +----------+----------------+------+
+*/
+typedef struct {
+    zframe_t *identity; /* routing id, owned */
+    bool delimiter;     /* the client is REQ: echo the empty frame */
+    zframe_t *body;     /* owned; NULL when the shape was wrong */
+    char error[128];    /* why the shape was wrong */
+} tf_envelope_t;
+
+/*  Receives one message; 0 with the envelope filled (body NULL and error
+    set when the frames are not a request), -1 when nothing could be read. */
+int tf_envelope_recv (zsock_t *socket, tf_envelope_t *envelope);
+/*  Sends `message` packed as the reply to `envelope`. */
+void tf_envelope_reply (zsock_t *socket, const tf_envelope_t *envelope,
+                        const ProtobufCMessage *message);
+void tf_envelope_send_bytes (zsock_t *socket, const tf_envelope_t *envelope, const uint8_t *data,
+                             size_t size);
+void tf_envelope_clear (tf_envelope_t *envelope);
+
+/*  Bytes a decoded request may allocate: generous for valid input,
+    bounded for hostile input. */
+size_t tf_decode_budget (size_t frame_size);
+
+/*  Ingest (tf_ingest.c): drains pending requests into one transaction. */
+void tf_ingest_handle (tf_server_t *self);
+
+/*  Sync (tf_sync.c). */
+tf_sync_t *tf_sync_new (void);
+void tf_sync_destroy (tf_sync_t **self_p);
+void tf_sync_handle (tf_server_t *self);
+void tf_sync_expire (tf_server_t *self, int64_t now_ms);
+size_t tf_sync_open_cursors (tf_server_t *self);
+
+/*  Per-sector heads 1..TF_SECTOR_MAX as SectorHead messages in `storage`,
+    pointed to by `pointers`. Returns the count. */
+size_t tf_sector_heads_fill (const uint64_t *heads, Techfeed__SectorHead *storage,
+                             Techfeed__SectorHead **pointers);
+
+#endif

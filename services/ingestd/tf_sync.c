@@ -1,0 +1,394 @@
+/*  Sync: snapshots, catch-ups, gets and status on the sync ROUTER.
+
+    Snapshots and catch-ups are cursors: each holds a read transaction on a
+    connection of its own, and the client pulls one bounded chunk per
+    request (SYNC_NEXT), so a 100k-record snapshot is never built in memory
+    and writers go on meanwhile (WAL).
+*/
+#include "tf_log.h"
+#include "tf_server_int.h"
+#include "tf_validate.h"
+
+#define TF_CHUNK_DEFAULT 500
+#define TF_CHUNK_BYTES (1024 * 1024) /* a chunk stops growing past this */
+#define TF_GET_MAX 1000
+
+/*  An open cursor. */
+typedef struct {
+    uint64_t id;               /* what the client sends back in SYNC_NEXT */
+    tf_store_cursor_t *cursor; /* the read transaction */
+    bool changes;              /* catch-up (changes) or snapshot (records) */
+    uint32_t chunk;            /* records per reply */
+    int64_t last_used_ms;      /* for the idle timeout */
+    uint64_t sent;             /* items sent so far, for the log */
+} s_cursor_t;
+
+struct _tf_sync_t {
+    zlistx_t *cursors; /* s_cursor_t, few (max_cursors) */
+    uint64_t next_id;  /* cursor ids are not reused within a run */
+};
+
+static void s_cursor_destroy (void **item)
+{
+    s_cursor_t *cursor = (s_cursor_t *) *item;
+    if (cursor) {
+        tf_store_cursor_destroy (&cursor->cursor);
+        free (cursor);
+        *item = NULL;
+    }
+}
+
+tf_sync_t *tf_sync_new (void)
+{
+    tf_sync_t *self = (tf_sync_t *) zmalloc (sizeof *self);
+    self->cursors = zlistx_new ();
+    zlistx_set_destructor (self->cursors, s_cursor_destroy);
+    self->next_id = 1;
+    return self;
+}
+
+void tf_sync_destroy (tf_sync_t **self_p)
+{
+    if (*self_p) {
+        zlistx_destroy (&(*self_p)->cursors);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+size_t tf_sync_open_cursors (tf_server_t *self)
+{
+    return zlistx_size (self->cursors->cursors);
+}
+
+void tf_sync_expire (tf_server_t *self, int64_t now_ms)
+{
+    zlistx_t *list = self->cursors->cursors;
+    void *handle = zlistx_first (list) ? zlistx_cursor (list) : NULL;
+    for (s_cursor_t *c = (s_cursor_t *) zlistx_first (list); c;) {
+        handle = zlistx_cursor (list);
+        c = (s_cursor_t *) zlistx_next (list);
+        s_cursor_t *current = (s_cursor_t *) zlistx_handle_item (handle);
+        if (now_ms - current->last_used_ms > self->config->cursor_idle_ms) {
+            tf_info ("closed idle cursor %" PRIu64 " after %" PRIu64 " items", current->id,
+                     current->sent);
+            zlistx_delete (list, handle);
+        }
+    }
+}
+
+/*  Frees what a reply owns: records, changes. The struct is the caller's. */
+static void s_reply_clear (Techfeed__SyncReply *reply)
+{
+    for (size_t i = 0; i < reply->n_records; i++)
+        techfeed__milestone__free_unpacked (reply->records[i], NULL);
+    for (size_t i = 0; i < reply->n_changes; i++)
+        techfeed__change_event__free_unpacked (reply->changes[i], NULL);
+    free (reply->records);
+    free (reply->changes);
+}
+
+static void s_reply_init (tf_server_t *self, Techfeed__SyncReply *reply)
+{
+    techfeed__sync_reply__init (reply);
+    reply->has_version = reply->has_code = 1;
+    reply->version = TF_PROTOCOL_VERSION;
+    reply->code = TECHFEED__ERROR_CODE__OK;
+    reply->epoch = self->epoch;
+}
+
+static void s_reply_error (tf_server_t *self, const tf_envelope_t *envelope,
+                           Techfeed__ErrorCode code, const char *format, ...)
+{
+    char message[300];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (message, sizeof message, format, args);
+    va_end (args);
+    Techfeed__SyncReply reply;
+    s_reply_init (self, &reply);
+    reply.code = code;
+    reply.message = message;
+    tf_envelope_reply (self->sync, envelope, &reply.base);
+}
+
+/*  Sends the next chunk of `cursor`; at its end, the end mark, and the
+    cursor is closed. */
+static void s_send_chunk (tf_server_t *self, const tf_envelope_t *envelope, void *handle)
+{
+    zlistx_t *list = self->cursors->cursors;
+    s_cursor_t *c = (s_cursor_t *) zlistx_handle_item (handle);
+    Techfeed__SyncReply reply;
+    s_reply_init (self, &reply);
+    void **items = (void **) zmalloc (c->chunk * sizeof (void *));
+    size_t count = 0, bytes = 0;
+    int rc = 1;
+    while (count < c->chunk && bytes < TF_CHUNK_BYTES) {
+        rc = c->changes
+                 ? tf_store_cursor_next_change (c->cursor, (Techfeed__ChangeEvent **) &items[count])
+                 : tf_store_cursor_next_record (c->cursor, (Techfeed__Milestone **) &items[count]);
+        if (rc != 1)
+            break;
+        bytes += protobuf_c_message_get_packed_size ((ProtobufCMessage *) items[count]);
+        count++;
+    }
+    if (c->changes) {
+        reply.changes = (Techfeed__ChangeEvent **) items;
+        reply.n_changes = count;
+    } else {
+        reply.records = (Techfeed__Milestone **) items;
+        reply.n_records = count;
+    }
+    c->sent += count;
+    c->last_used_ms = tf_now_ms ();
+    Techfeed__SectorHead heads[TF_SECTOR_MAX], *head_ptrs[TF_SECTOR_MAX];
+    if (rc < 0) {
+        reply.code = TECHFEED__ERROR_CODE__STORAGE;
+        reply.message = (char *) tf_store_errstr (self->store);
+        tf_error ("cursor %" PRIu64 " failed: %s", c->id, reply.message);
+    }
+    if (rc == 1) {
+        reply.has_cursor = 1;
+        reply.cursor = c->id;
+    } else {
+        reply.has_end = reply.end = 1;
+        reply.has_sequence = 1;
+        reply.sequence = tf_store_cursor_sequence (c->cursor);
+        reply.n_sector_heads =
+            tf_sector_heads_fill (tf_store_cursor_sector_heads (c->cursor), heads, head_ptrs);
+        reply.sector_heads = head_ptrs;
+    }
+    //  A full chunk may have been the last one; the client learns it from
+    //  the next (empty) end mark.
+    tf_envelope_reply (self->sync, envelope, &reply.base);
+    if (rc != 1) {
+        tf_info ("%s %" PRIu64 " done: %" PRIu64 " items up to seq %" PRIu64,
+                 c->changes ? "catch-up" : "snapshot", c->id, c->sent, reply.sequence);
+        zlistx_delete (list, handle);
+    }
+    s_reply_clear (&reply);
+}
+
+/*  Filter fields come from the network: check them like record fields. */
+static int s_check_filter (const Techfeed__Filter *filter, char *err, size_t errlen)
+{
+    if (!filter)
+        return 0;
+    if (filter->n_sectors > TF_SECTOR_MAX * 4)
+        return snprintf (err, errlen, "/filter/sectors: more than %d entries", TF_SECTOR_MAX * 4),
+               -1;
+    for (size_t i = 0; i < filter->n_sectors; i++)
+        if (!tf_sector_slug (filter->sectors[i]))
+            return snprintf (err, errlen, "/filter/sectors/%zu: not a sector", i), -1;
+    if (filter->organization && (!tf_valid_text (filter->organization, false) ||
+                                 strlen (filter->organization) > TF_NAME_MAX))
+        return snprintf (err, errlen, "/filter/organization: not a valid organization name"), -1;
+    if (filter->country && !tf_valid_country (filter->country))
+        return snprintf (err, errlen, "/filter/country: must be two upper-case letters"), -1;
+    if (filter->date_from && !tf_valid_date (filter->date_from))
+        return snprintf (err, errlen, "/filter/date_from: must be YYYY, YYYY-MM or YYYY-MM-DD"), -1;
+    if (filter->date_to && !tf_valid_date (filter->date_to))
+        return snprintf (err, errlen, "/filter/date_to: must be YYYY, YYYY-MM or YYYY-MM-DD"), -1;
+    return 0;
+}
+
+static void s_open_cursor (tf_server_t *self, const tf_envelope_t *envelope,
+                           const Techfeed__SyncRequest *request)
+{
+    bool changes = request->kind == TECHFEED__SYNC_KIND__SYNC_CATCHUP;
+    char err[256];
+    if (s_check_filter (request->filter, err, sizeof err)) {
+        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__INVALID, "%s", err);
+        return;
+    }
+    if ((int64_t) tf_sync_open_cursors (self) >= self->config->max_cursors) {
+        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__UNAVAILABLE,
+                       "%zu cursors are open (--max-cursors); retry later",
+                       tf_sync_open_cursors (self));
+        return;
+    }
+    tf_store_cursor_t *cursor = NULL;
+    int rc = TF_STORE_OK;
+    if (changes) {
+        if (!request->has_since_sequence) {
+            s_reply_error (self, envelope, TECHFEED__ERROR_CODE__INVALID,
+                           "/since_sequence: a catch-up needs a position");
+            return;
+        }
+        if (request->epoch && strcmp (request->epoch, self->epoch) != 0) {
+            s_reply_error (self, envelope, TECHFEED__ERROR_CODE__TRIMMED,
+                           "epoch %.40s is not this database's epoch %s: take a snapshot",
+                           request->epoch, self->epoch);
+            return;
+        }
+        cursor = tf_store_changes_open (self->store, request->since_sequence, request->filter, &rc);
+    } else
+        cursor = tf_store_snapshot_open (self->store, request->filter);
+    if (!cursor && rc == TF_STORE_TRIMMED) {
+        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__TRIMMED,
+                       "the log no longer holds every change after %" PRIu64 ": take a snapshot",
+                       request->since_sequence);
+        return;
+    }
+    if (!cursor) {
+        tf_error ("cannot open a cursor: %s", tf_store_errstr (self->store));
+        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__STORAGE, "%s",
+                       tf_store_errstr (self->store));
+        return;
+    }
+    s_cursor_t *c = (s_cursor_t *) zmalloc (sizeof *c);
+    c->id = self->cursors->next_id++;
+    c->cursor = cursor;
+    c->changes = changes;
+    uint32_t chunk =
+        request->has_chunk_size && request->chunk_size ? request->chunk_size : TF_CHUNK_DEFAULT;
+    c->chunk =
+        chunk > (uint32_t) self->config->chunk_max ? (uint32_t) self->config->chunk_max : chunk;
+    tf_info ("%s %" PRIu64 " opened at seq %" PRIu64 "%s", changes ? "catch-up" : "snapshot", c->id,
+             tf_store_cursor_sequence (cursor), changes ? "" : "");
+    s_send_chunk (self, envelope, zlistx_add_end (self->cursors->cursors, c));
+}
+
+static void *s_find_cursor (tf_server_t *self, uint64_t id)
+{
+    zlistx_t *list = self->cursors->cursors;
+    for (s_cursor_t *c = (s_cursor_t *) zlistx_first (list); c;
+         c = (s_cursor_t *) zlistx_next (list))
+        if (c->id == id)
+            return zlistx_cursor (list);
+    return NULL;
+}
+
+static void s_next (tf_server_t *self, const tf_envelope_t *envelope,
+                    const Techfeed__SyncRequest *request, bool close)
+{
+    void *handle = s_find_cursor (self, request->cursor);
+    if (!handle) {
+        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__NOT_FOUND,
+                       "cursor %" PRIu64 " is not open (finished, closed or idle too long)",
+                       request->cursor);
+        return;
+    }
+    if (!close) {
+        s_send_chunk (self, envelope, handle);
+        return;
+    }
+    zlistx_delete (self->cursors->cursors, handle);
+    Techfeed__SyncReply reply;
+    s_reply_init (self, &reply);
+    reply.has_end = reply.end = 1;
+    tf_envelope_reply (self->sync, envelope, &reply.base);
+}
+
+static void s_get (tf_server_t *self, const tf_envelope_t *envelope,
+                   const Techfeed__SyncRequest *request)
+{
+    if (request->n_ids > TF_GET_MAX) {
+        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__TOO_LARGE,
+                       "/ids: %zu ids exceed the limit of %d per request", request->n_ids,
+                       TF_GET_MAX);
+        return;
+    }
+    for (size_t i = 0; i < request->n_ids; i++)
+        if (!tf_valid_id (request->ids[i])) {
+            s_reply_error (self, envelope, TECHFEED__ERROR_CODE__INVALID,
+                           "/ids/%zu: not a milestone id", i);
+            return;
+        }
+    Techfeed__SyncReply reply;
+    s_reply_init (self, &reply);
+    reply.records = (Techfeed__Milestone **) zmalloc ((request->n_ids + 1) * sizeof (void *));
+    for (size_t i = 0; i < request->n_ids; i++) {
+        int rc = tf_store_get (self->store, request->ids[i], &reply.records[reply.n_records]);
+        if (rc == TF_STORE_OK)
+            reply.n_records++;
+        else if (rc != TF_STORE_NOT_FOUND) {
+            reply.code = TECHFEED__ERROR_CODE__STORAGE;
+            reply.message = (char *) tf_store_errstr (self->store);
+            break;
+        }
+    }
+    reply.has_end = reply.end = 1;
+    tf_envelope_reply (self->sync, envelope, &reply.base);
+    s_reply_clear (&reply);
+}
+
+static void s_status (tf_server_t *self, const tf_envelope_t *envelope)
+{
+    tf_store_state_t state;
+    if (tf_store_state (self->store, &state)) {
+        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__STORAGE, "%s",
+                       tf_store_errstr (self->store));
+        return;
+    }
+    char digest[17];
+    tf_digest_format (state.digest, digest);
+    Techfeed__SectorHead heads[TF_SECTOR_MAX], *head_ptrs[TF_SECTOR_MAX];
+    Techfeed__ServerStatus status = TECHFEED__SERVER_STATUS__INIT;
+    status.epoch = self->epoch;
+    status.has_head_sequence = status.has_record_count = status.has_log_first_sequence = 1;
+    status.head_sequence = state.head_sequence;
+    status.record_count = state.record_count;
+    status.log_first_sequence = state.log_first_sequence;
+    status.digest = digest;
+    status.version = (char *) TF_VERSION;
+    status.n_sector_heads = tf_sector_heads_fill (state.sector_heads, heads, head_ptrs);
+    status.sector_heads = head_ptrs;
+    Techfeed__SyncReply reply;
+    s_reply_init (self, &reply);
+    reply.status = &status;
+    reply.has_end = reply.end = 1;
+    reply.has_sequence = 1;
+    reply.sequence = state.head_sequence;
+    tf_envelope_reply (self->sync, envelope, &reply.base);
+}
+
+static void s_handle_one (tf_server_t *self, const tf_envelope_t *envelope)
+{
+    if (!envelope->body) {
+        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__MALFORMED, "%s", envelope->error);
+        tf_info ("refused sync request: %s", envelope->error);
+        return;
+    }
+    char err[256];
+    size_t size = zframe_size (envelope->body);
+    Techfeed__SyncRequest *request = (Techfeed__SyncRequest *) tf_wire_unpack (
+        &techfeed__sync_request__descriptor, zframe_data (envelope->body), size,
+        tf_decode_budget (size), err, sizeof err);
+    if (!request) {
+        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__MALFORMED, "%s", err);
+        tf_info ("refused sync request: %s", err);
+        return;
+    }
+    if (request->has_version && request->version != TF_PROTOCOL_VERSION)
+        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__UNSUPPORTED,
+                       "protocol version %u is not supported (this service speaks %d)",
+                       request->version, TF_PROTOCOL_VERSION);
+    else
+        switch (request->kind) {
+            case TECHFEED__SYNC_KIND__SYNC_SNAPSHOT:
+            case TECHFEED__SYNC_KIND__SYNC_CATCHUP: s_open_cursor (self, envelope, request); break;
+            case TECHFEED__SYNC_KIND__SYNC_NEXT:
+            case TECHFEED__SYNC_KIND__SYNC_CLOSE:
+                s_next (self, envelope, request, request->kind == TECHFEED__SYNC_KIND__SYNC_CLOSE);
+                break;
+            case TECHFEED__SYNC_KIND__SYNC_GET: s_get (self, envelope, request); break;
+            case TECHFEED__SYNC_KIND__SYNC_STATUS: s_status (self, envelope); break;
+            default:
+                s_reply_error (self, envelope, TECHFEED__ERROR_CODE__UNSUPPORTED,
+                               "/kind: sync request kind %d is not supported", (int) request->kind);
+        }
+    tf_wire_free (&request->base);
+}
+
+void tf_sync_handle (tf_server_t *self)
+{
+    //  A few requests per wake-up, so ingest is never starved by readers.
+    for (int i = 0; i < 16 && (zsock_events (self->sync) & ZMQ_POLLIN); i++) {
+        tf_envelope_t envelope;
+        if (tf_envelope_recv (self->sync, &envelope))
+            break;
+        s_handle_one (self, &envelope);
+        tf_envelope_clear (&envelope);
+    }
+}

@@ -1,0 +1,57 @@
+/*  tf_testkit — what integration tests need to drive the real programs:
+    start techfeed-ingestd on ephemeral loopback ports with a fresh data
+    directory, stop it by PID, run the CLI and capture its output, and
+    wait for conditions with a bound.
+*/
+#ifndef TF_TESTKIT_H_INCLUDED
+#define TF_TESTKIT_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct {
+    pid_t pid;        /* 0 when not running */
+    char dir[256];    /* data directory (owned by the test, removed by tf_service_cleanup) */
+    char log[300];    /* the service's stderr */
+    char ingest[128]; /* bound endpoints, read from the endpoints file */
+    char events[128];
+    char sync[128];
+} tf_service_t;
+
+/*  Path of a program built beside the tests ($TF_BUILD_DIR/name, default build/). */
+const char *tf_test_program (const char *name);
+
+/*  New temporary directory under $TMPDIR or /tmp; caller frees the path. */
+char *tf_test_tempdir (void);
+/*  rm -rf of a directory this test made. */
+void tf_test_rmtree (const char *path);
+
+/*  Starts the service. `svc->dir` empty: a new temporary data directory.
+    Endpoints: the ones already in svc (restart on the same ports) or
+    tcp://127.0.0.1:* for each that is empty. `extra` is a NULL-terminated
+    list of more arguments, or NULL. Waits (bounded) for the endpoints
+    file. 0 on success. */
+int tf_service_start (tf_service_t *svc, const char *const *extra);
+/*  SIGTERM, then waits up to timeout_ms; returns the exit status, or -1 if
+    it had to be killed. */
+int tf_service_stop (tf_service_t *svc, int timeout_ms);
+/*  SIGKILL and reap. */
+void tf_service_kill (tf_service_t *svc);
+/*  Stops it if running and removes its directory. */
+void tf_service_cleanup (tf_service_t *svc);
+
+/*  Runs argv (argv[0] a path) with the TECHFEED_* endpoint variables of
+    `svc` (if not NULL) and `input` on stdin; collects stdout and stderr
+    (caller frees) and returns the exit status, -1 on timeout (killed). */
+int tf_test_run (const tf_service_t *svc, const char *const *argv, const char *input, char **out,
+                 char **err, int timeout_ms);
+
+/*  Polls `condition` every few milliseconds until it holds or timeout_ms
+    passes; returns whether it held. */
+bool tf_test_wait_for (bool (*condition) (void *arg), void *arg, int timeout_ms);
+
+/*  Number of lines in text. */
+size_t tf_test_count_lines (const char *text);
+
+#endif
