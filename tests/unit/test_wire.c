@@ -10,48 +10,24 @@
 
 #include <cmocka.h>
 
+#include "../lib/tf_fixture.h"
 #include "tf_wire.h"
 
 #define BUDGET (1024 * 1024)
 
 static char s_err[256];
+static Techfeed__Milestone *s_record; /* the fixture, every field set */
 
-/*  A milestone with every field set; points at static data, not freed. */
-static Techfeed__Milestone *s_full_milestone (void)
+static int s_setup (void **state)
 {
-    static char *orgs[] = { "CNSA", "CAST" };
-    static char *sources[] = { "https://en.wikipedia.org/wiki/Chang%27e_4" };
-    static char *tags[] = { "moon", "far-side" };
-    static Techfeed__Metric metric, *metrics[] = { &metric };
-    static Techfeed__Milestone m;
-    techfeed__metric__init (&metric);
-    metric.name = "rover mass";
-    metric.has_value = 1;
-    metric.value = 140;
-    metric.unit = "kg";
-    techfeed__milestone__init (&m);
-    m.id = "change-4-far-side-landing";
-    m.has_sector = 1;
-    m.sector = TECHFEED__SECTOR__SECTOR_SPACE;
-    m.title = "Chang'e-4 makes the first soft landing on the far side of the Moon";
-    m.summary = "First soft landing\non the far side.";
-    m.n_organizations = 2;
-    m.organizations = orgs;
-    m.country = "CN";
-    m.date = "2019-01-03";
-    m.has_status = 1;
-    m.status = TECHFEED__MILESTONE_STATUS__STATUS_ACHIEVED;
-    m.n_metrics = 1;
-    m.metrics = metrics;
-    m.n_sources = 1;
-    m.sources = sources;
-    m.n_tags = 2;
-    m.tags = tags;
-    m.has_revision = 1;
-    m.revision = 7;
-    m.has_updated_at_ms = 1;
-    m.updated_at_ms = 1795887738123;
-    return &m;
+    s_record = tf_fixture_milestone ();
+    return 0;
+}
+
+static int s_teardown (void **state)
+{
+    techfeed__milestone__free_unpacked (s_record, NULL);
+    return 0;
 }
 
 /*  Packs, unpacks through tf_wire_unpack, packs again: same bytes. */
@@ -74,13 +50,13 @@ static void s_round_trip (const ProtobufCMessage *msg)
 
 static void test_round_trip_milestone (void **state)
 {
-    Techfeed__Milestone *m = s_full_milestone ();
+    Techfeed__Milestone *m = s_record;
     s_round_trip (&m->base);
     s_round_trip (&m->metrics[0]->base);
 
     size_t size;
     uint8_t *bytes = tf_wire_pack (&m->base, &size);
-    Techfeed__Milestone *copy = (Techfeed__Milestone *)tf_wire_unpack (
+    Techfeed__Milestone *copy = (Techfeed__Milestone *) tf_wire_unpack (
         &techfeed__milestone__descriptor, bytes, size, BUDGET, s_err, sizeof s_err);
     assert_non_null (copy);
     assert_string_equal (copy->id, m->id);
@@ -105,7 +81,7 @@ static void test_round_trip_ingest (void **state)
     techfeed__operation__init (&put);
     put.has_kind = 1;
     put.kind = TECHFEED__OP_KIND__OP_PUT;
-    put.record = s_full_milestone ();
+    put.record = s_record;
     put.has_expected_revision = 1;
     put.expected_revision = 0;
     techfeed__operation__init (&del);
@@ -174,7 +150,7 @@ static void test_round_trip_events_and_sync (void **state)
     ev.id = "change-4-far-side-landing";
     ev.has_revision = 1;
     ev.revision = 7;
-    ev.record = s_full_milestone ();
+    ev.record = s_record;
     ev.has_sector_prev_sequence = 1;
     ev.sector_prev_sequence = 4;
     ev.has_timestamp_ms = 1;
@@ -255,7 +231,7 @@ static void test_round_trip_events_and_sync (void **state)
     st.version = "0.1.0";
     s_round_trip (&st.base);
 
-    Techfeed__Milestone *records[] = { s_full_milestone () };
+    Techfeed__Milestone *records[] = { s_record };
     Techfeed__SyncReply srep;
     techfeed__sync_reply__init (&srep);
     srep.has_version = 1;
@@ -300,7 +276,7 @@ static void test_empty_and_null (void **state)
 static void test_truncated (void **state)
 {
     size_t size;
-    uint8_t *bytes = tf_wire_pack (&s_full_milestone ()->base, &size);
+    uint8_t *bytes = tf_wire_pack (&s_record->base, &size);
     int failures = 0;
     //  A cut at a field boundary is itself a valid (shorter) message; any
     //  other cut must be refused cleanly.
@@ -317,7 +293,7 @@ static void test_truncated (void **state)
         }
         free (copy);
     }
-    assert_true (failures > (int)size / 2);
+    assert_true (failures > (int) size / 2);
     //  The last field is a multi-byte varint: cutting its last byte leaves it open
     ProtobufCMessage *msg = tf_wire_unpack (&techfeed__milestone__descriptor, bytes, size - 1,
                                             BUDGET, s_err, sizeof s_err);
@@ -355,7 +331,7 @@ static void test_random_garbage (void **state)
         size_t n = s_rand (&seed) % 200;
         uint8_t *buf = malloc (n ? n : 1);
         for (size_t j = 0; j < n; j++)
-            buf[j] = (uint8_t)s_rand (&seed);
+            buf[j] = (uint8_t) s_rand (&seed);
         //  Half the time start with a plausible key so the parser goes deeper
         if (n > 2 && (i & 1))
             buf[0] = 0x1a;
@@ -400,7 +376,7 @@ static void test_budget (void **state)
     msg = tf_wire_unpack (&techfeed__sync_request__descriptor, bytes, size, 32 * 1024 * 1024, s_err,
                           sizeof s_err);
     assert_non_null (msg);
-    assert_int_equal (((Techfeed__SyncRequest *)msg)->n_ids, N);
+    assert_int_equal (((Techfeed__SyncRequest *) msg)->n_ids, N);
     tf_wire_free (msg);
     free (bytes);
 }
@@ -409,8 +385,8 @@ static void test_budget (void **state)
 static size_t s_wrap (uint8_t *out, unsigned number, const uint8_t *inner, size_t size)
 {
     assert_true (size < 128 && number < 16);
-    out[0] = (uint8_t)(number << 3 | 2);
-    out[1] = (uint8_t)size;
+    out[0] = (uint8_t) (number << 3 | 2);
+    out[1] = (uint8_t) size;
     memcpy (out + 2, inner, size);
     return size + 2;
 }
@@ -636,5 +612,5 @@ int main (void)
         cmocka_unit_test (test_status_and_error_names),
         cmocka_unit_test (test_now),
     };
-    return cmocka_run_group_tests (tests, NULL, NULL);
+    return cmocka_run_group_tests (tests, s_setup, s_teardown);
 }
