@@ -11,17 +11,31 @@
 #include "tf_validate.h"
 #include "tf_wire.h"
 
-/*  Fills `err` and returns -1, so checks end with `return s_fail (...)`. */
-__attribute__ ((format (printf, 3, 4))) static int s_fail (tf_verror_t *err, const char *field,
-                                                           const char *format, ...)
+/*  Drops a multi-byte sequence that snprintf cut at the end of `buf`. */
+static void s_clip_utf8 (char *buf)
+{
+    size_t n = strlen (buf), lead = n;
+    while (lead > 0 && n - lead < 3 && ((unsigned char) buf[lead - 1] & 0xC0) == 0x80)
+        lead--;
+    if (lead == 0 || (unsigned char) buf[lead - 1] < 0xC0)
+        return; // ends in ASCII or stray continuation bytes: nothing was cut
+    unsigned char c = (unsigned char) buf[lead - 1];
+    size_t want = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+    if (n - (lead - 1) < want)
+        buf[lead - 1] = '\0';
+}
+
+int tf_verror_set (tf_verror_t *err, const char *field, const char *format, ...)
 {
     if (!err)
         return -1;
     snprintf (err->field, sizeof err->field, "%s", field);
+    s_clip_utf8 (err->field);
     va_list args;
     va_start (args, format);
     vsnprintf (err->message, sizeof err->message, format, args);
     va_end (args);
+    s_clip_utf8 (err->message);
     return -1;
 }
 
@@ -106,21 +120,21 @@ static int s_check_text (tf_verror_t *err, const char *field, const char *text, 
                          size_t max, bool multiline)
 {
     if (!text)
-        return min > 0 ? s_fail (err, field, "is required") : 0;
+        return min > 0 ? tf_verror_set (err, field, "is required") : 0;
     size_t len = strlen (text);
     if (len < min || len > max) {
         if (min > 0)
-            return s_fail (err, field, "must be %zu to %zu bytes, got %zu", min, max, len);
-        return s_fail (err, field, "must be at most %zu bytes, got %zu", max, len);
+            return tf_verror_set (err, field, "must be %zu to %zu bytes, got %zu", min, max, len);
+        return tf_verror_set (err, field, "must be at most %zu bytes, got %zu", max, len);
     }
     size_t at;
     uint32_t cp;
     int problem = s_text_problem (text, multiline, &at, &cp);
     if (problem == S_TEXT_UTF8)
-        return s_fail (err, field, "is not valid UTF-8 at byte %zu", at);
+        return tf_verror_set (err, field, "is not valid UTF-8 at byte %zu", at);
     if (problem == S_TEXT_CONTROL)
-        return s_fail (err, field, "contains control character U+%04X at byte %zu", (unsigned) cp,
-                       at);
+        return tf_verror_set (err, field, "contains control character U+%04X at byte %zu",
+                              (unsigned) cp, at);
     return 0;
 }
 
@@ -216,14 +230,14 @@ static int s_check_url (tf_verror_t *err, const char *field, const char *url)
         return -1;
     for (size_t i = 0; url[i]; i++)
         if (url[i] == ' ')
-            return s_fail (err, field, "contains a space at byte %zu", i);
+            return tf_verror_set (err, field, "contains a space at byte %zu", i);
     const char *rest;
     if (strncasecmp (url, "http://", 7) == 0)
         rest = url + 7;
     else if (strncasecmp (url, "https://", 8) == 0)
         rest = url + 8;
     else
-        return s_fail (err, field, "must be an http:// or https:// URL");
+        return tf_verror_set (err, field, "must be an http:// or https:// URL");
     size_t authority = strcspn (rest, "/?#");
     const char *host = rest;
     for (size_t i = 0; i < authority; i++)
@@ -233,39 +247,41 @@ static int s_check_url (tf_verror_t *err, const char *field, const char *url)
     if (host_len > 0 && host[0] != '[')
         host_len = strcspn (host, ":/?#"); // before the port
     if (host_len == 0)
-        return s_fail (err, field, "has no host");
+        return tf_verror_set (err, field, "has no host");
     return 0;
 }
 
 static int s_check_tag (tf_verror_t *err, const char *field, const char *tag)
 {
     if (!tag)
-        return s_fail (err, field, "is required");
+        return tf_verror_set (err, field, "is required");
     size_t len = strlen (tag);
     if (len < 1 || len > TF_TAG_MAX)
-        return s_fail (err, field, "must be 1 to %d bytes, got %zu", TF_TAG_MAX, len);
+        return tf_verror_set (err, field, "must be 1 to %d bytes, got %zu", TF_TAG_MAX, len);
     for (size_t i = 0; i < len; i++)
         if (!s_lower_or_digit (tag[i]) && !(tag[i] == '-' && i > 0))
-            return s_fail (err, field, "must be a-z, 0-9 and '-', not starting with '-'");
+            return tf_verror_set (err, field, "must be a-z, 0-9 and '-', not starting with '-'");
     return 0;
 }
 
 static int s_check_count (tf_verror_t *err, const char *field, size_t count)
 {
     if (count > TF_LIST_MAX)
-        return s_fail (err, field, "must have at most %d items, got %zu", TF_LIST_MAX, count);
+        return tf_verror_set (err, field, "must have at most %d items, got %zu", TF_LIST_MAX,
+                              count);
     return 0;
 }
 
 static int s_check_date (tf_verror_t *err, const char *date)
 {
     if (!date)
-        return s_fail (err, "/date", "is required");
+        return tf_verror_set (err, "/date", "is required");
     switch (s_date_problem (date)) {
         case 0: return 0;
-        case S_DATE_YEAR: return s_fail (err, "/date", "year must be 1000 to 9999");
-        case S_DATE_CALENDAR: return s_fail (err, "/date", "%s is not a calendar date", date);
-        default: return s_fail (err, "/date", "must be YYYY, YYYY-MM or YYYY-MM-DD");
+        case S_DATE_YEAR: return tf_verror_set (err, "/date", "year must be 1000 to 9999");
+        case S_DATE_CALENDAR:
+            return tf_verror_set (err, "/date", "%s is not a calendar date", date);
+        default: return tf_verror_set (err, "/date", "must be YYYY, YYYY-MM or YYYY-MM-DD");
     }
 }
 
@@ -286,7 +302,7 @@ static int s_check_list (tf_verror_t *err, const char *name, char *const *items,
             return -1;
         for (size_t j = 0; unique && j < i; j++)
             if (strcmp (items[i], items[j]) == 0)
-                return s_fail (err, field, "duplicates /%s/%zu", name, j);
+                return tf_verror_set (err, field, "duplicates /%s/%zu", name, j);
     }
     return 0;
 }
@@ -305,16 +321,16 @@ static int s_check_metrics (tf_verror_t *err, const Techfeed__Milestone *m)
         const Techfeed__Metric *metric = m->metrics[i];
         if (!metric) {
             snprintf (field, sizeof field, "/metrics/%zu", i);
-            return s_fail (err, field, "is required");
+            return tf_verror_set (err, field, "is required");
         }
         snprintf (field, sizeof field, "/metrics/%zu/name", i);
         if (s_check_name (err, field, metric->name))
             return -1;
         snprintf (field, sizeof field, "/metrics/%zu/value", i);
         if (!metric->has_value)
-            return s_fail (err, field, "is required");
+            return tf_verror_set (err, field, "is required");
         if (!isfinite (metric->value))
-            return s_fail (err, field, "must be a finite number");
+            return tf_verror_set (err, field, "must be a finite number");
         snprintf (field, sizeof field, "/metrics/%zu/unit", i);
         if (s_check_text (err, field, metric->unit, 0, TF_UNIT_MAX, false))
             return -1;
@@ -325,38 +341,40 @@ static int s_check_metrics (tf_verror_t *err, const Techfeed__Milestone *m)
 static int s_check_id (tf_verror_t *err, const char *id)
 {
     if (!id)
-        return s_fail (err, "/id", "is required");
+        return tf_verror_set (err, "/id", "is required");
     size_t len = strlen (id);
     if (len < 1 || len > TF_ID_MAX)
-        return s_fail (err, "/id", "must be 1 to %d bytes, got %zu", TF_ID_MAX, len);
+        return tf_verror_set (err, "/id", "must be 1 to %d bytes, got %zu", TF_ID_MAX, len);
     if (!tf_valid_id (id))
-        return s_fail (err, "/id", "must be a-z, 0-9, '.', '_' and '-', starting with a-z or 0-9");
+        return tf_verror_set (err, "/id",
+                              "must be a-z, 0-9, '.', '_' and '-', starting with a-z or 0-9");
     return 0;
 }
 
 int tf_validate_milestone (const Techfeed__Milestone *record, tf_verror_t *err)
 {
     if (!record)
-        return s_fail (err, "", "is required");
+        return tf_verror_set (err, "", "is required");
     if (s_check_id (err, record->id))
         return -1;
     if (!record->has_sector)
-        return s_fail (err, "/sector", "is required");
+        return tf_verror_set (err, "/sector", "is required");
     if (record->sector < 1 || record->sector > TF_SECTOR_MAX)
-        return s_fail (err, "/sector", "must be 1 to %d, got %d", TF_SECTOR_MAX,
-                       (int) record->sector);
+        return tf_verror_set (err, "/sector", "must be 1 to %d, got %d", TF_SECTOR_MAX,
+                              (int) record->sector);
     if (s_check_text (err, "/title", record->title, 1, TF_TITLE_MAX, false) ||
         s_check_text (err, "/summary", record->summary, 0, TF_SUMMARY_MAX, true) ||
         s_check_list (err, "organizations", record->organizations, record->n_organizations,
                       s_check_name, true))
         return -1;
     if (record->country && !tf_valid_country (record->country))
-        return s_fail (err, "/country", "must be two upper-case letters (ISO 3166-1 alpha-2)");
+        return tf_verror_set (err, "/country",
+                              "must be two upper-case letters (ISO 3166-1 alpha-2)");
     if (s_check_date (err, record->date))
         return -1;
     if (record->has_status && (record->status < 1 || record->status > TF_STATUS_MAX))
-        return s_fail (err, "/status", "must be 1 to %d, got %d", TF_STATUS_MAX,
-                       (int) record->status);
+        return tf_verror_set (err, "/status", "must be 1 to %d, got %d", TF_STATUS_MAX,
+                              (int) record->status);
     if (s_check_metrics (err, record) ||
         s_check_list (err, "sources", record->sources, record->n_sources, s_check_url, false) ||
         s_check_list (err, "tags", record->tags, record->n_tags, s_check_tag, false))

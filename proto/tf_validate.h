@@ -27,6 +27,12 @@ typedef struct {
     char message[256]; /* what is wrong, for humans */
 } tf_verror_t;
 
+/*  Sets `err` (NULL is allowed) to `field` and the printf-style message,
+    cutting either at a UTF-8 boundary where it does not fit. Returns -1, so
+    a check can end with `return tf_verror_set (...)`. */
+int tf_verror_set (tf_verror_t *err, const char *field, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
 /*  0 when `record` may be stored; -1 with `err` filled otherwise. Server-
     assigned fields (revision, updated_at_ms) are ignored. */
 int tf_validate_milestone (const Techfeed__Milestone *record, tf_verror_t *err);

@@ -389,6 +389,29 @@ static void test_request_id (void **state)
     assert_false (tf_valid_request_id ("caf\xC3\xA9"));
 }
 
+static void test_verror_set (void **state)
+{
+    tf_verror_t err;
+    assert_int_equal (tf_verror_set (&err, "/a", "got %d", 5), -1);
+    assert_string_equal (err.field, "/a");
+    assert_string_equal (err.message, "got 5");
+    assert_int_equal (tf_verror_set (NULL, "/a", "x"), -1);
+
+    //  Cut where it does not fit, never inside a character
+    char field[200] = "/";
+    for (int i = 0; i < 60; i++)
+        strcat (field, "\xC3\xA9"); // 2 bytes each
+    char value[600] = "";
+    for (int i = 0; i < 150; i++)
+        strcat (value, "\xE2\x82\xAC"); // 3 bytes each
+    tf_verror_set (&err, field, "unknown \"%s\"", value);
+    assert_true (strlen (err.field) <= sizeof err.field - 1);
+    assert_true (strlen (err.field) >= sizeof err.field - 2);
+    assert_true (tf_valid_text (err.field, false));
+    assert_true (strlen (err.message) >= sizeof err.message - 3);
+    assert_true (tf_valid_text (err.message, false));
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
@@ -404,6 +427,7 @@ int main (void)
         cmocka_unit_test (test_tags),
         cmocka_unit_test (test_utf8),
         cmocka_unit_test (test_request_id),
+        cmocka_unit_test (test_verror_set),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
