@@ -22,12 +22,12 @@
 #include "techfeed.pb-c.h"
 
 #define TF_STORE_OK 0
-#define TF_STORE_ERROR -1      /* SQLite failed (I/O, corrupt, busy...) */
-#define TF_STORE_CONFLICT -2   /* expected revision does not match */
-#define TF_STORE_NOT_FOUND -3  /* no such id */
-#define TF_STORE_FULL -4       /* disk or database full (SQLITE_FULL) */
-#define TF_STORE_IMMUTABLE -5  /* put would change a stored record's sector */
-#define TF_STORE_TRIMMED -6    /* catch-up position below the retained log */
+#define TF_STORE_ERROR -1     /* SQLite failed (I/O, corrupt, busy...) */
+#define TF_STORE_CONFLICT -2  /* expected revision does not match */
+#define TF_STORE_NOT_FOUND -3 /* no such id */
+#define TF_STORE_FULL -4      /* disk or database full (SQLITE_FULL) */
+#define TF_STORE_IMMUTABLE -5 /* put would change a stored record's sector */
+#define TF_STORE_TRIMMED -6   /* catch-up position below the retained log */
 
 typedef struct _tf_store_t tf_store_t;
 typedef struct _tf_store_cursor_t tf_store_cursor_t;
@@ -44,12 +44,12 @@ typedef struct {
 
 /*  Summary of the committed state. */
 typedef struct {
-    char epoch[33];                /* 32 hex digits, made when the file was created */
-    uint64_t head_sequence;        /* last sequence, 0 when the log is empty */
-    uint64_t log_first_sequence;   /* oldest sequence retained, head+1 when empty */
+    char epoch[33];              /* 32 hex digits, made when the file was created */
+    uint64_t head_sequence;      /* last sequence, 0 when the log is empty */
+    uint64_t log_first_sequence; /* oldest sequence retained, head+1 when empty */
     uint64_t record_count;
-    uint64_t digest;               /* see tf_wire.h tf_digest_item */
-    uint64_t sector_heads[11];     /* last sequence per sector value, index 1..10 */
+    uint64_t digest;           /* see tf_wire.h tf_digest_item */
+    uint64_t sector_heads[11]; /* last sequence per sector value, index 1..10 */
 } tf_store_state_t;
 
 /*  Opens or creates the database at `path` (not ":memory:": cursors open
@@ -64,10 +64,17 @@ const char *tf_store_errstr (tf_store_t *self);
 const char *tf_store_path (tf_store_t *self);
 const char *tf_store_epoch (tf_store_t *self);
 
+/*  Gives the database a new random epoch (own transaction). The service
+    does this when it finds the database older than what it already served
+    (restored from a copy), so clients resync instead of trusting reused
+    sequence numbers. */
+int tf_store_new_epoch (tf_store_t *self);
+
 /*  Schema version this code writes (PRAGMA user_version). */
 int tf_store_schema_version (void);
 
-/*  Committed state (reads the database; cheap). */
+/*  Committed state (reads the database; cheap). Called inside an open
+    write transaction it includes that transaction's changes. */
 int tf_store_state (tf_store_t *self, tf_store_state_t *state);
 
 /*  Write transactions: BEGIN IMMEDIATE ... COMMIT. Savepoints nest inside
@@ -81,7 +88,10 @@ int tf_store_rollback_to (tf_store_t *self); /* undo to and release the innermos
 
 /*  Inside a transaction. `record` must already be valid (tf_validate).
     expected_revision applies when has_expected is true: 0 means "must not
-    exist". The stored record gets revision old+1 and updated_at = now_ms. */
+    exist". The stored record gets revision old+1 and updated_at = now_ms.
+    Each call is atomic (an inner savepoint): on any error nothing of it
+    remains and the enclosing transaction goes on; called outside a
+    transaction it commits by itself. `change` may be NULL. */
 int tf_store_put (tf_store_t *self, const Techfeed__Milestone *record, bool has_expected,
                   uint64_t expected_revision, int64_t now_ms, tf_change_t *change);
 int tf_store_delete (tf_store_t *self, const char *id, bool has_expected,
@@ -90,17 +100,19 @@ int tf_store_delete (tf_store_t *self, const char *id, bool has_expected,
 /*  Idempotency cache: the packed reply of a request id, written inside the
     same transaction as its changes. get returns TF_STORE_NOT_FOUND when
     absent; *reply is malloc'd, caller frees. */
-int tf_store_request_get (tf_store_t *self, const char *request_id, uint8_t **reply,
-                          size_t *size);
+int tf_store_request_get (tf_store_t *self, const char *request_id, uint8_t **reply, size_t *size);
 int tf_store_request_put (tf_store_t *self, const char *request_id, const uint8_t *reply,
                           size_t size, int64_t now_ms);
-/*  Forgets request ids older than before_ms. Own transaction. */
+/*  Forgets request ids older than before_ms. One statement: its own
+    transaction, or part of the open one. */
 int tf_store_request_expire (tf_store_t *self, int64_t before_ms);
 
 /*  Log retention: deletes changes so that at most keep_count remain and
     none older than before_ms survives (0 disables either bound). The latest
     change of each record is never needed for a snapshot, so trimming only
-    affects catch-up. Own transaction. */
+    affects catch-up. The head sequence and sector heads survive trimming
+    the whole log. One statement: its own transaction, or part of the open
+    one. */
 int tf_store_trim (tf_store_t *self, uint64_t keep_count, int64_t before_ms);
 
 /*  Record by id. *record is caller-owned (techfeed__milestone__free_unpacked). */
@@ -113,7 +125,10 @@ tf_store_cursor_t *tf_store_snapshot_open (tf_store_t *self, const Techfeed__Fil
 
 /*  Catch-up cursor: changes with sequence > since in `filter`'s sectors, in
     sequence order. NULL with *rc = TF_STORE_TRIMMED when since+1 is below
-    the oldest retained change (and since is not the head). */
+    the oldest retained change (and since is not the head), and also when
+    since is beyond the head (a position from another epoch or a newer copy
+    of the file): either way the client must take a snapshot. Only the
+    filter's sectors apply here. */
 tf_store_cursor_t *tf_store_changes_open (tf_store_t *self, uint64_t since,
                                           const Techfeed__Filter *filter, int *rc);
 
@@ -121,6 +136,9 @@ tf_store_cursor_t *tf_store_changes_open (tf_store_t *self, uint64_t since,
 uint64_t tf_store_cursor_sequence (tf_store_cursor_t *cursor);
 /*  Per-sector heads as of the cursor's read transaction (index 1..10). */
 const uint64_t *tf_store_cursor_sector_heads (tf_store_cursor_t *cursor);
+/*  Why the last next_record/next_change failed; owned by the cursor.
+    (Errors while opening a cursor are in tf_store_errstr.) */
+const char *tf_store_cursor_errstr (tf_store_cursor_t *cursor);
 /*  1 with *record set (caller-owned), 0 at the end, TF_STORE_ERROR. */
 int tf_store_cursor_next_record (tf_store_cursor_t *cursor, Techfeed__Milestone **record);
 /*  1 with *event set (caller-owned, epoch filled), 0 at the end, TF_STORE_ERROR. */

@@ -1,0 +1,1519 @@
+/*  tf_store — the techfeed database (see tf_store.h).
+
+    File format. An SQLite 3 database in WAL mode with
+    PRAGMA application_id = 0x54464544 ('TFED') and PRAGMA user_version =
+    the schema version (migrations below). Every table is STRICT.
+
+    meta — facts about the file, written once at creation
+    ----------------------------------------------------------------------
+    key           TEXT     PRIMARY KEY
+    value         ANY      'epoch': 32 lower-case hex digits (16 random bytes)
+                           'created_ms': Unix ms of creation
+
+    state — exactly one row (one = 1), updated with every change
+    ----------------------------------------------------------------------
+    one           INTEGER  PRIMARY KEY, always 1
+    record_count  INTEGER  rows in records
+    digest        INTEGER  sum of tf_digest_item(id, revision) mod 2^64,
+                           the uint64 stored as its int64 bit pattern
+                           (computed in C: SQL arithmetic overflows to REAL)
+
+    records — one row per stored milestone; `body` is the truth, the other
+    columns copy it so other services can query with plain SQL
+    ----------------------------------------------------------------------
+    id            TEXT     PRIMARY KEY, natural key
+    sector        INTEGER  Techfeed__Sector, immutable     (index)
+    title         TEXT
+    summary       TEXT
+    organizations TEXT     JSON array of strings
+    country       TEXT     ISO 3166-1 alpha-2
+    date          TEXT     YYYY, YYYY-MM or YYYY-MM-DD     (index)
+    status        INTEGER  Techfeed__MilestoneStatus or NULL
+    metrics       TEXT     JSON array of {"name","value","unit"}
+    sources       TEXT     JSON array of strings
+    tags          TEXT     JSON array of strings
+    revision      INTEGER  1 on create, +1 per put
+    updated_ms    INTEGER  Unix ms of the last put
+    body          BLOB     packed Techfeed__Milestone, revision and
+                           updated_at_ms included
+
+    changes — the change log; seq is the global sequence. AUTOINCREMENT
+    keeps the head in sqlite_sequence, so trimming the whole log never
+    lets a sequence be reused
+    ----------------------------------------------------------------------
+    seq             INTEGER  PRIMARY KEY AUTOINCREMENT
+    kind            INTEGER  1 put, 2 delete (Techfeed__ChangeKind)
+    sector          INTEGER  sector of the record     (index sector, seq)
+    id              TEXT     record id
+    revision        INTEGER  revision after the change (delete: the deleted one)
+    sector_prev_seq INTEGER  previous change in the same sector, 0 if none
+    ts_ms           INTEGER  Unix ms of the change
+    body            BLOB     packed record for a put, NULL for a delete
+
+    sector_heads — last change per sector, written with every change;
+    survives trimming the log
+    ----------------------------------------------------------------------
+    sector        INTEGER  PRIMARY KEY
+    seq           INTEGER  last sequence in that sector
+
+    requests — idempotency cache
+    ----------------------------------------------------------------------
+    request_id    TEXT     PRIMARY KEY
+    reply         BLOB     packed IngestReply
+    created_ms    INTEGER  Unix ms               (index, for expiry)
+*/
+#include "tf_store.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tf_wire.h"
+
+#define TF_STORE_APPLICATION_ID 0x54464544 /* 'TFED' */
+#define TF_STORE_SCHEMA 1                  /* highest migration below */
+#define TF_STORE_BUSY_MS 5000
+#define TF_STORE_SECTORS 11 /* sector_heads index 0..TF_SECTOR_MAX */
+
+// --------------------------------------------------------------- schema
+
+/*  Migration 1: everything. Each migration runs in the open transaction;
+    s_migrate sets user_version after it. */
+static const char *s_schema_1 = "CREATE TABLE meta ("
+                                "  key TEXT PRIMARY KEY NOT NULL,"
+                                "  value ANY) STRICT;"
+                                "CREATE TABLE state ("
+                                "  one INTEGER PRIMARY KEY CHECK (one = 1),"
+                                "  record_count INTEGER NOT NULL,"
+                                "  digest INTEGER NOT NULL) STRICT;"
+                                "INSERT INTO state (one, record_count, digest) VALUES (1, 0, 0);"
+                                "CREATE TABLE records ("
+                                "  id TEXT PRIMARY KEY NOT NULL,"
+                                "  sector INTEGER NOT NULL,"
+                                "  title TEXT,"
+                                "  summary TEXT,"
+                                "  organizations TEXT NOT NULL,"
+                                "  country TEXT,"
+                                "  date TEXT,"
+                                "  status INTEGER,"
+                                "  metrics TEXT NOT NULL,"
+                                "  sources TEXT NOT NULL,"
+                                "  tags TEXT NOT NULL,"
+                                "  revision INTEGER NOT NULL,"
+                                "  updated_ms INTEGER NOT NULL,"
+                                "  body BLOB NOT NULL) STRICT;"
+                                "CREATE INDEX records_sector ON records (sector);"
+                                "CREATE INDEX records_date ON records (date);"
+                                "CREATE TABLE changes ("
+                                "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                                "  kind INTEGER NOT NULL CHECK (kind IN (1, 2)),"
+                                "  sector INTEGER NOT NULL,"
+                                "  id TEXT NOT NULL,"
+                                "  revision INTEGER NOT NULL,"
+                                "  sector_prev_seq INTEGER NOT NULL,"
+                                "  ts_ms INTEGER NOT NULL,"
+                                "  body BLOB) STRICT;"
+                                "CREATE INDEX changes_sector ON changes (sector, seq);"
+                                "CREATE TABLE sector_heads ("
+                                "  sector INTEGER PRIMARY KEY,"
+                                "  seq INTEGER NOT NULL) STRICT;"
+                                "CREATE TABLE requests ("
+                                "  request_id TEXT PRIMARY KEY NOT NULL,"
+                                "  reply BLOB NOT NULL,"
+                                "  created_ms INTEGER NOT NULL) STRICT;"
+                                "CREATE INDEX requests_created ON requests (created_ms);";
+
+/*  Prepared once at open, kept for the life of the store. */
+enum {
+    ST_LOOKUP,       /* revision, sector of an id */
+    ST_UPSERT,       /* insert or replace a records row */
+    ST_REMOVE,       /* delete a records row */
+    ST_APPEND,       /* append to the change log */
+    ST_HEAD_GET,     /* last sequence of a sector */
+    ST_HEAD_SET,     /* set the last sequence of a sector */
+    ST_STATE_GET,    /* record_count, digest */
+    ST_STATE_SET,    /* write record_count, digest */
+    ST_GET,          /* body of an id */
+    ST_REQ_GET,      /* cached reply of a request id */
+    ST_REQ_PUT,      /* cache a reply */
+    ST_REQ_EXPIRE,   /* forget old request ids */
+    ST_TRIM,         /* delete old changes */
+    ST_ITEM_BEGIN,   /* savepoint around one put or delete */
+    ST_ITEM_RELEASE, /* ... kept */
+    ST_ITEM_UNDO,    /* ... undone (then released) */
+    ST_COUNT
+};
+
+static const char *s_sql[ST_COUNT] = {
+    [ST_LOOKUP] = "SELECT revision, sector FROM records WHERE id = ?1",
+    [ST_UPSERT] = "INSERT INTO records (id, sector, title, summary, organizations, country,"
+                  " date, status, metrics, sources, tags, revision, updated_ms, body)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                  " ON CONFLICT (id) DO UPDATE SET sector = excluded.sector,"
+                  " title = excluded.title, summary = excluded.summary,"
+                  " organizations = excluded.organizations, country = excluded.country,"
+                  " date = excluded.date, status = excluded.status,"
+                  " metrics = excluded.metrics, sources = excluded.sources,"
+                  " tags = excluded.tags, revision = excluded.revision,"
+                  " updated_ms = excluded.updated_ms, body = excluded.body",
+    [ST_REMOVE] = "DELETE FROM records WHERE id = ?1",
+    [ST_APPEND] = "INSERT INTO changes (kind, sector, id, revision, sector_prev_seq, ts_ms, body)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_HEAD_GET] = "SELECT seq FROM sector_heads WHERE sector = ?1",
+    [ST_HEAD_SET] = "INSERT INTO sector_heads (sector, seq) VALUES (?1, ?2)"
+                    " ON CONFLICT (sector) DO UPDATE SET seq = excluded.seq",
+    [ST_STATE_GET] = "SELECT record_count, digest FROM state WHERE one = 1",
+    [ST_STATE_SET] = "UPDATE state SET record_count = ?1, digest = ?2 WHERE one = 1",
+    [ST_GET] = "SELECT body FROM records WHERE id = ?1",
+    [ST_REQ_GET] = "SELECT reply FROM requests WHERE request_id = ?1",
+    [ST_REQ_PUT] = "INSERT INTO requests (request_id, reply, created_ms) VALUES (?1, ?2, ?3)"
+                   " ON CONFLICT (request_id) DO UPDATE SET reply = excluded.reply,"
+                   " created_ms = excluded.created_ms",
+    [ST_REQ_EXPIRE] = "DELETE FROM requests WHERE created_ms < ?1",
+    [ST_TRIM] = "DELETE FROM changes WHERE (?1 > 0 AND seq <= coalesce((SELECT seq FROM"
+                " sqlite_sequence WHERE name = 'changes'), 0) - ?1) OR ts_ms < ?2",
+    [ST_ITEM_BEGIN] = "SAVEPOINT tf_item",
+    [ST_ITEM_RELEASE] = "RELEASE tf_item",
+    [ST_ITEM_UNDO] = "ROLLBACK TO tf_item",
+};
+
+// --------------------------------------------------------------- types
+
+struct _tf_store_t {
+    sqlite3 *db;                  /* the one writer connection */
+    char *path;                   /* database file, for cursors */
+    char epoch[33];               /* meta 'epoch' */
+    int depth;                    /* open savepoints sp1..spN */
+    sqlite3_stmt *stmt[ST_COUNT]; /* prepared statements, see s_sql */
+    char errstr[1024];            /* last error */
+};
+
+struct _tf_store_cursor_t {
+    sqlite3 *db;                      /* own read-only connection */
+    sqlite3_stmt *stmt;               /* the records or changes query */
+    bool changes;                     /* a catch-up cursor, else a snapshot */
+    bool done;                        /* the query has ended */
+    char epoch[33];                   /* copied into every event */
+    uint64_t sequence;                /* head as of the read transaction */
+    uint64_t heads[TF_STORE_SECTORS]; /* sector heads, same transaction */
+    char errstr[512];                 /* last error */
+};
+
+/*  Where the log stands, read in one transaction. */
+typedef struct {
+    uint64_t head;                    /* last sequence ever, 0 if none */
+    uint64_t first;                   /* oldest retained, head+1 if empty */
+    uint64_t heads[TF_STORE_SECTORS]; /* per sector */
+} s_position_t;
+
+/*  Growing SQL text (only placeholders and fixed words go in). */
+typedef struct {
+    char *text; /* NUL-terminated */
+    size_t len; /* bytes used */
+    size_t cap; /* bytes allocated */
+} s_sql_t;
+
+// --------------------------------------------------------------- helpers
+
+static void s_oom (void)
+{
+    fputs ("tf_store: out of memory\n", stderr);
+    abort ();
+}
+
+static void *s_alloc (size_t size)
+{
+    void *p = calloc (1, size ? size : 1);
+    if (!p)
+        s_oom ();
+    return p;
+}
+
+static char *s_strdup (const char *s)
+{
+    char *copy = strdup (s);
+    if (!copy)
+        s_oom ();
+    return copy;
+}
+
+static void s_sql_add (s_sql_t *sql, const char *fmt, ...)
+{
+    va_list ap;
+    va_start (ap, fmt);
+    int n = vsnprintf (NULL, 0, fmt, ap);
+    va_end (ap);
+    assert (n >= 0);
+    if (sql->len + (size_t) n + 1 > sql->cap) {
+        sql->cap = (sql->len + (size_t) n + 1) * 2;
+        sql->text = realloc (sql->text, sql->cap);
+        if (!sql->text)
+            s_oom ();
+    }
+    va_start (ap, fmt);
+    vsnprintf (sql->text + sql->len, sql->cap - sql->len, fmt, ap);
+    va_end (ap);
+    sql->len += (size_t) n;
+}
+
+/*  uint64 <-> SQLite INTEGER, by bit pattern. */
+static int64_t s_i64 (uint64_t value)
+{
+    int64_t out;
+    memcpy (&out, &value, sizeof out);
+    return out;
+}
+
+static uint64_t s_u64 (int64_t value)
+{
+    uint64_t out;
+    memcpy (&out, &value, sizeof out);
+    return out;
+}
+
+/*  Sequence-like column (never negative when written by us). */
+static uint64_t s_column_seq (sqlite3_stmt *stmt, int column)
+{
+    int64_t v = sqlite3_column_int64 (stmt, column);
+    return v > 0 ? (uint64_t) v : 0;
+}
+
+/*  Writes "context: sqlite message" to buf and returns TF_STORE_FULL for a
+    full disk or database, else TF_STORE_ERROR. */
+static int s_sql_error (char *buf, size_t size, sqlite3 *db, int rc, const char *fmt, ...)
+{
+    char context[512];
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (context, sizeof context, fmt, ap);
+    va_end (ap);
+    int sys = db ? sqlite3_system_errno (db) : 0;
+    bool full = (rc & 0xff) == SQLITE_FULL ||
+                ((rc & 0xff) == SQLITE_IOERR && (sys == ENOSPC || sys == EDQUOT || sys == EFBIG));
+    const char *message = db ? sqlite3_errmsg (db) : sqlite3_errstr (rc);
+    if ((rc & 0xff) == SQLITE_IOERR && sys)
+        snprintf (buf, size, "%s: %s (%s)", context, message, strerror (sys));
+    else
+        snprintf (buf, size, "%s: %s", context, message);
+    return full ? TF_STORE_FULL : TF_STORE_ERROR;
+}
+
+/*  Error that is not SQLite's; returns `code`. */
+static int s_fail (tf_store_t *self, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (self->errstr, sizeof self->errstr, fmt, ap);
+    va_end (ap);
+    return code;
+}
+
+/*  Steps a statement that returns no rows and resets it. */
+static int s_run (tf_store_t *self, sqlite3_stmt *stmt, const char *context)
+{
+    int rc = sqlite3_step (stmt);
+    int result = 0;
+    if (rc != SQLITE_DONE)
+        result = s_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "%s", context);
+    sqlite3_reset (stmt);
+    return result;
+}
+
+static int s_exec (tf_store_t *self, const char *sql, const char *context)
+{
+    int rc = sqlite3_exec (self->db, sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return s_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "%s", context);
+    return 0;
+}
+
+static int s_bind_text (sqlite3_stmt *stmt, int index, const char *text)
+{
+    if (!text)
+        return sqlite3_bind_null (stmt, index);
+    return sqlite3_bind_text (stmt, index, text, -1, SQLITE_STATIC);
+}
+
+/*  A blob never binds as NULL, even when empty. */
+static int s_bind_blob (sqlite3_stmt *stmt, int index, const void *data, size_t size)
+{
+    return sqlite3_bind_blob64 (stmt, index, size ? data : "", size, SQLITE_STATIC);
+}
+
+/*  Settings every connection gets (writer and cursors). */
+static int s_configure (sqlite3 *db)
+{
+    sqlite3_extended_result_codes (db, 1);
+    sqlite3_busy_timeout (db, TF_STORE_BUSY_MS);
+    int rc = sqlite3_db_config (db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *) NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec (db, "PRAGMA trusted_schema = OFF; PRAGMA foreign_keys = ON", NULL, NULL,
+                           NULL);
+    return rc;
+}
+
+/*  One integer from a single-row query. */
+static int s_query_int (sqlite3 *db, const char *sql, int64_t *value)
+{
+    sqlite3_stmt *stmt;
+    int rc = sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW) {
+        *value = sqlite3_column_int64 (stmt, 0);
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE)
+        rc = SQLITE_ERROR;
+    sqlite3_finalize (stmt);
+    return rc;
+}
+
+/*  Head, oldest retained change and sector heads, read on `db` (inside one
+    transaction when the caller wants them consistent). */
+static int s_position (sqlite3 *db, s_position_t *pos)
+{
+    memset (pos, 0, sizeof *pos);
+    sqlite3_stmt *stmt;
+    int rc = sqlite3_prepare_v2 (db,
+                                 "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'changes'),"
+                                 " (SELECT min(seq) FROM changes)",
+                                 -1, &stmt, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW) {
+        pos->head = s_column_seq (stmt, 0);
+        bool empty = sqlite3_column_type (stmt, 1) == SQLITE_NULL;
+        pos->first = empty ? pos->head + 1 : s_column_seq (stmt, 1);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize (stmt);
+    if (rc != SQLITE_OK)
+        return rc;
+
+    rc = sqlite3_prepare_v2 (db, "SELECT sector, seq FROM sector_heads", -1, &stmt, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        int64_t sector = sqlite3_column_int64 (stmt, 0);
+        if (sector >= 0 && sector < TF_STORE_SECTORS)
+            pos->heads[sector] = s_column_seq (stmt, 1);
+    }
+    sqlite3_finalize (stmt);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+// --------------------------------------------------------------- open
+
+/*  16 random bytes as 32 lower-case hex digits. */
+static int s_make_epoch (char out[33], char *err, size_t errlen, const char *path)
+{
+    unsigned char bytes[16];
+    int fd = open ("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read (fd, bytes, sizeof bytes) : -1;
+    int saved = errno;
+    if (fd >= 0)
+        close (fd);
+    if (got != (ssize_t) sizeof bytes) {
+        snprintf (err, errlen, "%s: cannot make an epoch: /dev/urandom: %s", path,
+                  got < 0 ? strerror (saved) : "short read");
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof bytes; i++)
+        snprintf (out + 2 * i, 3, "%02x", bytes[i]);
+    return 0;
+}
+
+static bool s_is_epoch (const unsigned char *text, int size)
+{
+    if (!text || size != 32)
+        return false;
+    for (int i = 0; i < size; i++)
+        if (!((text[i] >= '0' && text[i] <= '9') || (text[i] >= 'a' && text[i] <= 'f')))
+            return false;
+    return true;
+}
+
+/*  Message for a failure while reading a file we have not accepted yet. */
+static int s_read_error (tf_store_t *self, int rc, char *err, size_t errlen)
+{
+    int code = rc & 0xff;
+    const char *what = code == SQLITE_NOTADB    ? "not a techfeed database"
+                       : code == SQLITE_CORRUPT ? "database is corrupt"
+                                                : "cannot read";
+    snprintf (err, errlen, "%s: %s: %s", self->path, what, sqlite3_errmsg (self->db));
+    return -1;
+}
+
+/*  Refuses what is not a healthy techfeed database (or an empty file). */
+static int s_check_file (tf_store_t *self, char *err, size_t errlen)
+{
+    const char *path = self->path;
+    int64_t app_id = 0, version = 0, tables = 0;
+    int rc = s_query_int (self->db, "PRAGMA application_id", &app_id);
+    if (rc != SQLITE_OK)
+        return s_read_error (self, rc, err, errlen);
+    //  Integrity before trusting anything else in the file
+    sqlite3_stmt *stmt;
+    rc = sqlite3_prepare_v2 (self->db, "PRAGMA quick_check(1)", -1, &stmt, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step (stmt);
+        if (rc == SQLITE_ROW) {
+            const char *verdict = (const char *) sqlite3_column_text (stmt, 0);
+            if (!verdict || strcmp (verdict, "ok") != 0) {
+                //  One line: drop the "*** in database main ***" heading
+                const char *nl = verdict ? strrchr (verdict, '\n') : NULL;
+                snprintf (err, errlen, "%s: database is corrupt (quick_check: %s)", path,
+                          nl        ? nl + 1
+                          : verdict ? verdict
+                                    : "no verdict");
+                sqlite3_finalize (stmt);
+                return -1;
+            }
+            rc = SQLITE_OK;
+        }
+        sqlite3_finalize (stmt);
+    }
+    if (rc == SQLITE_OK)
+        rc = s_query_int (self->db, "PRAGMA user_version", &version);
+    if (rc == SQLITE_OK)
+        rc = s_query_int (self->db, "SELECT count(*) FROM sqlite_schema", &tables);
+    if (rc != SQLITE_OK)
+        return s_read_error (self, rc, err, errlen);
+    if (app_id != 0 && app_id != TF_STORE_APPLICATION_ID) {
+        snprintf (err, errlen,
+                  "%s: not a techfeed database (application_id 0x%08x belongs to another program)",
+                  path, (unsigned) app_id);
+        return -1;
+    }
+    if (app_id == 0 && (tables > 0 || version != 0)) {
+        snprintf (err, errlen,
+                  "%s: not a techfeed database (an SQLite database without the techfeed "
+                  "application_id)",
+                  path);
+        return -1;
+    }
+    if (app_id == TF_STORE_APPLICATION_ID && version > TF_STORE_SCHEMA) {
+        snprintf (err, errlen,
+                  "%s: schema version %lld is newer than this program knows (%d); upgrade techfeed",
+                  path, (long long) version, TF_STORE_SCHEMA);
+        return -1;
+    }
+    if (app_id == TF_STORE_APPLICATION_ID && version < 1) {
+        snprintf (err, errlen, "%s: damaged techfeed database (no schema version)", path);
+        return -1;
+    }
+    return 0;
+}
+
+static int s_set_wal (tf_store_t *self, char *err, size_t errlen)
+{
+    sqlite3_stmt *stmt;
+    int rc = sqlite3_prepare_v2 (self->db, "PRAGMA journal_mode = WAL", -1, &stmt, NULL);
+    bool wal = false;
+    if (rc == SQLITE_OK && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        const char *mode = (const char *) sqlite3_column_text (stmt, 0);
+        wal = mode && strcmp (mode, "wal") == 0;
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize (stmt);
+    if (rc == SQLITE_OK && wal)
+        rc = sqlite3_exec (self->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+    if (rc != SQLITE_OK || !wal) {
+        snprintf (err, errlen, "%s: cannot enable WAL mode: %s", self->path,
+                  rc != SQLITE_OK ? sqlite3_errmsg (self->db) : "journal_mode stayed as it was");
+        return -1;
+    }
+    return 0;
+}
+
+/*  Migration 1 body beyond the DDL: identity of the new file. */
+static int s_migrate_1 (tf_store_t *self, char *err, size_t errlen)
+{
+    if (sqlite3_exec (self->db, s_schema_1, NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf (err, errlen, "%s: cannot create the schema: %s", self->path,
+                  sqlite3_errmsg (self->db));
+        return -1;
+    }
+    char epoch[33];
+    if (s_make_epoch (epoch, err, errlen, self->path))
+        return -1;
+    sqlite3_stmt *stmt;
+    int rc = sqlite3_prepare_v2 (self->db,
+                                 "INSERT INTO meta (key, value) VALUES ('epoch', ?1),"
+                                 " ('created_ms', ?2)",
+                                 -1, &stmt, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text (stmt, 1, epoch, -1, SQLITE_STATIC);
+        sqlite3_bind_int64 (stmt, 2, tf_now_ms ());
+        rc = sqlite3_step (stmt);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize (stmt);
+    if (rc == SQLITE_OK) {
+        char sql[64];
+        snprintf (sql, sizeof sql, "PRAGMA application_id = %d", TF_STORE_APPLICATION_ID);
+        rc = sqlite3_exec (self->db, sql, NULL, NULL, NULL);
+    }
+    if (rc != SQLITE_OK) {
+        snprintf (err, errlen, "%s: cannot initialise: %s", self->path, sqlite3_errmsg (self->db));
+        return -1;
+    }
+    return 0;
+}
+
+/*  Brings the schema to TF_STORE_SCHEMA in one transaction. */
+static int s_migrate (tf_store_t *self, char *err, size_t errlen)
+{
+    if (sqlite3_exec (self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf (err, errlen, "%s: cannot start the migration: %s", self->path,
+                  sqlite3_errmsg (self->db));
+        return -1;
+    }
+    //  Read again under the write lock: another process may have migrated
+    int64_t version = 0;
+    int result = 0;
+    if (s_query_int (self->db, "PRAGMA user_version", &version) != SQLITE_OK) {
+        snprintf (err, errlen, "%s: cannot read: %s", self->path, sqlite3_errmsg (self->db));
+        result = -1;
+    }
+    for (int64_t next = version + 1; result == 0 && next <= TF_STORE_SCHEMA; next++) {
+        if (next == 1)
+            result = s_migrate_1 (self, err, errlen);
+        if (result == 0) {
+            char sql[64];
+            snprintf (sql, sizeof sql, "PRAGMA user_version = %lld", (long long) next);
+            if (sqlite3_exec (self->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+                snprintf (err, errlen, "%s: cannot set the schema version: %s", self->path,
+                          sqlite3_errmsg (self->db));
+                result = -1;
+            }
+        }
+    }
+    if (result == 0 && sqlite3_exec (self->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf (err, errlen, "%s: cannot commit the migration: %s", self->path,
+                  sqlite3_errmsg (self->db));
+        result = -1;
+    }
+    if (result != 0 && !sqlite3_get_autocommit (self->db))
+        sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
+    return result;
+}
+
+static int s_load_epoch (tf_store_t *self, char *err, size_t errlen)
+{
+    sqlite3_stmt *stmt;
+    bool ok = false;
+    int rc = sqlite3_prepare_v2 (self->db, "SELECT value FROM meta WHERE key = 'epoch'", -1, &stmt,
+                                 NULL);
+    if (rc == SQLITE_OK && sqlite3_step (stmt) == SQLITE_ROW) {
+        const unsigned char *text = sqlite3_column_text (stmt, 0);
+        if (s_is_epoch (text, sqlite3_column_bytes (stmt, 0))) {
+            memcpy (self->epoch, text, 32);
+            self->epoch[32] = 0;
+            ok = true;
+        }
+    }
+    sqlite3_finalize (stmt);
+    if (!ok) {
+        snprintf (err, errlen, "%s: damaged techfeed database (no valid epoch in meta)",
+                  self->path);
+        return -1;
+    }
+    return 0;
+}
+
+tf_store_t *tf_store_new (const char *path, char *err, size_t errlen)
+{
+    assert (path);
+    char scratch[1];
+    if (!err || !errlen) {
+        err = scratch;
+        errlen = sizeof scratch;
+    }
+    if (!*path || strcmp (path, ":memory:") == 0) {
+        snprintf (err, errlen, "'%s': the store needs a database file", path);
+        return NULL;
+    }
+    tf_store_t *self = s_alloc (sizeof *self);
+    self->path = s_strdup (path);
+    snprintf (self->errstr, sizeof self->errstr, "no error");
+
+    int rc = sqlite3_open_v2 (path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc == SQLITE_OK)
+        rc = s_configure (self->db);
+    if (rc != SQLITE_OK) {
+        snprintf (err, errlen, "%s: cannot open: %s", path,
+                  self->db ? sqlite3_errmsg (self->db) : sqlite3_errstr (rc));
+        goto fail;
+    }
+    if (s_check_file (self, err, errlen) || s_set_wal (self, err, errlen) ||
+        s_migrate (self, err, errlen) || s_load_epoch (self, err, errlen))
+        goto fail;
+    for (int i = 0; i < ST_COUNT; i++) {
+        rc = sqlite3_prepare_v3 (self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &self->stmt[i],
+                                 NULL);
+        if (rc != SQLITE_OK) {
+            snprintf (err, errlen, "%s: cannot prepare statement %d: %s", path, i,
+                      sqlite3_errmsg (self->db));
+            goto fail;
+        }
+    }
+    return self;
+
+fail:
+    tf_store_destroy (&self);
+    return NULL;
+}
+
+void tf_store_destroy (tf_store_t **self_p)
+{
+    assert (self_p);
+    tf_store_t *self = *self_p;
+    if (!self)
+        return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize (self->stmt[i]);
+    if (self->db && !sqlite3_get_autocommit (self->db))
+        sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close (self->db);
+    free (self->path);
+    free (self);
+    *self_p = NULL;
+}
+
+const char *tf_store_errstr (tf_store_t *self)
+{
+    assert (self);
+    return self->errstr;
+}
+
+const char *tf_store_path (tf_store_t *self)
+{
+    assert (self);
+    return self->path;
+}
+
+const char *tf_store_epoch (tf_store_t *self)
+{
+    assert (self);
+    return self->epoch;
+}
+
+int tf_store_new_epoch (tf_store_t *self)
+{
+    assert (self);
+    //  Inside a transaction a rollback would leave self->epoch wrong
+    if (!sqlite3_get_autocommit (self->db))
+        return s_fail (self, TF_STORE_ERROR, "new epoch: a transaction is open");
+    char epoch[33], err[512];
+    if (s_make_epoch (epoch, err, sizeof err, self->path))
+        return s_fail (self, TF_STORE_ERROR, "%s", err);
+    sqlite3_stmt *stmt;
+    int rc = sqlite3_prepare_v2 (self->db, "UPDATE meta SET value = ?1 WHERE key = 'epoch'", -1,
+                                 &stmt, NULL);
+    if (rc != SQLITE_OK)
+        return s_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "new epoch");
+    sqlite3_bind_text (stmt, 1, epoch, -1, SQLITE_STATIC);
+    int result = s_run (self, stmt, "new epoch");
+    if (result == 0 && sqlite3_changes (self->db) != 1)
+        result = s_fail (self, TF_STORE_ERROR, "new epoch: no epoch row in meta");
+    sqlite3_finalize (stmt);
+    if (result == 0)
+        memcpy (self->epoch, epoch, sizeof self->epoch);
+    return result;
+}
+
+int tf_store_schema_version (void)
+{
+    return TF_STORE_SCHEMA;
+}
+
+int tf_store_state (tf_store_t *self, tf_store_state_t *state)
+{
+    assert (self);
+    assert (state);
+    memset (state, 0, sizeof *state);
+    memcpy (state->epoch, self->epoch, sizeof state->epoch);
+    //  A read transaction of our own keeps the figures consistent
+    bool own = sqlite3_get_autocommit (self->db);
+    int result = own ? s_exec (self, "BEGIN", "state: begin") : 0;
+    if (result)
+        return result;
+    sqlite3_stmt *stmt = self->stmt[ST_STATE_GET];
+    int rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW) {
+        state->record_count = s_column_seq (stmt, 0);
+        state->digest = s_u64 (sqlite3_column_int64 (stmt, 1));
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE)
+        rc = SQLITE_CORRUPT;
+    sqlite3_reset (stmt);
+    s_position_t pos;
+    if (rc == SQLITE_OK)
+        rc = s_position (self->db, &pos);
+    if (rc != SQLITE_OK)
+        result = s_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "state");
+    else {
+        state->head_sequence = pos.head;
+        state->log_first_sequence = pos.first;
+        memcpy (state->sector_heads, pos.heads, sizeof state->sector_heads);
+    }
+    if (own)
+        sqlite3_exec (self->db, "COMMIT", NULL, NULL, NULL);
+    return result;
+}
+
+// --------------------------------------------------------------- transactions
+
+/*  SQLite may end a transaction on its own after an I/O error; forget the
+    savepoints then. */
+static void s_sync_depth (tf_store_t *self)
+{
+    if (sqlite3_get_autocommit (self->db))
+        self->depth = 0;
+}
+
+int tf_store_begin (tf_store_t *self)
+{
+    assert (self);
+    s_sync_depth (self);
+    if (!sqlite3_get_autocommit (self->db))
+        return s_fail (self, TF_STORE_ERROR, "begin: a transaction is already open");
+    return s_exec (self, "BEGIN IMMEDIATE", "begin");
+}
+
+int tf_store_commit (tf_store_t *self)
+{
+    assert (self);
+    if (sqlite3_get_autocommit (self->db)) {
+        self->depth = 0;
+        return s_fail (self, TF_STORE_ERROR, "commit: no transaction is open");
+    }
+    int result = s_exec (self, "COMMIT", "commit");
+    if (result == 0)
+        self->depth = 0;
+    s_sync_depth (self);
+    return result;
+}
+
+int tf_store_rollback (tf_store_t *self)
+{
+    assert (self);
+    self->depth = 0;
+    if (sqlite3_get_autocommit (self->db))
+        return 0; // nothing open (SQLite may have rolled back already)
+    return s_exec (self, "ROLLBACK", "rollback");
+}
+
+int tf_store_savepoint (tf_store_t *self)
+{
+    assert (self);
+    s_sync_depth (self);
+    char sql[32];
+    snprintf (sql, sizeof sql, "SAVEPOINT sp%d", self->depth + 1);
+    int result = s_exec (self, sql, "savepoint");
+    if (result == 0)
+        self->depth++;
+    return result;
+}
+
+int tf_store_release (tf_store_t *self)
+{
+    assert (self);
+    s_sync_depth (self);
+    if (self->depth == 0)
+        return s_fail (self, TF_STORE_ERROR, "release: no savepoint is open");
+    char sql[32];
+    snprintf (sql, sizeof sql, "RELEASE sp%d", self->depth);
+    int result = s_exec (self, sql, "release");
+    if (result == 0)
+        self->depth--;
+    s_sync_depth (self);
+    return result;
+}
+
+int tf_store_rollback_to (tf_store_t *self)
+{
+    assert (self);
+    s_sync_depth (self);
+    if (self->depth == 0)
+        return s_fail (self, TF_STORE_ERROR, "rollback_to: no savepoint is open");
+    char sql[64];
+    snprintf (sql, sizeof sql, "ROLLBACK TO sp%d; RELEASE sp%d", self->depth, self->depth);
+    int result = s_exec (self, sql, "rollback_to");
+    if (result == 0)
+        self->depth--;
+    s_sync_depth (self);
+    return result;
+}
+
+// --------------------------------------------------------------- writes
+
+/*  Keeps the item when result is 0, else undoes it; returns the result.
+    `outer`: a transaction was open before the item's savepoint (else the
+    savepoint began one, and undoing means rolling that back). */
+static int s_item_end (tf_store_t *self, bool outer, int result)
+{
+    if (result == 0) {
+        result = s_run (self, self->stmt[ST_ITEM_RELEASE], "release");
+        if (result == 0)
+            return 0;
+    }
+    if (sqlite3_get_autocommit (self->db))
+        return result; // SQLite already rolled everything back
+    if (outer) {
+        sqlite3_step (self->stmt[ST_ITEM_UNDO]);
+        sqlite3_reset (self->stmt[ST_ITEM_UNDO]);
+        sqlite3_step (self->stmt[ST_ITEM_RELEASE]);
+        sqlite3_reset (self->stmt[ST_ITEM_RELEASE]);
+    } else
+        sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
+    s_sync_depth (self);
+    return result;
+}
+
+/*  Stored revision and sector of `id`; *revision 0 when absent. */
+static int s_lookup (tf_store_t *self, const char *id, uint64_t *revision, int *sector)
+{
+    sqlite3_stmt *stmt = self->stmt[ST_LOOKUP];
+    *revision = 0;
+    *sector = 0;
+    s_bind_text (stmt, 1, id);
+    int rc = sqlite3_step (stmt);
+    int result = 0;
+    if (rc == SQLITE_ROW) {
+        *revision = s_column_seq (stmt, 0);
+        *sector = sqlite3_column_int (stmt, 1);
+    } else if (rc != SQLITE_DONE)
+        result =
+            s_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "look up %.128s", id);
+    sqlite3_reset (stmt);
+    return result;
+}
+
+/*  Appends a change row and moves the sector head; fills change->sequence
+    and sector_prev_sequence. */
+static int s_append (tf_store_t *self, int kind, const char *id, int sector, uint64_t revision,
+                     int64_t now_ms, const uint8_t *body, size_t size, tf_change_t *change)
+{
+    sqlite3_stmt *stmt = self->stmt[ST_HEAD_GET];
+    sqlite3_bind_int (stmt, 1, sector);
+    int rc = sqlite3_step (stmt);
+    uint64_t prev = rc == SQLITE_ROW ? s_column_seq (stmt, 0) : 0;
+    sqlite3_reset (stmt);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return s_sql_error (self->errstr, sizeof self->errstr, self->db, rc,
+                            "%.128s: read sector head", id);
+
+    stmt = self->stmt[ST_APPEND];
+    sqlite3_bind_int (stmt, 1, kind);
+    sqlite3_bind_int (stmt, 2, sector);
+    s_bind_text (stmt, 3, id);
+    sqlite3_bind_int64 (stmt, 4, s_i64 (revision));
+    sqlite3_bind_int64 (stmt, 5, s_i64 (prev));
+    sqlite3_bind_int64 (stmt, 6, now_ms);
+    if (body)
+        s_bind_blob (stmt, 7, body, size);
+    else
+        sqlite3_bind_null (stmt, 7);
+    char context[200];
+    snprintf (context, sizeof context, "%.128s: insert change", id);
+    int result = s_run (self, stmt, context);
+    sqlite3_clear_bindings (stmt);
+    if (result)
+        return result;
+    uint64_t sequence = s_u64 (sqlite3_last_insert_rowid (self->db));
+
+    stmt = self->stmt[ST_HEAD_SET];
+    sqlite3_bind_int (stmt, 1, sector);
+    sqlite3_bind_int64 (stmt, 2, s_i64 (sequence));
+    snprintf (context, sizeof context, "%.128s: update sector head", id);
+    result = s_run (self, stmt, context);
+    if (result)
+        return result;
+    change->sequence = sequence;
+    change->sector_prev_sequence = prev;
+    return 0;
+}
+
+/*  state += (count_delta, digest - minus + plus), in C arithmetic. */
+static int s_adjust_state (tf_store_t *self, const char *id, int count_delta, uint64_t minus,
+                           uint64_t plus)
+{
+    sqlite3_stmt *stmt = self->stmt[ST_STATE_GET];
+    int rc = sqlite3_step (stmt);
+    int64_t count = 0;
+    uint64_t digest = 0;
+    if (rc == SQLITE_ROW) {
+        count = sqlite3_column_int64 (stmt, 0);
+        digest = s_u64 (sqlite3_column_int64 (stmt, 1));
+    }
+    sqlite3_reset (stmt);
+    if (rc != SQLITE_ROW)
+        return s_sql_error (self->errstr, sizeof self->errstr, self->db,
+                            rc == SQLITE_DONE ? SQLITE_CORRUPT : rc, "%.128s: read state", id);
+    digest = digest - minus + plus;
+    stmt = self->stmt[ST_STATE_SET];
+    sqlite3_bind_int64 (stmt, 1, count + count_delta);
+    sqlite3_bind_int64 (stmt, 2, s_i64 (digest));
+    char context[200];
+    snprintf (context, sizeof context, "%.128s: update state", id);
+    return s_run (self, stmt, context);
+}
+
+/*  JSON array of strings, malloc'd; NULL when a string is not UTF-8. */
+static char *s_json_strings (char **items, size_t count)
+{
+    json_t *array = json_array ();
+    if (!array)
+        s_oom ();
+    for (size_t i = 0; i < count; i++) {
+        json_t *item = items[i] ? json_string (items[i]) : NULL;
+        if (!item || json_array_append_new (array, item)) {
+            json_decref (array);
+            return NULL;
+        }
+    }
+    char *text = json_dumps (array, JSON_COMPACT);
+    json_decref (array);
+    return text;
+}
+
+/*  JSON array of {"name","value","unit"} (present fields only). */
+static char *s_json_metrics (Techfeed__Metric **metrics, size_t count)
+{
+    json_t *array = json_array ();
+    if (!array)
+        s_oom ();
+    for (size_t i = 0; i < count; i++) {
+        const Techfeed__Metric *metric = metrics[i];
+        json_t *item = json_object ();
+        if (!item)
+            s_oom ();
+        int rc = 0;
+        if (metric->name)
+            rc |= json_object_set_new (item, "name", json_string (metric->name));
+        if (metric->has_value)
+            rc |= json_object_set_new (item, "value", json_real (metric->value));
+        if (metric->unit)
+            rc |= json_object_set_new (item, "unit", json_string (metric->unit));
+        if (rc || json_array_append_new (array, item)) {
+            json_decref (array);
+            return NULL;
+        }
+    }
+    char *text = json_dumps (array, JSON_COMPACT);
+    json_decref (array);
+    return text;
+}
+
+/*  Writes the records row for `record` (revision and updated_at set). */
+static int s_upsert (tf_store_t *self, const Techfeed__Milestone *record, const uint8_t *body,
+                     size_t size)
+{
+    const char *id = record->id;
+    char *orgs = s_json_strings (record->organizations, record->n_organizations);
+    char *metrics = s_json_metrics (record->metrics, record->n_metrics);
+    char *sources = s_json_strings (record->sources, record->n_sources);
+    char *tags = s_json_strings (record->tags, record->n_tags);
+    int result;
+    if (!orgs || !metrics || !sources || !tags)
+        result =
+            s_fail (self, TF_STORE_ERROR,
+                    "%.128s: cannot encode a list column as JSON (not UTF-8 or not finite)", id);
+    else {
+        sqlite3_stmt *stmt = self->stmt[ST_UPSERT];
+        s_bind_text (stmt, 1, id);
+        sqlite3_bind_int (stmt, 2, record->sector);
+        s_bind_text (stmt, 3, record->title);
+        s_bind_text (stmt, 4, record->summary);
+        s_bind_text (stmt, 5, orgs);
+        s_bind_text (stmt, 6, record->country);
+        s_bind_text (stmt, 7, record->date);
+        if (record->has_status)
+            sqlite3_bind_int (stmt, 8, record->status);
+        else
+            sqlite3_bind_null (stmt, 8);
+        s_bind_text (stmt, 9, metrics);
+        s_bind_text (stmt, 10, sources);
+        s_bind_text (stmt, 11, tags);
+        sqlite3_bind_int64 (stmt, 12, s_i64 (record->revision));
+        sqlite3_bind_int64 (stmt, 13, record->updated_at_ms);
+        s_bind_blob (stmt, 14, body, size);
+        char context[200];
+        snprintf (context, sizeof context, "%.128s: write record", id);
+        result = s_run (self, stmt, context);
+        sqlite3_clear_bindings (stmt);
+    }
+    free (orgs);
+    free (metrics);
+    free (sources);
+    free (tags);
+    return result;
+}
+
+/*  TF_STORE_CONFLICT when an expected revision does not match the stored
+    one (0 when absent). */
+static int s_check_expected (tf_store_t *self, const char *id, bool has_expected, uint64_t expected,
+                             uint64_t stored, tf_change_t *change)
+{
+    if (!has_expected || expected == stored)
+        return 0;
+    change->current_revision = stored;
+    return s_fail (self, TF_STORE_CONFLICT, "%.128s: expected revision %llu, stored %llu", id,
+                   (unsigned long long) expected, (unsigned long long) stored);
+}
+
+/*  put inside the item savepoint. */
+static int s_put (tf_store_t *self, const Techfeed__Milestone *record, bool has_expected,
+                  uint64_t expected, int64_t now_ms, tf_change_t *change)
+{
+    const char *id = record->id;
+    uint64_t stored;
+    int sector;
+    int result = s_lookup (self, id, &stored, &sector);
+    if (result)
+        return result;
+    change->sector = stored ? sector : (int) record->sector;
+    result = s_check_expected (self, id, has_expected, expected, stored, change);
+    if (result)
+        return result;
+    if (stored && sector != (int) record->sector)
+        return s_fail (self, TF_STORE_IMMUTABLE, "%.128s: sector is %d, cannot change to %d", id,
+                       sector, (int) record->sector);
+
+    Techfeed__Milestone copy = *record; // shallow: only the two server fields differ
+    copy.has_revision = 1;
+    copy.revision = stored + 1;
+    copy.has_updated_at_ms = 1;
+    copy.updated_at_ms = now_ms;
+    size_t size;
+    uint8_t *body = tf_wire_pack (&copy.base, &size);
+    result = s_upsert (self, &copy, body, size);
+    if (result == 0)
+        result = s_append (self, TECHFEED__CHANGE_KIND__CHANGE_PUT, id, copy.sector, copy.revision,
+                           now_ms, body, size, change);
+    free (body);
+    if (result == 0)
+        result = s_adjust_state (self, id, stored ? 0 : 1, stored ? tf_digest_item (id, stored) : 0,
+                                 tf_digest_item (id, copy.revision));
+    if (result == 0)
+        change->revision = copy.revision;
+    return result;
+}
+
+/*  delete inside the item savepoint. */
+static int s_delete (tf_store_t *self, const char *id, bool has_expected, uint64_t expected,
+                     int64_t now_ms, tf_change_t *change)
+{
+    uint64_t stored;
+    int sector;
+    int result = s_lookup (self, id, &stored, &sector);
+    if (result)
+        return result;
+    if (!stored)
+        return s_fail (self, TF_STORE_NOT_FOUND, "%.128s: no such record", id);
+    change->sector = sector;
+    result = s_check_expected (self, id, has_expected, expected, stored, change);
+    if (result)
+        return result;
+    sqlite3_stmt *stmt = self->stmt[ST_REMOVE];
+    s_bind_text (stmt, 1, id);
+    char context[200];
+    snprintf (context, sizeof context, "%.128s: delete record", id);
+    result = s_run (self, stmt, context);
+    if (result == 0)
+        result = s_append (self, TECHFEED__CHANGE_KIND__CHANGE_DELETE, id, sector, stored, now_ms,
+                           NULL, 0, change);
+    if (result == 0)
+        result = s_adjust_state (self, id, -1, tf_digest_item (id, stored), 0);
+    if (result == 0)
+        change->revision = stored;
+    return result;
+}
+
+/*  One put (record set) or delete (id) as an atomic item. */
+static int s_item (tf_store_t *self, const Techfeed__Milestone *record, const char *id,
+                   bool has_expected, uint64_t expected, int64_t now_ms, tf_change_t *change)
+{
+    tf_change_t scratch;
+    if (!change)
+        change = &scratch;
+    memset (change, 0, sizeof *change);
+    change->timestamp_ms = now_ms;
+    //  Every item runs inside its own savepoint: a failure half way leaves
+    //  the enclosing transaction as it was
+    bool outer = !sqlite3_get_autocommit (self->db);
+    int result = s_run (self, self->stmt[ST_ITEM_BEGIN], "savepoint");
+    if (result)
+        return result;
+    if (record)
+        result = s_put (self, record, has_expected, expected, now_ms, change);
+    else
+        result = s_delete (self, id, has_expected, expected, now_ms, change);
+    return s_item_end (self, outer, result);
+}
+
+int tf_store_put (tf_store_t *self, const Techfeed__Milestone *record, bool has_expected,
+                  uint64_t expected_revision, int64_t now_ms, tf_change_t *change)
+{
+    assert (self);
+    assert (record && record->id);
+    return s_item (self, record, NULL, has_expected, expected_revision, now_ms, change);
+}
+
+int tf_store_delete (tf_store_t *self, const char *id, bool has_expected,
+                     uint64_t expected_revision, int64_t now_ms, tf_change_t *change)
+{
+    assert (self);
+    assert (id);
+    return s_item (self, NULL, id, has_expected, expected_revision, now_ms, change);
+}
+
+// --------------------------------------------------------------- requests, trim
+
+int tf_store_request_get (tf_store_t *self, const char *request_id, uint8_t **reply, size_t *size)
+{
+    assert (self);
+    assert (request_id && reply && size);
+    *reply = NULL;
+    *size = 0;
+    sqlite3_stmt *stmt = self->stmt[ST_REQ_GET];
+    s_bind_text (stmt, 1, request_id);
+    int rc = sqlite3_step (stmt);
+    int result = 0;
+    if (rc == SQLITE_ROW) {
+        size_t n = (size_t) sqlite3_column_bytes (stmt, 0);
+        const void *data = sqlite3_column_blob (stmt, 0);
+        *reply = s_alloc (n);
+        if (n)
+            memcpy (*reply, data, n);
+        *size = n;
+    } else if (rc == SQLITE_DONE)
+        result = s_fail (self, TF_STORE_NOT_FOUND, "request %.64s: not cached", request_id);
+    else
+        result = s_sql_error (self->errstr, sizeof self->errstr, self->db, rc,
+                              "request %.64s: read", request_id);
+    sqlite3_reset (stmt);
+    return result;
+}
+
+int tf_store_request_put (tf_store_t *self, const char *request_id, const uint8_t *reply,
+                          size_t size, int64_t now_ms)
+{
+    assert (self);
+    assert (request_id && (reply || !size));
+    sqlite3_stmt *stmt = self->stmt[ST_REQ_PUT];
+    s_bind_text (stmt, 1, request_id);
+    s_bind_blob (stmt, 2, reply, size);
+    sqlite3_bind_int64 (stmt, 3, now_ms);
+    int result = s_run (self, stmt, "request: cache reply");
+    sqlite3_clear_bindings (stmt);
+    return result;
+}
+
+int tf_store_request_expire (tf_store_t *self, int64_t before_ms)
+{
+    assert (self);
+    sqlite3_stmt *stmt = self->stmt[ST_REQ_EXPIRE];
+    sqlite3_bind_int64 (stmt, 1, before_ms);
+    return s_run (self, stmt, "request: expire");
+}
+
+int tf_store_trim (tf_store_t *self, uint64_t keep_count, int64_t before_ms)
+{
+    assert (self);
+    sqlite3_stmt *stmt = self->stmt[ST_TRIM];
+    sqlite3_bind_int64 (stmt, 1, keep_count > INT64_MAX ? INT64_MAX : (int64_t) keep_count);
+    sqlite3_bind_int64 (stmt, 2, before_ms > 0 ? before_ms : INT64_MIN);
+    return s_run (self, stmt, "trim");
+}
+
+int tf_store_get (tf_store_t *self, const char *id, Techfeed__Milestone **record)
+{
+    assert (self);
+    assert (id && record);
+    *record = NULL;
+    sqlite3_stmt *stmt = self->stmt[ST_GET];
+    s_bind_text (stmt, 1, id);
+    int rc = sqlite3_step (stmt);
+    int result = 0;
+    if (rc == SQLITE_ROW) {
+        const uint8_t *body = sqlite3_column_blob (stmt, 0);
+        size_t size = (size_t) sqlite3_column_bytes (stmt, 0);
+        *record = techfeed__milestone__unpack (NULL, size, body);
+        if (!*record)
+            result = s_fail (self, TF_STORE_ERROR, "%.128s: stored body does not decode", id);
+    } else if (rc == SQLITE_DONE)
+        result = s_fail (self, TF_STORE_NOT_FOUND, "%.128s: no such record", id);
+    else
+        result = s_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "get %.128s", id);
+    sqlite3_reset (stmt);
+    return result;
+}
+
+// --------------------------------------------------------------- cursors
+
+/*  Opens the read-only connection and its read transaction; the first
+    SELECT (s_position) fixes the snapshot. */
+static tf_store_cursor_t *s_cursor_new (tf_store_t *self, bool changes, s_position_t *pos)
+{
+    tf_store_cursor_t *cursor = s_alloc (sizeof *cursor);
+    cursor->changes = changes;
+    memcpy (cursor->epoch, self->epoch, sizeof cursor->epoch);
+    snprintf (cursor->errstr, sizeof cursor->errstr, "no error");
+    int rc = sqlite3_open_v2 (self->path, &cursor->db, SQLITE_OPEN_READONLY, NULL);
+    if (rc == SQLITE_OK)
+        rc = s_configure (cursor->db);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec (cursor->db, "BEGIN", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = s_position (cursor->db, pos);
+    if (rc != SQLITE_OK) {
+        s_sql_error (self->errstr, sizeof self->errstr, cursor->db, rc, "%s: open cursor",
+                     self->path);
+        tf_store_cursor_destroy (&cursor);
+        return NULL;
+    }
+    cursor->sequence = pos->head;
+    memcpy (cursor->heads, pos->heads, sizeof cursor->heads);
+    return cursor;
+}
+
+/*  " AND sector IN (?n, ...)" for a non-empty sector list; *next is the
+    next parameter number. */
+static void s_sectors_sql (s_sql_t *sql, const Techfeed__Filter *filter, int *next)
+{
+    if (!filter || !filter->n_sectors)
+        return;
+    s_sql_add (sql, " AND sector IN (");
+    for (size_t i = 0; i < filter->n_sectors; i++)
+        s_sql_add (sql, "%s?%d", i ? ", " : "", (*next)++);
+    s_sql_add (sql, ")");
+}
+
+static void s_sectors_bind (sqlite3_stmt *stmt, const Techfeed__Filter *filter, int *next)
+{
+    for (size_t i = 0; filter && i < filter->n_sectors; i++)
+        sqlite3_bind_int (stmt, (*next)++, filter->sectors[i]);
+}
+
+static bool s_given (const char *text)
+{
+    return text && *text;
+}
+
+/*  Prepares `sql` on the cursor's connection; NULL-safe on failure. */
+static int s_cursor_prepare (tf_store_t *self, tf_store_cursor_t *cursor, s_sql_t *sql)
+{
+    int rc = sqlite3_prepare_v2 (cursor->db, sql->text, -1, &cursor->stmt, NULL);
+    free (sql->text);
+    sql->text = NULL;
+    if (rc != SQLITE_OK)
+        return s_sql_error (self->errstr, sizeof self->errstr, cursor->db, rc, "%s: prepare cursor",
+                            self->path);
+    return 0;
+}
+
+tf_store_cursor_t *tf_store_snapshot_open (tf_store_t *self, const Techfeed__Filter *filter)
+{
+    assert (self);
+    s_position_t pos;
+    tf_store_cursor_t *cursor = s_cursor_new (self, false, &pos);
+    if (!cursor)
+        return NULL;
+    s_sql_t sql = { NULL, 0, 0 };
+    int next = 1;
+    s_sql_add (&sql, "SELECT id, body FROM records WHERE 1");
+    s_sectors_sql (&sql, filter, &next);
+    if (filter && s_given (filter->organization))
+        s_sql_add (&sql,
+                   " AND EXISTS (SELECT 1 FROM json_each (records.organizations)"
+                   " WHERE value = ?%d)",
+                   next++);
+    if (filter && s_given (filter->country))
+        s_sql_add (&sql, " AND country = ?%d", next++);
+    if (filter && s_given (filter->date_from))
+        s_sql_add (&sql, " AND date >= ?%d", next++);
+    if (filter && s_given (filter->date_to)) {
+        //  Prefix-inclusive: '2019-01-03' is within date_to '2019'
+        s_sql_add (&sql, " AND substr (date, 1, length (?%d)) <= ?%d", next, next);
+        next++;
+    }
+    s_sql_add (&sql, " ORDER BY id");
+    if (s_cursor_prepare (self, cursor, &sql)) {
+        tf_store_cursor_destroy (&cursor);
+        return NULL;
+    }
+    next = 1;
+    s_sectors_bind (cursor->stmt, filter, &next);
+    if (filter && s_given (filter->organization))
+        s_bind_text (cursor->stmt, next++, filter->organization);
+    if (filter && s_given (filter->country))
+        s_bind_text (cursor->stmt, next++, filter->country);
+    if (filter && s_given (filter->date_from))
+        s_bind_text (cursor->stmt, next++, filter->date_from);
+    if (filter && s_given (filter->date_to))
+        s_bind_text (cursor->stmt, next++, filter->date_to);
+    return cursor;
+}
+
+tf_store_cursor_t *tf_store_changes_open (tf_store_t *self, uint64_t since,
+                                          const Techfeed__Filter *filter, int *rc)
+{
+    assert (self);
+    int scratch;
+    if (!rc)
+        rc = &scratch;
+    *rc = TF_STORE_ERROR;
+    s_position_t pos; // as of the cursor's read transaction
+    tf_store_cursor_t *cursor = s_cursor_new (self, true, &pos);
+    if (!cursor)
+        return NULL;
+    if (since > pos.head || (since + 1 < pos.first && since < pos.head)) {
+        if (since > pos.head)
+            s_fail (self, TF_STORE_TRIMMED, "position %llu is beyond head %llu",
+                    (unsigned long long) since, (unsigned long long) pos.head);
+        else
+            s_fail (self, TF_STORE_TRIMMED,
+                    "position %llu is below the retained log (oldest %llu, head %llu)",
+                    (unsigned long long) since, (unsigned long long) pos.first,
+                    (unsigned long long) pos.head);
+        *rc = TF_STORE_TRIMMED;
+        tf_store_cursor_destroy (&cursor);
+        return NULL;
+    }
+    s_sql_t sql = { NULL, 0, 0 };
+    int next = 2;
+    s_sql_add (&sql, "SELECT seq, kind, sector, id, revision, sector_prev_seq, ts_ms, body"
+                     " FROM changes WHERE seq > ?1");
+    s_sectors_sql (&sql, filter, &next);
+    s_sql_add (&sql, " ORDER BY seq");
+    if (s_cursor_prepare (self, cursor, &sql)) {
+        *rc = TF_STORE_ERROR;
+        tf_store_cursor_destroy (&cursor);
+        return NULL;
+    }
+    sqlite3_bind_int64 (cursor->stmt, 1, s_i64 (since));
+    next = 2;
+    s_sectors_bind (cursor->stmt, filter, &next);
+    *rc = 0;
+    return cursor;
+}
+
+uint64_t tf_store_cursor_sequence (tf_store_cursor_t *cursor)
+{
+    assert (cursor);
+    return cursor->sequence;
+}
+
+const uint64_t *tf_store_cursor_sector_heads (tf_store_cursor_t *cursor)
+{
+    assert (cursor);
+    return cursor->heads;
+}
+
+const char *tf_store_cursor_errstr (tf_store_cursor_t *cursor)
+{
+    assert (cursor);
+    return cursor->errstr;
+}
+
+/*  Steps the cursor's query: SQLITE_ROW, or 0 at the end, or an error. */
+static int s_cursor_step (tf_store_cursor_t *cursor)
+{
+    if (cursor->done)
+        return 0;
+    int rc = sqlite3_step (cursor->stmt);
+    if (rc == SQLITE_ROW)
+        return SQLITE_ROW;
+    cursor->done = true; // stepping after the end would restart the query
+    if (rc == SQLITE_DONE)
+        return 0;
+    return s_sql_error (cursor->errstr, sizeof cursor->errstr, cursor->db, rc, "cursor: read");
+}
+
+int tf_store_cursor_next_record (tf_store_cursor_t *cursor, Techfeed__Milestone **record)
+{
+    assert (cursor && record);
+    assert (!cursor->changes);
+    *record = NULL;
+    int rc = s_cursor_step (cursor);
+    if (rc != SQLITE_ROW)
+        return rc;
+    const uint8_t *body = sqlite3_column_blob (cursor->stmt, 1);
+    size_t size = (size_t) sqlite3_column_bytes (cursor->stmt, 1);
+    *record = techfeed__milestone__unpack (NULL, size, body);
+    if (!*record) {
+        snprintf (cursor->errstr, sizeof cursor->errstr, "%.128s: stored body does not decode",
+                  (const char *) sqlite3_column_text (cursor->stmt, 0));
+        cursor->done = true;
+        return TF_STORE_ERROR;
+    }
+    return 1;
+}
+
+int tf_store_cursor_next_change (tf_store_cursor_t *cursor, Techfeed__ChangeEvent **event)
+{
+    assert (cursor && event);
+    assert (cursor->changes);
+    *event = NULL;
+    int rc = s_cursor_step (cursor);
+    if (rc != SQLITE_ROW)
+        return rc;
+    sqlite3_stmt *stmt = cursor->stmt;
+    Techfeed__ChangeEvent *change = s_alloc (sizeof *change);
+    techfeed__change_event__init (change);
+    change->epoch = s_strdup (cursor->epoch);
+    change->has_sequence = 1;
+    change->sequence = s_column_seq (stmt, 0);
+    change->has_kind = 1;
+    change->kind = (Techfeed__ChangeKind) sqlite3_column_int (stmt, 1);
+    change->has_sector = 1;
+    change->sector = (Techfeed__Sector) sqlite3_column_int (stmt, 2);
+    const char *id = (const char *) sqlite3_column_text (stmt, 3);
+    change->id = s_strdup (id ? id : "");
+    change->has_revision = 1;
+    change->revision = s_column_seq (stmt, 4);
+    change->has_sector_prev_sequence = 1;
+    change->sector_prev_sequence = s_column_seq (stmt, 5);
+    change->has_timestamp_ms = 1;
+    change->timestamp_ms = sqlite3_column_int64 (stmt, 6);
+    if (change->kind == TECHFEED__CHANGE_KIND__CHANGE_PUT) {
+        const uint8_t *body = sqlite3_column_blob (stmt, 7);
+        size_t size = (size_t) sqlite3_column_bytes (stmt, 7);
+        change->record = techfeed__milestone__unpack (NULL, size, body);
+        if (!change->record) {
+            snprintf (cursor->errstr, sizeof cursor->errstr,
+                      "change %llu: stored body does not decode",
+                      (unsigned long long) change->sequence);
+            techfeed__change_event__free_unpacked (change, NULL);
+            cursor->done = true;
+            return TF_STORE_ERROR;
+        }
+    }
+    *event = change;
+    return 1;
+}
+
+void tf_store_cursor_destroy (tf_store_cursor_t **cursor_p)
+{
+    assert (cursor_p);
+    tf_store_cursor_t *cursor = *cursor_p;
+    if (!cursor)
+        return;
+    sqlite3_finalize (cursor->stmt);
+    sqlite3_close (cursor->db); // ends the read transaction
+    free (cursor);
+    *cursor_p = NULL;
+}
