@@ -116,13 +116,13 @@ static void s_budget_free (void *data, void *pointer)
 /*  True when a non-repeated field holds a value. */
 static bool s_field_present (const ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f)
 {
-    const char *base = (const char *)msg;
+    const char *base = (const char *) msg;
     if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
-        return *(const uint32_t *)(base + f->quantifier_offset) == f->id;
+        return *(const uint32_t *) (base + f->quantifier_offset) == f->id;
     if (f->type == PROTOBUF_C_TYPE_MESSAGE)
-        return *(void *const *)(base + f->offset) != NULL;
+        return *(void *const *) (base + f->offset) != NULL;
     if (f->label == PROTOBUF_C_LABEL_OPTIONAL)
-        return *(const protobuf_c_boolean *)(base + f->quantifier_offset);
+        return *(const protobuf_c_boolean *) (base + f->quantifier_offset);
     return true;
 }
 
@@ -153,22 +153,22 @@ static bool s_walk (const ProtobufCMessage *msg, bool enums, char *err, size_t e
         const ProtobufCFieldDescriptor *f = &desc->fields[i];
         if (f->type != PROTOBUF_C_TYPE_MESSAGE && !(enums && f->type == PROTOBUF_C_TYPE_ENUM))
             continue;
-        const char *member = (const char *)msg + f->offset;
+        const char *member = (const char *) msg + f->offset;
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            size_t n = *(const size_t *)((const char *)msg + f->quantifier_offset);
-            const void *array = *(void *const *)member;
+            size_t n = *(const size_t *) ((const char *) msg + f->quantifier_offset);
+            const void *array = *(void *const *) member;
             for (size_t j = 0; j < n; j++) {
                 if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
-                    if (!s_walk (((ProtobufCMessage *const *)array)[j], enums, err, errlen))
+                    if (!s_walk (((ProtobufCMessage *const *) array)[j], enums, err, errlen))
                         return false;
-                } else if (!s_enum_ok (f, ((const int *)array)[j], err, errlen))
+                } else if (!s_enum_ok (f, ((const int *) array)[j], err, errlen))
                     return false;
             }
         } else if (s_field_present (msg, f)) {
             if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
-                if (!s_walk (*(ProtobufCMessage *const *)member, enums, err, errlen))
+                if (!s_walk (*(ProtobufCMessage *const *) member, enums, err, errlen))
                     return false;
-            } else if (!s_enum_ok (f, *(const int *)member, err, errlen))
+            } else if (!s_enum_ok (f, *(const int *) member, err, errlen))
                 return false;
         }
     }
@@ -254,7 +254,7 @@ Techfeed__Milestone *tf_milestone_dup (const Techfeed__Milestone *record)
 uint64_t tf_digest_item (const char *id, uint64_t revision)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
-    for (const unsigned char *p = (const unsigned char *)id; *p; p++) {
+    for (const unsigned char *p = (const unsigned char *) id; *p; p++) {
         h ^= *p;
         h *= 0x100000001b3ULL;
     }
@@ -276,5 +276,5 @@ int64_t tf_now_ms (void)
 {
     struct timespec ts;
     clock_gettime (CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
