@@ -63,6 +63,8 @@ UNIT_TESTS  := $(patsubst tests/unit/%.c,$(O)/tests/%,$(wildcard tests/unit/test
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(O)/tests/%,$(wildcard tests/integration/test_*.c))
 
 .PHONY: all deps run test check asan install fuzz bench clean format
+# Generated code and objects are kept, not treated as intermediate.
+.SECONDARY:
 .DEFAULT_GOAL := all
 
 all: $(INGESTD) $(CLI) $(LIBTECHFEED)

@@ -1,0 +1,321 @@
+/*  The real techfeed-ingestd against raw ZeroMQ sockets: well-formed puts
+    from DEALER and REQ clients, and malformed input of every shape — each
+    gets an error reply naming the problem, nothing is stored, and the
+    service goes on serving. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <czmq.h>
+
+#include "tf_testkit.h"
+#include "tf_wire.h"
+
+typedef struct {
+    tf_service_t svc;
+    zsock_t *ingest; /* DEALER */
+    zsock_t *sync;   /* DEALER */
+} fixture_t;
+
+static int setup (void **state)
+{
+    fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
+    assert_int_equal (tf_service_start (&f->svc, NULL), 0);
+    f->ingest = zsock_new_dealer (f->svc.ingest);
+    f->sync = zsock_new_dealer (f->svc.sync);
+    zsock_set_rcvtimeo (f->ingest, 5000);
+    zsock_set_rcvtimeo (f->sync, 5000);
+    *state = f;
+    return 0;
+}
+
+static int teardown (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    zsock_destroy (&f->ingest);
+    zsock_destroy (&f->sync);
+    assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
+    tf_service_cleanup (&f->svc);
+    free (f);
+    return 0;
+}
+
+/*  A valid record; strings are literals, so never free_unpacked. */
+static void s_record (Techfeed__Milestone *m, const char *id)
+{
+    techfeed__milestone__init (m);
+    m->id = (char *) id;
+    m->has_sector = 1;
+    m->sector = TECHFEED__SECTOR__SECTOR_SPACE;
+    m->title = (char *) "Chang'e-4 lands on the far side of the Moon";
+    m->date = (char *) "2019-01-03";
+    m->country = (char *) "CN";
+}
+
+/*  Sends frames given as (data, size) pairs, NULL-terminated. */
+static void s_send_frames (zsock_t *socket, ...)
+{
+    zmsg_t *msg = zmsg_new ();
+    va_list args;
+    va_start (args, socket);
+    const void *data;
+    while ((data = va_arg (args, const void *))) {
+        size_t size = va_arg (args, size_t);
+        zmsg_addmem (msg, data, size);
+    }
+    va_end (args);
+    assert_int_equal (zmsg_send (&msg, socket), 0);
+}
+
+static Techfeed__IngestReply *s_recv_reply (zsock_t *socket)
+{
+    zmsg_t *msg = zmsg_recv (socket);
+    assert_non_null (msg);
+    zframe_t *body = zmsg_last (msg);
+    Techfeed__IngestReply *reply =
+        techfeed__ingest_reply__unpack (NULL, zframe_size (body), zframe_data (body));
+    assert_non_null (reply);
+    zmsg_destroy (&msg);
+    return reply;
+}
+
+static void s_send_request (zsock_t *socket, const Techfeed__IngestRequest *request)
+{
+    size_t size;
+    uint8_t *data = tf_wire_pack (&request->base, &size);
+    s_send_frames (socket, data, size, NULL);
+    free (data);
+}
+
+static Techfeed__IngestReply *s_put (fixture_t *f, Techfeed__Milestone *record)
+{
+    Techfeed__Operation op = TECHFEED__OPERATION__INIT, *ops[] = { &op };
+    op.has_kind = 1;
+    op.kind = TECHFEED__OP_KIND__OP_PUT;
+    op.record = record;
+    Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
+    request.ops = ops;
+    request.n_ops = 1;
+    s_send_request (f->ingest, &request);
+    return s_recv_reply (f->ingest);
+}
+
+static uint64_t s_record_count (fixture_t *f)
+{
+    Techfeed__SyncRequest request = TECHFEED__SYNC_REQUEST__INIT;
+    request.has_kind = 1;
+    request.kind = TECHFEED__SYNC_KIND__SYNC_STATUS;
+    size_t size;
+    uint8_t *data = tf_wire_pack (&request.base, &size);
+    s_send_frames (f->sync, data, size, NULL);
+    free (data);
+    zmsg_t *msg = zmsg_recv (f->sync);
+    assert_non_null (msg);
+    zframe_t *body = zmsg_last (msg);
+    Techfeed__SyncReply *reply =
+        techfeed__sync_reply__unpack (NULL, zframe_size (body), zframe_data (body));
+    assert_non_null (reply);
+    assert_non_null (reply->status);
+    uint64_t count = reply->status->record_count;
+    techfeed__sync_reply__free_unpacked (reply, NULL);
+    zmsg_destroy (&msg);
+    return count;
+}
+
+static void s_expect_error (Techfeed__IngestReply *reply, Techfeed__ErrorCode code,
+                            const char *text)
+{
+    assert_int_equal (reply->code, code);
+    assert_non_null (reply->message);
+    assert_non_null (strstr (reply->message, text));
+    techfeed__ingest_reply__free_unpacked (reply, NULL);
+}
+
+static void test_put_from_dealer_and_req (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    Techfeed__Milestone record;
+    s_record (&record, "change-4-far-side-landing");
+    Techfeed__IngestReply *reply = s_put (f, &record);
+    assert_int_equal (reply->code, TECHFEED__ERROR_CODE__OK);
+    assert_int_equal (reply->n_results, 1);
+    assert_int_equal (reply->results[0]->code, TECHFEED__ERROR_CODE__OK);
+    assert_int_equal (reply->results[0]->revision, 1);
+    assert_int_equal (reply->results[0]->sequence, 1);
+    assert_int_equal (strlen (reply->epoch), 32);
+    techfeed__ingest_reply__free_unpacked (reply, NULL);
+
+    //  A REQ client adds the empty delimiter; the reply must come back to it.
+    zsock_t *req = zsock_new_req (f->svc.ingest);
+    zsock_set_rcvtimeo (req, 5000);
+    Techfeed__Operation op = TECHFEED__OPERATION__INIT, *ops[] = { &op };
+    op.has_kind = 1;
+    op.kind = TECHFEED__OP_KIND__OP_PUT;
+    op.record = &record;
+    record.title = (char *) "Chang'e-4 lands on the far side (revised)";
+    Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
+    request.ops = ops;
+    request.n_ops = 1;
+    s_send_request (req, &request);
+    reply = s_recv_reply (req);
+    assert_int_equal (reply->results[0]->code, TECHFEED__ERROR_CODE__OK);
+    assert_int_equal (reply->results[0]->revision, 2);
+    techfeed__ingest_reply__free_unpacked (reply, NULL);
+    zsock_destroy (&req);
+    assert_int_equal (s_record_count (f), 1);
+}
+
+static void test_garbage_and_truncated (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    s_send_frames (f->ingest, "this is not protobuf at all", (size_t) 27, NULL);
+    s_expect_error (s_recv_reply (f->ingest), TECHFEED__ERROR_CODE__MALFORMED, "IngestRequest");
+
+    Techfeed__Milestone record;
+    s_record (&record, "truncated");
+    Techfeed__Operation op = TECHFEED__OPERATION__INIT, *ops[] = { &op };
+    op.has_kind = 1;
+    op.kind = TECHFEED__OP_KIND__OP_PUT;
+    op.record = &record;
+    Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
+    request.ops = ops;
+    request.n_ops = 1;
+    size_t size;
+    uint8_t *data = tf_wire_pack (&request.base, &size);
+    s_send_frames (f->ingest, data, size - 5, NULL);
+    free (data);
+    s_expect_error (s_recv_reply (f->ingest), TECHFEED__ERROR_CODE__MALFORMED, "IngestRequest");
+    assert_int_equal (s_record_count (f), 0);
+}
+
+static void test_wrong_frames (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    s_send_frames (f->ingest, "a", (size_t) 1, "b", (size_t) 1, "c", (size_t) 1, NULL);
+    s_expect_error (s_recv_reply (f->ingest), TECHFEED__ERROR_CODE__MALFORMED, "body frame");
+    s_send_frames (f->ingest, "", (size_t) 0, NULL);
+    s_expect_error (s_recv_reply (f->ingest), TECHFEED__ERROR_CODE__MALFORMED, "empty body");
+    //  Many frames in one message: refused the same way.
+    zmsg_t *msg = zmsg_new ();
+    for (int i = 0; i < 5000; i++)
+        zmsg_addstr (msg, "x");
+    zmsg_send (&msg, f->ingest);
+    s_expect_error (s_recv_reply (f->ingest), TECHFEED__ERROR_CODE__MALFORMED, "5000");
+    assert_int_equal (s_record_count (f), 0);
+}
+
+static void test_invalid_record (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    Techfeed__Milestone good, bad;
+    s_record (&good, "good-one");
+    s_record (&bad, "bad-one");
+    bad.date = (char *) "2023-02-30";
+    Techfeed__Operation op1 = TECHFEED__OPERATION__INIT, op2 = TECHFEED__OPERATION__INIT;
+    Techfeed__Operation *ops[] = { &op1, &op2 };
+    op1.has_kind = op2.has_kind = 1;
+    op1.kind = op2.kind = TECHFEED__OP_KIND__OP_PUT;
+    op1.record = &bad;
+    op2.record = &good;
+    Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
+    request.ops = ops;
+    request.n_ops = 2;
+    //  Atomic: the bad record stops both.
+    request.has_atomic = request.atomic = 1;
+    s_send_request (f->ingest, &request);
+    Techfeed__IngestReply *reply = s_recv_reply (f->ingest);
+    assert_int_equal (reply->results[0]->code, TECHFEED__ERROR_CODE__INVALID);
+    assert_string_equal (reply->results[0]->field, "/date");
+    assert_int_equal (reply->results[1]->code, TECHFEED__ERROR_CODE__ABORTED);
+    techfeed__ingest_reply__free_unpacked (reply, NULL);
+    assert_int_equal (s_record_count (f), 0);
+    //  Not atomic: the good one is stored, the bad one is not.
+    request.atomic = 0;
+    s_send_request (f->ingest, &request);
+    reply = s_recv_reply (f->ingest);
+    assert_int_equal (reply->results[0]->code, TECHFEED__ERROR_CODE__INVALID);
+    assert_int_equal (reply->results[1]->code, TECHFEED__ERROR_CODE__OK);
+    techfeed__ingest_reply__free_unpacked (reply, NULL);
+    assert_int_equal (s_record_count (f), 1);
+}
+
+static void test_unknown_field_and_enum (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    Techfeed__Milestone record;
+    s_record (&record, "enum-test");
+    Techfeed__IngestReply *reply;
+    //  Sector 99 is not in the enum: protobuf-c would accept it.
+    record.sector = (Techfeed__Sector) 99;
+    reply = s_put (f, &record);
+    assert_int_equal (reply->code, TECHFEED__ERROR_CODE__MALFORMED);
+    techfeed__ingest_reply__free_unpacked (reply, NULL);
+    //  A field number this version does not know (field 15, varint 1).
+    record.sector = TECHFEED__SECTOR__SECTOR_SPACE;
+    Techfeed__Operation op = TECHFEED__OPERATION__INIT, *ops[] = { &op };
+    op.has_kind = 1;
+    op.kind = TECHFEED__OP_KIND__OP_PUT;
+    op.record = &record;
+    Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
+    request.ops = ops;
+    request.n_ops = 1;
+    size_t size;
+    uint8_t *data = tf_wire_pack (&request.base, &size);
+    data = realloc (data, size + 2);
+    data[size] = (15 << 3) | 0;
+    data[size + 1] = 1;
+    s_send_frames (f->ingest, data, size + 2, NULL);
+    free (data);
+    s_expect_error (s_recv_reply (f->ingest), TECHFEED__ERROR_CODE__MALFORMED, "unknown field");
+    assert_int_equal (s_record_count (f), 0);
+}
+
+static void test_request_limits (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
+    request.request_id = (char *) "no-ops"; /* an empty message would be an empty frame */
+    s_send_request (f->ingest, &request);
+    s_expect_error (s_recv_reply (f->ingest), TECHFEED__ERROR_CODE__INVALID, "at least one");
+    request.has_version = 1;
+    request.version = 7;
+    s_send_request (f->ingest, &request);
+    s_expect_error (s_recv_reply (f->ingest), TECHFEED__ERROR_CODE__UNSUPPORTED, "version 7");
+    //  More operations than --max-ops (1000 by default).
+    Techfeed__Operation op = TECHFEED__OPERATION__INIT;
+    op.has_kind = 1;
+    op.kind = TECHFEED__OP_KIND__OP_DELETE;
+    op.id = (char *) "x";
+    Techfeed__Operation **ops = (Techfeed__Operation **) zmalloc (1001 * sizeof (void *));
+    for (int i = 0; i < 1001; i++)
+        ops[i] = &op;
+    request.has_version = 0;
+    request.request_id = NULL;
+    request.ops = ops;
+    request.n_ops = 1001;
+    s_send_request (f->ingest, &request);
+    free (ops);
+    s_expect_error (s_recv_reply (f->ingest), TECHFEED__ERROR_CODE__TOO_LARGE, "max-ops");
+    //  And the service still answers a good request.
+    Techfeed__Milestone record;
+    s_record (&record, "still-alive");
+    Techfeed__IngestReply *reply = s_put (f, &record);
+    assert_int_equal (reply->results[0]->code, TECHFEED__ERROR_CODE__OK);
+    techfeed__ingest_reply__free_unpacked (reply, NULL);
+    assert_int_equal (s_record_count (f), 1);
+}
+
+int main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown (test_put_from_dealer_and_req, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_garbage_and_truncated, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_wrong_frames, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_invalid_record, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_unknown_field_and_enum, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_request_limits, setup, teardown),
+    };
+    return cmocka_run_group_tests_name ("ingest wire", tests, NULL, NULL);
+}
