@@ -1,0 +1,242 @@
+/*  tf_rpc — request/reply over a DEALER socket with Lazy Pirate retries.
+    See tf_rpc.h.
+*/
+#include <errno.h>
+
+#include "tf_rpc.h"
+#include "tf_wire.h"
+#include "techfeed.h"
+
+struct _tf_rpc_t {
+    char *endpoint;   /* where the DEALER connects */
+    zsock_t *socket;  /* current DEALER; replaced after a timeout */
+    size_t max_reply; /* decode budget cap for one reply, bytes */
+    int timeout_ms;   /* wait for one reply */
+    int tries;        /* tries per request, the first included */
+    char errstr[256]; /* last error */
+};
+
+/*  Decode budget for a frame of `size` bytes: generous for real replies,
+    bounded for hostile length prefixes. */
+static size_t s_budget (tf_rpc_t *self, size_t size)
+{
+    size_t budget = size * 32 + 64 * 1024;
+    return budget < self->max_reply ? budget : self->max_reply;
+}
+
+static zsock_t *s_connect (const char *endpoint, size_t max_reply)
+{
+    zsock_t *socket = zsock_new (ZMQ_DEALER);
+    if (!socket)
+        return NULL;
+    zsock_set_linger (socket, 0);
+    zsock_set_maxmsgsize (socket, max_reply > INT_MAX ? INT_MAX : (int) max_reply);
+    if (zsock_connect (socket, "%s", endpoint) != 0) {
+        zsock_destroy (&socket);
+        return NULL;
+    }
+    return socket;
+}
+
+tf_rpc_t *tf_rpc_new (const char *endpoint, size_t max_reply)
+{
+    assert (endpoint);
+    zsock_t *socket = s_connect (endpoint, max_reply);
+    if (!socket)
+        return NULL;
+    tf_rpc_t *self = (tf_rpc_t *) zmalloc (sizeof (tf_rpc_t));
+    self->endpoint = strdup (endpoint);
+    if (!self->endpoint)
+        abort ();
+    self->socket = socket;
+    self->max_reply = max_reply;
+    self->timeout_ms = TF_DEFAULT_TIMEOUT_MS;
+    self->tries = TF_DEFAULT_TRIES;
+    return self;
+}
+
+void tf_rpc_destroy (tf_rpc_t **self_p)
+{
+    assert (self_p);
+    tf_rpc_t *self = *self_p;
+    if (!self)
+        return;
+    zsock_destroy (&self->socket);
+    free (self->endpoint);
+    free (self);
+    *self_p = NULL;
+}
+
+void tf_rpc_set_timeout (tf_rpc_t *self, int timeout_ms)
+{
+    self->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
+}
+
+void tf_rpc_set_tries (tf_rpc_t *self, int tries)
+{
+    self->tries = tries > 0 ? tries : 1;
+}
+
+int tf_rpc_tries (tf_rpc_t *self)
+{
+    return self->tries;
+}
+
+const char *tf_rpc_endpoint (tf_rpc_t *self)
+{
+    return self->endpoint;
+}
+
+const char *tf_rpc_errstr (tf_rpc_t *self)
+{
+    return self->errstr;
+}
+
+/*  Closes the socket (linger 0: a late reply dies with it) and connects a
+    new one. The endpoint connected before, so only OOM-like failures can
+    stop it, and those abort. */
+static void s_reset (tf_rpc_t *self)
+{
+    zsock_destroy (&self->socket);
+    self->socket = s_connect (self->endpoint, self->max_reply);
+    if (!self->socket)
+        abort ();
+}
+
+static int s_send (tf_rpc_t *self, const ProtobufCMessage *request)
+{
+    size_t size;
+    uint8_t *data = tf_wire_pack (request, &size);
+    zframe_t *frame = zframe_new (data, size);
+    free (data);
+    //  DEALER queues the frame even before the connection is up
+    if (zframe_send (&frame, self->socket, ZMQ_DONTWAIT) != 0) {
+        zframe_destroy (&frame);
+        snprintf (self->errstr, sizeof self->errstr, "cannot send to %s: %s", self->endpoint,
+                  zmq_strerror (zmq_errno ()));
+        return -1;
+    }
+    return 0;
+}
+
+/*  Waits until `deadline` (zclock_mono) for a reply that decodes as
+    `type`. 0 with *reply, 1 at the deadline, -1 when interrupted.
+    Undecodable replies are logged and skipped. */
+static int s_recv (tf_rpc_t *self, const ProtobufCMessageDescriptor *type, int64_t deadline,
+                   ProtobufCMessage **reply)
+{
+    while (true) {
+        int64_t wait = deadline - zclock_mono ();
+        if (wait < 0)
+            wait = 0;
+        zmq_pollitem_t item = { zsock_resolve (self->socket), 0, ZMQ_POLLIN, 0 };
+        int rc = zmq_poll (&item, 1, (long) wait);
+        if (rc < 0 && zmq_errno () == EINTR && !zsys_interrupted)
+            continue; // another signal (SIGCHLD, SIGWINCH...)
+        if (rc < 0 || zsys_interrupted) {
+            snprintf (self->errstr, sizeof self->errstr, "interrupted");
+            return -1;
+        }
+        if (rc == 0)
+            return 1;
+        zmsg_t *msg = zmsg_recv (self->socket);
+        if (!msg) {
+            snprintf (self->errstr, sizeof self->errstr, "interrupted");
+            return -1;
+        }
+        //  A REQ-style envelope (empty delimiter) is tolerated
+        if (zmsg_size (msg) == 2 && zframe_size (zmsg_first (msg)) == 0) {
+            zframe_t *empty = zmsg_pop (msg);
+            zframe_destroy (&empty);
+        }
+        char err[200] = "";
+        ProtobufCMessage *decoded = NULL;
+        if (zmsg_size (msg) != 1)
+            snprintf (err, sizeof err, "%zu frames instead of 1", zmsg_size (msg));
+        else {
+            zframe_t *body = zmsg_first (msg);
+            decoded = tf_wire_unpack (type, zframe_data (body), zframe_size (body),
+                                      s_budget (self, zframe_size (body)), err, sizeof err);
+        }
+        zmsg_destroy (&msg);
+        if (decoded) {
+            *reply = decoded;
+            return 0;
+        }
+        zsys_warning ("techfeed: bad reply from %s ignored: %s", self->endpoint, err);
+    }
+}
+
+ProtobufCMessage *tf_rpc_call (tf_rpc_t *self, const ProtobufCMessage *request,
+                               const ProtobufCMessageDescriptor *reply_type, int tries,
+                               tf_rpc_match_fn *match, const void *arg)
+{
+    if (tries <= 0)
+        tries = self->tries;
+    for (int attempt = 1; attempt <= tries; attempt++) {
+        if (attempt > 1)
+            s_reset (self);
+        if (s_send (self, request) != 0)
+            return NULL;
+        int64_t deadline = zclock_mono () + self->timeout_ms;
+        while (true) {
+            ProtobufCMessage *reply = NULL;
+            int rc = s_recv (self, reply_type, deadline, &reply);
+            if (rc < 0)
+                return NULL;
+            if (rc > 0)
+                break; // timeout: next try on a fresh socket
+            if (!match || match (reply, arg))
+                return reply;
+            tf_wire_free (reply); // a stale reply to an earlier request
+        }
+    }
+    snprintf (self->errstr, sizeof self->errstr, "service unavailable at %s after %d %s",
+              self->endpoint, tries, tries == 1 ? "try" : "tries");
+    return NULL;
+}
+
+/*  Sends NEXT or CLOSE for `cursor`, one try. */
+static Techfeed__SyncReply *s_cursor_call (tf_rpc_t *self, Techfeed__SyncKind kind, uint64_t cursor)
+{
+    Techfeed__SyncRequest request = TECHFEED__SYNC_REQUEST__INIT;
+    request.has_version = request.has_kind = request.has_cursor = 1;
+    request.version = TF_PROTOCOL_VERSION;
+    request.kind = kind;
+    request.cursor = cursor;
+    return (Techfeed__SyncReply *) tf_rpc_call (self, &request.base,
+                                                &techfeed__sync_reply__descriptor, 1, NULL, NULL);
+}
+
+int tf_rpc_stream (tf_rpc_t *self, const Techfeed__SyncRequest *request, tf_rpc_chunk_fn *fn,
+                   void *arg)
+{
+    Techfeed__SyncReply *reply = (Techfeed__SyncReply *) tf_rpc_call (
+        self, &request->base, &techfeed__sync_reply__descriptor, 0, NULL, NULL);
+    while (reply) {
+        int verdict = fn (reply, arg);
+        bool error = reply->has_code && reply->code != TECHFEED__ERROR_CODE__OK;
+        bool end = reply->has_end && reply->end;
+        uint64_t cursor = reply->has_cursor ? reply->cursor : 0;
+        tf_wire_free (&reply->base);
+        reply = NULL;
+        if (verdict == TF_STREAM_ERROR)
+            return -1; // fn said why; the service closes the idle cursor
+        if (error || end)
+            return 0;
+        if (cursor == 0) {
+            snprintf (self->errstr, sizeof self->errstr,
+                      "bad reply from %s: a chunk that is not the end has no cursor",
+                      self->endpoint);
+            return -1;
+        }
+        if (verdict == TF_STREAM_STOP) {
+            Techfeed__SyncReply *closed =
+                s_cursor_call (self, TECHFEED__SYNC_KIND__SYNC_CLOSE, cursor);
+            tf_wire_free (closed ? &closed->base : NULL);
+            return 0;
+        }
+        reply = s_cursor_call (self, TECHFEED__SYNC_KIND__SYNC_NEXT, cursor);
+    }
+    return -1; // errstr set by tf_rpc_call
+}

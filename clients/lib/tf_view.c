@@ -1,0 +1,941 @@
+/*  tf_view — a local replica kept current by PROTOCOL.md §9.
+    See techfeed.h for the API and tf_view_internal.h for the socket-free
+    entry points the driver (tf_view_poll) and the unit tests share.
+
+    The state machine, in the words of §9:
+
+      SNAPSHOT  sync request SNAPSHOT; chunks collect in `incoming`; live
+                events wait in `buffer`. End mark: the view becomes the
+                snapshot (differences reported as ADD/UPDATE/DELETE), P and
+                last[s] come from the end mark, then the buffer is replayed.
+      LIVE      events: rule 3 (duplicate / chain / gap); heartbeats: rules
+                2 and 4 (epoch, head behind P, sector heads, completeness).
+      CATCHUP   sync request CATCHUP since P; changes applied without the
+                chain check; end mark sets P and raises last[s]; buffer
+                replayed. TRIMMED (or another epoch) means SNAPSHOT.
+      LOST      no heartbeat for 3 intervals; the next heartbeat or event
+                starts a CATCHUP (a SNAPSHOT if the view was never complete).
+
+    Every change to the records goes through s_apply: that is where a
+    persistent view will write its table (and store epoch, P and last[s]
+    in the same transaction, see s_set_position).
+
+    Sync requests run to their end inside tf_view_poll (tf_rpc_stream);
+    between chunks the SUB socket is drained into the buffer, so live
+    events are not left to overflow the socket's high-water mark.
+*/
+#include <errno.h>
+
+#include "techfeed.h"
+#include "tf_rpc.h"
+#include "tf_validate.h"
+#include "tf_view_internal.h"
+#include "tf_wire.h"
+
+#define TF_EVENT_MAX (4u << 20)        /* decode budget of one event */
+#define TF_HEARTBEAT_MAX (64u << 10)   /* decode budget of one heartbeat */
+#define TF_SYNC_REPLY_MAX (512u << 20) /* decode budget of one sync reply */
+#define TF_VIEW_CHUNK 500              /* records or changes per sync reply */
+#define TF_BUFFER_MAX 100000           /* events kept while a sync runs */
+#define TF_INTERVAL_MS 1000            /* heartbeat interval until the service says */
+#define TF_LOST_INTERVALS 3            /* silent intervals before LOST */
+#define TF_RETRY_MS 1000               /* pause before retrying a failed sync */
+#define TF_DRAIN_MAX 10000             /* messages read in one go */
+#define TF_SUB_HWM 10000               /* receive high-water mark, messages */
+
+struct _tf_view_t {
+    char *events_ep;                         /* PUB endpoint to connect */
+    char *sync_ep;                           /* sync ROUTER endpoint to connect */
+    zsock_t *sub;                            /* SUB socket; NULL before start and detached */
+    tf_rpc_t *rpc;                           /* DEALER to sync; NULL before start and detached */
+    int timeout_ms;                          /* wait for one sync reply */
+    bool filtered;                           /* holds some sectors only */
+    bool held[TF_SECTOR_MAX + 1];            /* sectors held, by value */
+    Techfeed__Sector sectors[TF_SECTOR_MAX]; /* the same as a list, for filters */
+    size_t n_sectors;                        /* entries in sectors; 0 when not filtered */
+    tf_view_state_t state;                   /* where in §9 */
+    bool complete;                           /* a snapshot was applied since the last resync */
+    char epoch[33];                          /* epoch of the records, "" before a snapshot */
+    uint64_t position;                       /* P */
+    uint64_t last[TF_SECTOR_MAX + 1];        /* last[s], by sector value */
+    zhashx_t *records;                       /* id -> Techfeed__Milestone, owned */
+    uint64_t digest;                         /* §10 over records */
+    zhashx_t *incoming;                      /* snapshot being read: id -> Milestone, owned */
+    char incoming_epoch[33];                 /* epoch of that snapshot */
+    zlistx_t *buffer;                        /* Techfeed__ChangeEvent *, owned */
+    bool syncing;                            /* a sync request is running */
+    bool recovering;                         /* the running catch-up was started by LOST */
+    int64_t retry_at;                        /* no sync before this (monotonic ms) */
+    int64_t heard_at;                        /* last heartbeat (monotonic ms) */
+    int64_t interval_ms;                     /* heartbeat interval the service announced */
+    Techfeed__SyncRequest request;           /* the running sync request */
+    Techfeed__Filter filter;                 /* its filter, pointing at sectors */
+    tf_view_fn *fn;                          /* application callback, or NULL */
+    void *arg;                               /* for fn */
+    uint64_t change_sequence;                /* sequence of the change in a callback */
+    tf_view_stats_t stats;                   /* counters */
+    char errstr[300];                        /* last error or reason */
+};
+
+// --------------------------------------------------------------- helpers
+
+static void s_record_destroy (void **item)
+{
+    techfeed__milestone__free_unpacked ((Techfeed__Milestone *) *item, NULL);
+    *item = NULL;
+}
+
+static void s_event_destroy (void **item)
+{
+    techfeed__change_event__free_unpacked ((Techfeed__ChangeEvent *) *item, NULL);
+    *item = NULL;
+}
+
+static Techfeed__ChangeEvent *s_event_dup (const Techfeed__ChangeEvent *event)
+{
+    size_t size;
+    uint8_t *data = tf_wire_pack (&event->base, &size);
+    Techfeed__ChangeEvent *copy = techfeed__change_event__unpack (NULL, size, data);
+    free (data);
+    if (!copy)
+        abort (); // our own encoding decodes; only OOM fails
+    return copy;
+}
+
+static void s_notify (tf_view_t *self, tf_view_event_t what, const Techfeed__Milestone *record,
+                      const char *id)
+{
+    if (self->fn)
+        self->fn (self, what, record, id ? id : "", self->arg);
+}
+
+/*  Frees the records of an unfinished snapshot. */
+static void s_incoming_purge (tf_view_t *self)
+{
+    for (void *r = zhashx_first (self->incoming); r; r = zhashx_next (self->incoming))
+        techfeed__milestone__free_unpacked ((Techfeed__Milestone *) r, NULL);
+    zhashx_purge (self->incoming);
+    self->incoming_epoch[0] = 0;
+}
+
+static void s_bad (tf_view_t *self, const char *what, const char *why)
+{
+    self->stats.bad_messages++;
+    zsys_warning ("techfeed view: %s ignored: %s", what, why);
+}
+
+// --------------------------------------------------------------- the one place changes land
+
+/*  Applies one change to the records: `record` (owned, handed over) for a
+    put, NULL for a delete of `id`. `sequence` 0 for snapshot differences.
+    Keeps the digest and fires the callback. Returns 1 when the view
+    changed, 0 when not (same revision already held, delete of an absent
+    id). */
+static int s_apply (tf_view_t *self, Techfeed__Milestone *record, const char *id, uint64_t sequence)
+{
+    Techfeed__Milestone *old = (Techfeed__Milestone *) zhashx_lookup (self->records, id);
+    self->change_sequence = sequence;
+    if (!record) {
+        if (!old)
+            return 0;
+        self->digest -= tf_digest_item (id, old->revision);
+        self->stats.changes++;
+        s_notify (self, TF_VIEW_DELETE, old, old->id); // before it goes
+        zhashx_delete (self->records, id);
+        self->change_sequence = 0;
+        return 1;
+    }
+    if (old && old->revision == record->revision) {
+        techfeed__milestone__free_unpacked (record, NULL);
+        return 0;
+    }
+    if (old)
+        self->digest -= tf_digest_item (old->id, old->revision);
+    self->digest += tf_digest_item (record->id, record->revision);
+    bool update = old != NULL;
+    zhashx_update (self->records, record->id, record); // frees old
+    self->stats.changes++;
+    s_notify (self, update ? TF_VIEW_UPDATE : TF_VIEW_ADD, record, record->id);
+    self->change_sequence = 0;
+    return 1;
+}
+
+/*  The view's position moves only here and in s_change (P by one). */
+static void s_set_position (tf_view_t *self, const char *epoch, uint64_t position,
+                            const uint64_t *heads, bool exact)
+{
+    snprintf (self->epoch, sizeof self->epoch, "%s", epoch);
+    self->position = position;
+    for (int s = 1; s <= TF_SECTOR_MAX; s++) {
+        if (!self->held[s])
+            self->last[s] = 0;
+        else if (exact || heads[s] > self->last[s])
+            self->last[s] = heads[s];
+    }
+}
+
+/*  Sector heads of a reply or heartbeat as an array by sector value. */
+static void s_heads (Techfeed__SectorHead *const *list, size_t n, uint64_t heads[TF_SECTOR_MAX + 1])
+{
+    memset (heads, 0, (TF_SECTOR_MAX + 1) * sizeof heads[0]);
+    for (size_t i = 0; i < n; i++)
+        if (list[i]->sector >= 1 && list[i]->sector <= TF_SECTOR_MAX)
+            heads[list[i]->sector] = list[i]->sequence;
+}
+
+// --------------------------------------------------------------- transitions
+
+/*  Rule 2 / TRIMMED: drop the view, take a snapshot. The records stay
+    readable until the snapshot replaces them. */
+static void s_resync (tf_view_t *self, const char *reason)
+{
+    snprintf (self->errstr, sizeof self->errstr, "%s", reason);
+    self->stats.resyncs++;
+    self->state = TF_STATE_SNAPSHOT;
+    self->syncing = false;
+    self->recovering = false;
+    self->retry_at = 0;
+    s_incoming_purge (self);
+    zlistx_purge (self->buffer);
+    if (self->complete)
+        s_notify (self, TF_VIEW_RESYNC, NULL, reason);
+    self->complete = false;
+}
+
+static void s_catchup (tf_view_t *self, const char *reason)
+{
+    snprintf (self->errstr, sizeof self->errstr, "%s", reason);
+    self->stats.catchups++;
+    self->state = TF_STATE_CATCHUP;
+    self->retry_at = 0;
+}
+
+/*  Out of LOST: catch up from P, or take the snapshot never finished. */
+static void s_recover (tf_view_t *self)
+{
+    if (self->complete) {
+        s_catchup (self, "the service is heard again");
+        self->recovering = true;
+    } else {
+        self->state = TF_STATE_SNAPSHOT;
+        self->retry_at = 0;
+    }
+}
+
+static void s_buffer_take (tf_view_t *self, Techfeed__ChangeEvent *event)
+{
+    if (zlistx_size (self->buffer) >= TF_BUFFER_MAX) {
+        //  Dropping is safe: the chain check or a heartbeat finds the gap
+        self->stats.dropped++;
+        techfeed__change_event__free_unpacked (event, NULL);
+        return;
+    }
+    zlistx_add_end (self->buffer, event);
+}
+
+// --------------------------------------------------------------- events
+
+/*  Rule 3 for one change of sector s. `chain`: check sector_prev_sequence
+    (live events); catch-up changes skip it. 0 when applied or dropped as a
+    duplicate, -1 on a gap. */
+static int s_change (tf_view_t *self, const Techfeed__ChangeEvent *event, bool chain)
+{
+    int s = event->sector;
+    if (!self->held[s])
+        return 0;
+    if (event->sequence <= self->last[s]) {
+        self->stats.duplicates++;
+        return 0;
+    }
+    uint64_t prev = event->has_sector_prev_sequence ? event->sector_prev_sequence : 0;
+    if (chain && prev != self->last[s]) {
+        self->stats.gaps++;
+        return -1;
+    }
+    if (event->kind == TECHFEED__CHANGE_KIND__CHANGE_PUT) {
+        Techfeed__Milestone *copy = tf_milestone_dup (event->record);
+        if (!copy->has_revision) {
+            copy->has_revision = 1;
+            copy->revision = event->revision;
+        }
+        s_apply (self, copy, copy->id, event->sequence);
+    } else
+        s_apply (self, NULL, event->id, event->sequence);
+    self->last[s] = event->sequence;
+    if (!self->filtered && event->sequence == self->position + 1)
+        self->position = event->sequence;
+    return 0;
+}
+
+/*  NULL when the event is consistent, else what is wrong. */
+static const char *s_event_problem (const Techfeed__ChangeEvent *event)
+{
+    if (!event->epoch || !*event->epoch)
+        return "no epoch";
+    if (!event->has_sequence || event->sequence == 0)
+        return "no sequence";
+    if (!event->has_sector || !tf_sector_slug (event->sector))
+        return "no sector";
+    if (!event->id || !tf_valid_id (event->id))
+        return "no valid id";
+    if (event->kind == TECHFEED__CHANGE_KIND__CHANGE_PUT) {
+        const Techfeed__Milestone *r = event->record;
+        if (!r || !r->id || strcmp (r->id, event->id) != 0)
+            return "put without its record";
+        if (r->has_sector && r->sector != event->sector)
+            return "record sector differs from the event's";
+    } else if (event->kind != TECHFEED__CHANGE_KIND__CHANGE_DELETE)
+        return "unknown kind";
+    return NULL;
+}
+
+/*  A valid live event, by state. */
+static void s_on_event (tf_view_t *self, const Techfeed__ChangeEvent *event)
+{
+    if (self->state == TF_STATE_LIVE) {
+        if (strcmp (event->epoch, self->epoch) != 0) {
+            s_resync (self, "the service's epoch changed");
+            s_buffer_take (self, s_event_dup (event));
+        } else if (s_change (self, event, true) != 0) {
+            char reason[80];
+            snprintf (reason, sizeof reason, "events of sector %s were lost",
+                      tf_sector_slug (event->sector));
+            s_catchup (self, reason);
+            s_buffer_take (self, s_event_dup (event));
+        }
+        return;
+    }
+    s_buffer_take (self, s_event_dup (event));
+    if (self->state == TF_STATE_LOST)
+        s_recover (self);
+}
+
+/*  After an end mark: the buffered events by rule 3, until one finds a
+    gap (the rest wait for that catch-up). Events of another epoch predate
+    the records and are dropped; a real epoch change shows in the next
+    heartbeat. */
+static void s_replay (tf_view_t *self)
+{
+    zlistx_t *pending = self->buffer;
+    self->buffer = zlistx_new ();
+    zlistx_set_destructor (self->buffer, s_event_destroy);
+    Techfeed__ChangeEvent *event;
+    while ((event = (Techfeed__ChangeEvent *) zlistx_detach (pending, NULL))) {
+        if (self->state != TF_STATE_LIVE)
+            s_buffer_take (self, event);
+        else {
+            if (strcmp (event->epoch, self->epoch) == 0)
+                s_on_event (self, event);
+            techfeed__change_event__free_unpacked (event, NULL);
+        }
+    }
+    zlistx_destroy (&pending);
+}
+
+void tf_view_feed_event (tf_view_t *self, const Techfeed__ChangeEvent *event, int64_t now_ms)
+{
+    assert (self && event);
+    const char *problem = s_event_problem (event);
+    if (problem)
+        s_bad (self, "event", problem);
+    else
+        s_on_event (self, event);
+}
+
+// --------------------------------------------------------------- heartbeats
+
+void tf_view_feed_heartbeat (tf_view_t *self, const Techfeed__Heartbeat *heartbeat, int64_t now_ms)
+{
+    assert (self && heartbeat);
+    if (!heartbeat->epoch || !*heartbeat->epoch || !heartbeat->has_head_sequence) {
+        s_bad (self, "heartbeat", "no epoch or head");
+        return;
+    }
+    self->heard_at = now_ms;
+    if (heartbeat->has_interval_ms && heartbeat->interval_ms > 0)
+        self->interval_ms = heartbeat->interval_ms;
+    if (self->state == TF_STATE_LOST) {
+        s_recover (self);
+        return;
+    }
+    //  Heartbeats met while a sync runs predate its end mark: liveness only
+    if (self->state != TF_STATE_LIVE)
+        return;
+    char reason[120];
+    if (strcmp (heartbeat->epoch, self->epoch) != 0) {
+        s_resync (self, "the service's epoch changed");
+        return;
+    }
+    if (heartbeat->head_sequence < self->position) {
+        snprintf (reason, sizeof reason,
+                  "the service went back in time (head %" PRIu64 " below position %" PRIu64 ")",
+                  heartbeat->head_sequence, self->position);
+        s_resync (self, reason);
+        return;
+    }
+    uint64_t heads[TF_SECTOR_MAX + 1];
+    s_heads (heartbeat->sector_heads, heartbeat->n_sector_heads, heads);
+    bool complete = true;
+    for (int s = 1; s <= TF_SECTOR_MAX; s++) {
+        if (!self->held[s])
+            continue;
+        if (heads[s] > self->last[s]) {
+            self->stats.gaps++;
+            snprintf (reason, sizeof reason, "the last events of sector %s were lost",
+                      tf_sector_slug (s));
+            s_catchup (self, reason);
+            return;
+        }
+        if (heads[s] != self->last[s])
+            complete = false;
+    }
+    if (complete && heartbeat->head_sequence > self->position)
+        self->position = heartbeat->head_sequence;
+}
+
+void tf_view_feed_tick (tf_view_t *self, int64_t now_ms)
+{
+    if (self->state == TF_STATE_CONNECTING || self->state == TF_STATE_LOST)
+        return;
+    int64_t silence = now_ms - self->heard_at;
+    if (silence <= TF_LOST_INTERVALS * self->interval_ms)
+        return;
+    snprintf (self->errstr, sizeof self->errstr, "no heartbeat for %" PRId64 " ms", silence);
+    self->state = TF_STATE_LOST;
+    self->stats.lost++;
+    self->syncing = false;
+    self->recovering = false;
+    s_incoming_purge (self);
+    s_notify (self, TF_VIEW_LOST, NULL, self->errstr);
+}
+
+void tf_view_feed_message (tf_view_t *self, const char *topic, size_t topic_size,
+                           const uint8_t *data, size_t size, int64_t now_ms)
+{
+    char err[200];
+    size_t hb_len = strlen (TF_HEARTBEAT_TOPIC);
+    if (topic_size == hb_len && memcmp (topic, TF_HEARTBEAT_TOPIC, hb_len) == 0) {
+        Techfeed__Heartbeat *hb = (Techfeed__Heartbeat *) tf_wire_unpack (
+            &techfeed__heartbeat__descriptor, data, size, TF_HEARTBEAT_MAX, err, sizeof err);
+        if (!hb)
+            s_bad (self, "heartbeat", err);
+        else
+            tf_view_feed_heartbeat (self, hb, now_ms);
+        tf_wire_free (hb ? &hb->base : NULL);
+        return;
+    }
+    Techfeed__ChangeEvent *event = (Techfeed__ChangeEvent *) tf_wire_unpack (
+        &techfeed__change_event__descriptor, data, size, TF_EVENT_MAX, err, sizeof err);
+    if (!event) {
+        s_bad (self, "event", err);
+        return;
+    }
+    const char *slug = event->has_sector ? tf_sector_slug (event->sector) : NULL;
+    if (!slug || strlen (slug) != topic_size || memcmp (slug, topic, topic_size) != 0)
+        s_bad (self, "event", "topic is not the event's sector");
+    else
+        tf_view_feed_event (self, event, now_ms);
+    tf_wire_free (&event->base);
+}
+
+// --------------------------------------------------------------- sync
+
+const Techfeed__SyncRequest *tf_view_sync_begin (tf_view_t *self, int64_t now_ms)
+{
+    if (self->syncing || now_ms < self->retry_at)
+        return NULL;
+    if (self->state != TF_STATE_SNAPSHOT && self->state != TF_STATE_CATCHUP)
+        return NULL;
+    Techfeed__SyncRequest *r = &self->request;
+    techfeed__sync_request__init (r);
+    r->has_version = r->has_kind = r->has_chunk_size = 1;
+    r->version = TF_PROTOCOL_VERSION;
+    r->chunk_size = TF_VIEW_CHUNK;
+    if (self->filtered) {
+        techfeed__filter__init (&self->filter);
+        self->filter.n_sectors = self->n_sectors;
+        self->filter.sectors = self->sectors;
+        r->filter = &self->filter;
+    }
+    if (self->state == TF_STATE_SNAPSHOT) {
+        r->kind = TECHFEED__SYNC_KIND__SYNC_SNAPSHOT;
+        s_incoming_purge (self);
+    } else {
+        r->kind = TECHFEED__SYNC_KIND__SYNC_CATCHUP;
+        r->has_since_sequence = 1;
+        r->since_sequence = self->position;
+        r->epoch = self->epoch;
+    }
+    self->syncing = true;
+    return r;
+}
+
+void tf_view_sync_failed (tf_view_t *self, const char *reason, int64_t now_ms)
+{
+    snprintf (self->errstr, sizeof self->errstr, "%s", reason);
+    self->syncing = false;
+    self->retry_at = now_ms + TF_RETRY_MS;
+    if (self->state == TF_STATE_SNAPSHOT)
+        s_incoming_purge (self);
+}
+
+/*  Snapshot end mark: the view becomes the snapshot. */
+static void s_finish_snapshot (tf_view_t *self, const Techfeed__SyncReply *end)
+{
+    uint64_t heads[TF_SECTOR_MAX + 1];
+    s_heads (end->sector_heads, end->n_sector_heads, heads);
+    s_set_position (self, self->incoming_epoch, end->sequence, heads, true);
+    //  Records the snapshot no longer has go first, then its own
+    zlistx_t *gone = zlistx_new ();
+    zlistx_set_destructor (gone, (czmq_destructor *) zstr_free);
+    for (void *r = zhashx_first (self->records); r; r = zhashx_next (self->records)) {
+        const char *id = (const char *) zhashx_cursor (self->records);
+        if (!zhashx_lookup (self->incoming, id))
+            zlistx_add_end (gone, strdup (id));
+    }
+    for (char *id = (char *) zlistx_first (gone); id; id = (char *) zlistx_next (gone))
+        s_apply (self, NULL, id, 0);
+    zlistx_destroy (&gone);
+    for (void *r = zhashx_first (self->incoming); r; r = zhashx_next (self->incoming))
+        s_apply (self, (Techfeed__Milestone *) r, ((Techfeed__Milestone *) r)->id, 0);
+    zhashx_purge (self->incoming); // the records now belong to the view
+    self->incoming_epoch[0] = 0;
+    self->syncing = false;
+    self->complete = true;
+    self->state = TF_STATE_LIVE;
+    self->stats.snapshots++;
+    s_notify (self, TF_VIEW_READY, NULL, "snapshot applied");
+    s_replay (self);
+}
+
+/*  Catch-up end mark: P and last[s] from it, then the buffer. */
+static void s_finish_catchup (tf_view_t *self, const Techfeed__SyncReply *end)
+{
+    uint64_t heads[TF_SECTOR_MAX + 1];
+    s_heads (end->sector_heads, end->n_sector_heads, heads);
+    uint64_t position = end->sequence > self->position ? end->sequence : self->position;
+    s_set_position (self, self->epoch, position, heads, false);
+    self->syncing = false;
+    self->state = TF_STATE_LIVE;
+    if (self->recovering) {
+        self->recovering = false;
+        s_notify (self, TF_VIEW_RECOVERED, NULL, "caught up");
+    }
+    s_replay (self);
+}
+
+static void s_snapshot_chunk (tf_view_t *self, const Techfeed__SyncReply *reply)
+{
+    for (size_t i = 0; i < reply->n_records; i++) {
+        const Techfeed__Milestone *r = reply->records[i];
+        if (!r->id || !tf_valid_id (r->id) || !r->has_sector || r->sector < 1 ||
+            r->sector > TF_SECTOR_MAX || !r->has_revision) {
+            s_bad (self, "snapshot record", "no valid id, sector or revision");
+            continue;
+        }
+        if (!self->held[r->sector])
+            continue;
+        Techfeed__Milestone *old = (Techfeed__Milestone *) zhashx_lookup (self->incoming, r->id);
+        if (old)
+            techfeed__milestone__free_unpacked (old, NULL);
+        zhashx_update (self->incoming, r->id, tf_milestone_dup (r));
+    }
+}
+
+int tf_view_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply, int64_t now_ms)
+{
+    if (!self->syncing)
+        return TF_VIEW_SYNC_FAIL;
+    int code = reply->has_code ? (int) reply->code : TECHFEED__ERROR_CODE__OK;
+    char reason[300];
+    if (code == TECHFEED__ERROR_CODE__TRIMMED && self->state == TF_STATE_CATCHUP) {
+        snprintf (reason, sizeof reason, "catch-up impossible: %s",
+                  reply->message ? reply->message : "log trimmed");
+        s_resync (self, reason);
+        return TF_VIEW_SYNC_DONE;
+    }
+    if (code != TECHFEED__ERROR_CODE__OK || !reply->epoch || !*reply->epoch) {
+        snprintf (reason, sizeof reason, "%s refused: %s: %s",
+                  self->state == TF_STATE_SNAPSHOT ? "snapshot" : "catch-up", tf_error_name (code),
+                  reply->message ? reply->message : "no epoch");
+        tf_view_sync_failed (self, reason, now_ms);
+        return TF_VIEW_SYNC_FAIL;
+    }
+    bool end = reply->has_end && reply->end;
+    if (self->state == TF_STATE_SNAPSHOT) {
+        if (!self->incoming_epoch[0])
+            snprintf (self->incoming_epoch, sizeof self->incoming_epoch, "%s", reply->epoch);
+        else if (strcmp (self->incoming_epoch, reply->epoch) != 0) {
+            //  The service changed epoch under the snapshot: start again
+            self->syncing = false;
+            s_incoming_purge (self);
+            return TF_VIEW_SYNC_DONE;
+        }
+        s_snapshot_chunk (self, reply);
+        if (!end)
+            return TF_VIEW_SYNC_MORE;
+        s_finish_snapshot (self, reply);
+        return TF_VIEW_SYNC_DONE;
+    }
+    if (self->state != TF_STATE_CATCHUP) {
+        self->syncing = false; // LOST meanwhile: this sync no longer counts
+        return TF_VIEW_SYNC_DONE;
+    }
+    if (strcmp (reply->epoch, self->epoch) != 0) {
+        s_resync (self, "the service's epoch changed");
+        return TF_VIEW_SYNC_DONE;
+    }
+    for (size_t i = 0; i < reply->n_changes; i++) {
+        const char *problem = s_event_problem (reply->changes[i]);
+        if (problem)
+            s_bad (self, "catch-up change", problem);
+        else
+            s_change (self, reply->changes[i], false);
+    }
+    if (!end)
+        return TF_VIEW_SYNC_MORE;
+    s_finish_catchup (self, reply);
+    return TF_VIEW_SYNC_DONE;
+}
+
+// --------------------------------------------------------------- construction
+
+static tf_view_t *s_new (const char *events_ep, const char *sync_ep)
+{
+    tf_view_t *self = (tf_view_t *) zmalloc (sizeof (tf_view_t));
+    self->events_ep = strdup (events_ep ? events_ep : TF_DEFAULT_EVENTS);
+    self->sync_ep = strdup (sync_ep ? sync_ep : TF_DEFAULT_SYNC);
+    if (!self->events_ep || !self->sync_ep)
+        abort ();
+    self->timeout_ms = TF_DEFAULT_TIMEOUT_MS;
+    for (int s = 1; s <= TF_SECTOR_MAX; s++)
+        self->held[s] = true;
+    self->state = TF_STATE_CONNECTING;
+    self->records = zhashx_new ();
+    zhashx_set_destructor (self->records, s_record_destroy);
+    self->incoming = zhashx_new ();
+    self->buffer = zlistx_new ();
+    zlistx_set_destructor (self->buffer, s_event_destroy);
+    self->interval_ms = TF_INTERVAL_MS;
+    return self;
+}
+
+tf_view_t *tf_view_new (const char *events_endpoint, const char *sync_endpoint)
+{
+    return s_new (events_endpoint, sync_endpoint);
+}
+
+tf_view_t *tf_view_new_detached (const Techfeed__Sector *sectors, size_t n, int64_t now_ms)
+{
+    tf_view_t *self = s_new (NULL, NULL);
+    if (tf_view_set_sectors (self, sectors, n) != 0) {
+        tf_view_destroy (&self);
+        return NULL;
+    }
+    self->state = TF_STATE_SNAPSHOT;
+    self->heard_at = now_ms;
+    return self;
+}
+
+void tf_view_destroy (tf_view_t **self_p)
+{
+    assert (self_p);
+    tf_view_t *self = *self_p;
+    if (!self)
+        return;
+    zsock_destroy (&self->sub);
+    tf_rpc_destroy (&self->rpc);
+    zhashx_destroy (&self->records);
+    s_incoming_purge (self);
+    zhashx_destroy (&self->incoming);
+    zlistx_destroy (&self->buffer);
+    free (self->events_ep);
+    free (self->sync_ep);
+    free (self);
+    *self_p = NULL;
+}
+
+int tf_view_set_sectors (tf_view_t *self, const Techfeed__Sector *sectors, size_t n)
+{
+    assert (self);
+    if (self->state != TF_STATE_CONNECTING && self->sub) {
+        snprintf (self->errstr, sizeof self->errstr, "sectors are set before start");
+        return -1;
+    }
+    bool held[TF_SECTOR_MAX + 1] = { false };
+    for (size_t i = 0; i < n; i++) {
+        if (!tf_sector_slug (sectors[i])) {
+            snprintf (self->errstr, sizeof self->errstr, "%d is not a sector", (int) sectors[i]);
+            return -1;
+        }
+        held[sectors[i]] = true;
+    }
+    self->n_sectors = 0;
+    for (int s = 1; s <= TF_SECTOR_MAX; s++) {
+        self->held[s] = n == 0 || held[s];
+        if (n > 0 && held[s])
+            self->sectors[self->n_sectors++] = (Techfeed__Sector) s;
+    }
+    //  All ten named one by one is the same as none
+    self->filtered = self->n_sectors > 0 && self->n_sectors < TF_SECTOR_MAX;
+    if (!self->filtered)
+        self->n_sectors = 0;
+    return 0;
+}
+
+void tf_view_set_callback (tf_view_t *self, tf_view_fn *fn, void *arg)
+{
+    self->fn = fn;
+    self->arg = arg;
+}
+
+void tf_view_set_timeout (tf_view_t *self, int timeout_ms)
+{
+    self->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
+    if (self->rpc)
+        tf_rpc_set_timeout (self->rpc, self->timeout_ms);
+}
+
+// --------------------------------------------------------------- driver
+
+/*  Reads what the SUB socket holds, without waiting. Messages read. */
+static int s_drain (tf_view_t *self)
+{
+    int n = 0;
+    while (n < TF_DRAIN_MAX && (zsock_events (self->sub) & ZMQ_POLLIN)) {
+        zmsg_t *msg = zmsg_recv (self->sub);
+        if (!msg)
+            break;
+        n++;
+        if (zmsg_size (msg) != 2)
+            s_bad (self, "PUB message", "not two frames");
+        else {
+            zframe_t *topic = zmsg_first (msg);
+            zframe_t *body = zmsg_next (msg);
+            tf_view_feed_message (self, (const char *) zframe_data (topic), zframe_size (topic),
+                                  zframe_data (body), zframe_size (body), zclock_mono ());
+        }
+        zmsg_destroy (&msg);
+    }
+    return n;
+}
+
+static int s_sync_chunk (const Techfeed__SyncReply *reply, void *arg)
+{
+    tf_view_t *self = (tf_view_t *) arg;
+    s_drain (self); // live events wait in the buffer, heartbeats keep us alive
+    int rc = tf_view_sync_reply (self, reply, zclock_mono ());
+    return rc == TF_VIEW_SYNC_MORE   ? TF_STREAM_MORE
+           : rc == TF_VIEW_SYNC_DONE ? TF_STREAM_STOP
+                                     : TF_STREAM_ERROR;
+}
+
+/*  Runs the sync the view needs, if any, to its end. */
+static void s_run_sync (tf_view_t *self)
+{
+    const Techfeed__SyncRequest *request = tf_view_sync_begin (self, zclock_mono ());
+    if (!request)
+        return;
+    int rc = tf_rpc_stream (self->rpc, request, s_sync_chunk, self);
+    if (rc != 0 && self->syncing)
+        tf_view_sync_failed (self, tf_rpc_errstr (self->rpc), zclock_mono ());
+}
+
+/*  Milliseconds until the next timer (LOST check, sync retry), capped. */
+static int64_t s_next_timer (tf_view_t *self, int64_t now)
+{
+    int64_t next = 1000;
+    if (self->state != TF_STATE_LOST) {
+        int64_t lost = self->heard_at + TF_LOST_INTERVALS * self->interval_ms + 1 - now;
+        if (lost < next)
+            next = lost;
+    }
+    if ((self->state == TF_STATE_SNAPSHOT || self->state == TF_STATE_CATCHUP) && !self->syncing) {
+        int64_t retry = self->retry_at - now;
+        if (retry < next)
+            next = retry;
+    }
+    return next > 0 ? next : 0;
+}
+
+int tf_view_start (tf_view_t *self)
+{
+    assert (self);
+    if (self->sub)
+        return self->state == TF_STATE_LIVE ? 0 : -1;
+    self->sub = zsock_new (ZMQ_SUB);
+    if (!self->sub)
+        abort ();
+    zsock_set_rcvhwm (self->sub, TF_SUB_HWM);
+    zsock_set_maxmsgsize (self->sub, (int) TF_EVENT_MAX);
+    zsock_set_linger (self->sub, 0);
+    //  Subscribe before anything else (§9 rule 1)
+    if (self->filtered) {
+        zsock_set_subscribe (self->sub, TF_HEARTBEAT_TOPIC);
+        for (size_t i = 0; i < self->n_sectors; i++)
+            zsock_set_subscribe (self->sub, tf_sector_slug (self->sectors[i]));
+    } else
+        zsock_set_subscribe (self->sub, "");
+    if (zsock_connect (self->sub, "%s", self->events_ep) != 0) {
+        snprintf (self->errstr, sizeof self->errstr, "not a valid endpoint: %s", self->events_ep);
+        zsock_destroy (&self->sub);
+        return -1;
+    }
+    self->rpc = tf_rpc_new (self->sync_ep, TF_SYNC_REPLY_MAX);
+    if (!self->rpc) {
+        snprintf (self->errstr, sizeof self->errstr, "not a valid endpoint: %s", self->sync_ep);
+        zsock_destroy (&self->sub);
+        return -1;
+    }
+    tf_rpc_set_timeout (self->rpc, self->timeout_ms);
+    tf_rpc_set_tries (self->rpc, 1); // the view retries by itself, later
+    self->state = TF_STATE_SNAPSHOT;
+    self->heard_at = zclock_mono ();
+    self->retry_at = 0;
+    //  The snapshot, and the catch-ups its buffered events may ask for
+    for (int round = 0; round < 3 && !zsys_interrupted; round++) {
+        s_run_sync (self);
+        if (self->state == TF_STATE_LIVE || self->syncing || self->retry_at > zclock_mono ())
+            break;
+    }
+    return self->state == TF_STATE_LIVE ? 0 : -1;
+}
+
+int tf_view_poll (tf_view_t *self, int timeout_ms)
+{
+    assert (self);
+    if (!self->sub) {
+        snprintf (self->errstr, sizeof self->errstr, "the view is not started");
+        return -1;
+    }
+    uint64_t changes = self->stats.changes;
+    tf_view_state_t state = self->state;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : zclock_mono () + timeout_ms;
+    bool polled = false, activity = false;
+    while (!zsys_interrupted) {
+        int64_t now = zclock_mono ();
+        tf_view_feed_tick (self, now);
+        s_run_sync (self);
+        if (activity || self->state != state || self->stats.changes != changes)
+            break;
+        now = zclock_mono ();
+        if (polled && now >= deadline)
+            break;
+        int64_t wait = deadline - now;
+        int64_t timer = s_next_timer (self, now);
+        if (timer < wait)
+            wait = timer;
+        if (wait < 0)
+            wait = 0;
+        zmq_pollitem_t item = { zsock_resolve (self->sub), 0, ZMQ_POLLIN, 0 };
+        int rc = zmq_poll (&item, 1, (long) wait);
+        polled = true;
+        if (rc < 0 && zmq_errno () != EINTR)
+            break;
+        if (rc > 0)
+            activity = s_drain (self) > 0;
+    }
+    if (zsys_interrupted) {
+        snprintf (self->errstr, sizeof self->errstr, "interrupted");
+        return -1;
+    }
+    return (int) (self->stats.changes - changes);
+}
+
+// --------------------------------------------------------------- accessors
+
+zsock_t *tf_view_socket (tf_view_t *self)
+{
+    return self->sub;
+}
+
+const Techfeed__Milestone *tf_view_get (tf_view_t *self, const char *id)
+{
+    return id ? (const Techfeed__Milestone *) zhashx_lookup (self->records, id) : NULL;
+}
+
+size_t tf_view_count (tf_view_t *self)
+{
+    return zhashx_size (self->records);
+}
+
+const Techfeed__Milestone *tf_view_first (tf_view_t *self)
+{
+    return (const Techfeed__Milestone *) zhashx_first (self->records);
+}
+
+const Techfeed__Milestone *tf_view_next (tf_view_t *self)
+{
+    return (const Techfeed__Milestone *) zhashx_next (self->records);
+}
+
+uint64_t tf_view_position (tf_view_t *self)
+{
+    return self->position;
+}
+
+const char *tf_view_epoch (tf_view_t *self)
+{
+    return self->epoch;
+}
+
+uint64_t tf_view_digest (tf_view_t *self)
+{
+    return self->digest;
+}
+
+tf_view_state_t tf_view_state (tf_view_t *self)
+{
+    return self->state;
+}
+
+uint64_t tf_view_change_sequence (tf_view_t *self)
+{
+    return self->change_sequence;
+}
+
+void tf_view_stats (tf_view_t *self, tf_view_stats_t *stats)
+{
+    *stats = self->stats;
+}
+
+const char *tf_view_errstr (tf_view_t *self)
+{
+    return self->errstr;
+}
+
+uint64_t tf_view_last (tf_view_t *self, int sector)
+{
+    return sector >= 1 && sector <= TF_SECTOR_MAX ? self->last[sector] : 0;
+}
+
+size_t tf_view_buffered (tf_view_t *self)
+{
+    return zlistx_size (self->buffer);
+}
+
+const char *tf_view_state_name (tf_view_state_t state)
+{
+    switch (state) {
+        case TF_STATE_CONNECTING: return "connecting";
+        case TF_STATE_SNAPSHOT: return "snapshot";
+        case TF_STATE_LIVE: return "live";
+        case TF_STATE_CATCHUP: return "catchup";
+        case TF_STATE_LOST: return "lost";
+    }
+    return "?";
+}
+
+const char *tf_view_event_name (tf_view_event_t what)
+{
+    switch (what) {
+        case TF_VIEW_ADD: return "add";
+        case TF_VIEW_UPDATE: return "update";
+        case TF_VIEW_DELETE: return "delete";
+        case TF_VIEW_RESYNC: return "resync";
+        case TF_VIEW_READY: return "ready";
+        case TF_VIEW_LOST: return "lost";
+        case TF_VIEW_RECOVERED: return "recovered";
+    }
+    return "?";
+}
