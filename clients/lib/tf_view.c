@@ -164,7 +164,8 @@ static int s_apply (tf_view_t *self, Techfeed__Milestone *record, const char *id
 static void s_set_position (tf_view_t *self, const char *epoch, uint64_t position,
                             const uint64_t *heads, bool exact)
 {
-    snprintf (self->epoch, sizeof self->epoch, "%s", epoch);
+    if (epoch != self->epoch)
+        snprintf (self->epoch, sizeof self->epoch, "%s", epoch);
     self->position = position;
     for (int s = 1; s <= TF_SECTOR_MAX; s++) {
         if (!self->held[s])
