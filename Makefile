@@ -18,7 +18,7 @@ VERSION := 0.1.0
 Q := $(if $(V),,@)
 CC ?= cc
 
-PKGS     := libczmq libzmq libprotobuf-c sqlite3 jansson
+PKGS     := libczmq libzmq libprotobuf-c sqlite3 jansson libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)

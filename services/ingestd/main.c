@@ -46,6 +46,8 @@ static const tf_cfg_option_t s_options[] = {
       "an idle snapshot/catch-up cursor is closed after this" },
     { "max-cursors", 0, TF_CFG_INT, "64", 1, 10000, false, S (max_cursors),
       "snapshot/catch-up cursors open at once" },
+    { "http-addr", 0, TF_CFG_STRING, NULL, 0, 0, false, S (http_addr),
+      "HOST:PORT for /healthz, /readyz and /metrics (off unless set)" },
     { "log-level", 0, TF_CFG_STRING, "info", 0, 0, false, S (log_level),
       "debug, info, warn or error" },
     { "log-format", 0, TF_CFG_STRING, NULL, 0, 0, false, S (log_format),

@@ -20,12 +20,14 @@ typedef struct {
     Techfeed__ItemResult *items;      /* reply.results point into this */
     uint8_t *replayed;                /* packed cached reply, if a replay */
     size_t replayed_size;
-    zlistx_t *events; /* s_event_t of this request's changes */
+    zlistx_t *events;    /* s_event_t of this request's changes */
+    int64_t received_ns; /* monotonic arrival time, for the latency histogram */
 } s_pending_t;
 
 /*  A change to publish once the transaction has committed. */
 typedef struct {
     const char *topic; /* sector slug, static */
+    uint64_t sequence; /* of the change */
     uint8_t *data;     /* packed ChangeEvent */
     size_t size;
 } s_event_t;
@@ -160,6 +162,7 @@ static void s_event_add (s_pending_t *pending, const tf_server_t *self,
     }
     s_event_t *packed = (s_event_t *) zmalloc (sizeof *packed);
     packed->topic = tf_sector_slug (change->sector);
+    packed->sequence = change->sequence;
     packed->data = tf_wire_pack (&event.base, &packed->size);
     zlistx_add_end (pending->events, packed);
 }
@@ -233,7 +236,7 @@ static int s_apply (tf_server_t *self, s_pending_t *pending, size_t index, int64
                           id,
                           tf_sector_slug (change.sector) ? tf_sector_slug (change.sector) : "?");
             return 0;
-        default: return -1;
+        default: return rc == TF_STORE_FULL ? TF_STORE_FULL : TF_STORE_ERROR;
     }
 }
 
@@ -254,19 +257,19 @@ static int s_process (tf_server_t *self, s_pending_t *pending, int64_t now_ms)
         techfeed__item_result__init (&pending->items[i]);
         pending->reply.results[i] = &pending->items[i];
     }
-    if (request->atomic && tf_store_savepoint (self->store))
-        return -1;
+    int rc = request->atomic ? tf_store_savepoint (self->store) : 0;
+    if (rc)
+        return rc;
     size_t failed = 0;
     for (size_t i = 0; i < count; i++) {
-        if (s_apply (self, pending, i, now_ms))
-            return -1;
+        if ((rc = s_apply (self, pending, i, now_ms)))
+            return rc;
         failed += pending->items[i].code != TECHFEED__ERROR_CODE__OK;
     }
     if (request->atomic) {
-        if (failed && tf_store_rollback_to (self->store))
-            return -1;
-        if (!failed && tf_store_release (self->store))
-            return -1;
+        rc = failed ? tf_store_rollback_to (self->store) : tf_store_release (self->store);
+        if (rc)
+            return rc;
         for (size_t i = 0; failed && i < count; i++)
             if (pending->items[i].code == TECHFEED__ERROR_CODE__OK) {
                 pending->items[i].has_sequence = pending->items[i].has_revision = 0;
@@ -277,16 +280,13 @@ static int s_process (tf_server_t *self, s_pending_t *pending, int64_t now_ms)
         if (failed)
             zlistx_purge (pending->events);
     }
-    self->rejected_total += failed;
     if (request->request_id) {
         size_t size;
         uint8_t *data = tf_wire_pack (&pending->reply.base, &size);
-        int rc = tf_store_request_put (self->store, request->request_id, data, size, now_ms);
+        rc = tf_store_request_put (self->store, request->request_id, data, size, now_ms);
         free (data);
-        if (rc)
-            return -1;
     }
-    return 0;
+    return rc;
 }
 
 /*  The database failed: nothing of the group was stored. */
@@ -333,13 +333,15 @@ static void s_publish (tf_server_t *self, s_pending_t *pending)
         //  the event and repairs from the log (PROTOCOL.md §9).
         zmq_send (handle, e->topic, strlen (e->topic), ZMQ_SNDMORE);
         zmq_send (handle, e->data, e->size, 0);
-        self->changes_total++;
+        self->head = e->sequence;
     }
+    atomic_fetch_add (&self->metrics.published, zlistx_size (pending->events));
 }
 
 static s_pending_t *s_pending_new (tf_server_t *self)
 {
     s_pending_t *pending = (s_pending_t *) zmalloc (sizeof *pending);
+    pending->received_ns = zclock_usecs () * 1000;
     if (tf_envelope_recv (self->ingest, &pending->envelope)) {
         free (pending);
         return NULL;
@@ -371,6 +373,54 @@ static void s_log_refusals (const s_pending_t *pending)
     }
 }
 
+/*  Counts what a reply says, for /metrics. */
+static void s_count_reply (tf_server_t *self, const s_pending_t *pending)
+{
+    tf_metrics_t *m = &self->metrics;
+    atomic_fetch_add (&m->requests, 1);
+    if (pending->replayed)
+        atomic_fetch_add (&m->replayed, 1);
+    else if (!pending->request && pending->reply.code < TF_METRICS_CODES)
+        atomic_fetch_add (&m->rejected[pending->reply.code], 1);
+    for (size_t i = 0; !pending->replayed && i < pending->reply.n_results; i++) {
+        Techfeed__ErrorCode code = pending->items[i].code;
+        if (code == TECHFEED__ERROR_CODE__OK)
+            atomic_fetch_add (&m->ingested, 1);
+        else if (code < TF_METRICS_CODES)
+            atomic_fetch_add (&m->rejected[code], 1);
+    }
+    tf_metrics_observe_latency (m, (uint64_t) (zclock_usecs () * 1000 - pending->received_ns));
+}
+
+/*  One write transaction for every decoded request of the group; 0 when
+    it committed, else the store's error code (everything rolled back and
+    every request answered STORAGE or STORAGE_FULL). */
+static int s_commit_group (tf_server_t *self, zlistx_t *group, size_t decoded)
+{
+    int64_t now_ms = tf_now_ms ();
+    int rc = tf_store_begin (self->store);
+    for (s_pending_t *p = (s_pending_t *) zlistx_first (group); p && !rc;
+         p = (s_pending_t *) zlistx_next (group))
+        if (p->request)
+            rc = s_process (self, p, now_ms);
+    if (!rc)
+        rc = tf_store_commit (self->store);
+    if (!rc) {
+        atomic_fetch_add (&self->metrics.groups, 1);
+        atomic_store (&self->metrics.ready, 1);
+        return 0;
+    }
+    tf_error ("write transaction failed, %zu request(s) not stored: %s", decoded,
+              tf_store_errstr (self->store));
+    s_fail_group (group,
+                  rc == TF_STORE_FULL ? TECHFEED__ERROR_CODE__STORAGE_FULL
+                                      : TECHFEED__ERROR_CODE__STORAGE,
+                  tf_store_errstr (self->store));
+    tf_store_rollback (self->store);
+    atomic_store (&self->metrics.ready, 0);
+    return rc;
+}
+
 void tf_ingest_handle (tf_server_t *self)
 {
     zlistx_t *group = zlistx_new ();
@@ -384,42 +434,23 @@ void tf_ingest_handle (tf_server_t *self)
         zlistx_add_end (group, pending);
         decoded += pending->request != NULL;
     }
-    int64_t now_ms = tf_now_ms ();
-    uint64_t first_seq = 0, last_seq = 0;
-    if (decoded) {
-        int failed = tf_store_begin (self->store);
-        for (s_pending_t *p = (s_pending_t *) zlistx_first (group); p && !failed;
-             p = (s_pending_t *) zlistx_next (group))
-            if (p->request)
-                failed = s_process (self, p, now_ms);
-        if (!failed)
-            failed = tf_store_commit (self->store);
-        if (failed) {
-            bool full = strstr (tf_store_errstr (self->store), "full") != NULL;
-            tf_error ("write transaction failed, %zu request(s) not stored: %s", decoded,
-                      tf_store_errstr (self->store));
-            s_fail_group (group,
-                          full ? TECHFEED__ERROR_CODE__STORAGE_FULL : TECHFEED__ERROR_CODE__STORAGE,
-                          tf_store_errstr (self->store));
-            tf_store_rollback (self->store);
-        }
-    }
+    if (decoded)
+        s_commit_group (self, group, decoded);
     for (s_pending_t *p = (s_pending_t *) zlistx_first (group); p;
          p = (s_pending_t *) zlistx_next (group)) {
         s_log_refusals (p);
         s_send_reply (self, p);
+        s_count_reply (self, p);
     }
+    uint64_t first = self->head + 1;
     for (s_pending_t *p = (s_pending_t *) zlistx_first (group); p;
          p = (s_pending_t *) zlistx_next (group)) {
-        s_event_t *first = (s_event_t *) zlistx_first (p->events);
-        if (first && !first_seq)
-            first_seq = self->head + 1;
-        last_seq = self->head += zlistx_size (p->events);
         s_publish (self, p);
         s_pending_destroy (p);
     }
-    if (first_seq)
-        tf_debug ("committed %zu request(s), seq %" PRIu64 "..%" PRIu64, decoded, first_seq,
-                  last_seq);
+    if (self->head >= first)
+        tf_debug ("committed %zu request(s), seq %" PRIu64 "..%" PRIu64, decoded, first,
+                  self->head);
+    atomic_store (&self->metrics.head, self->head);
     zlistx_destroy (&group);
 }

@@ -94,6 +94,25 @@ static int s_hwm_check (tf_server_t *self)
     return 0;
 }
 
+/*  Gauges for /metrics that only the server thread can read. */
+static void s_update_gauges (tf_server_t *self, const tf_store_state_t *state)
+{
+    tf_metrics_t *m = &self->metrics;
+    atomic_store (&m->head, state->head_sequence);
+    atomic_store (&m->records, state->record_count);
+    atomic_store (&m->cursors, tf_sync_open_cursors (self));
+    uint64_t bytes = 0;
+    const char *suffixes[] = { "", "-wal" };
+    for (int i = 0; i < 2; i++) {
+        char path[4200];
+        struct stat st;
+        snprintf (path, sizeof path, "%s%s", tf_store_path (self->store), suffixes[i]);
+        if (stat (path, &st) == 0)
+            bytes += (uint64_t) st.st_size;
+    }
+    atomic_store (&m->db_bytes, bytes);
+}
+
 static void s_heartbeat (tf_server_t *self)
 {
     tf_store_state_t state;
@@ -103,6 +122,7 @@ static void s_heartbeat (tf_server_t *self)
     }
     bool moved = state.head_sequence != self->head;
     self->head = state.head_sequence;
+    s_update_gauges (self, &state);
     Techfeed__SectorHead heads[TF_SECTOR_MAX], *head_ptrs[TF_SECTOR_MAX];
     Techfeed__Heartbeat beat = TECHFEED__HEARTBEAT__INIT;
     beat.epoch = self->epoch;
@@ -120,6 +140,7 @@ static void s_heartbeat (tf_server_t *self)
     zmq_send (handle, TF_HEARTBEAT_TOPIC, strlen (TF_HEARTBEAT_TOPIC), ZMQ_SNDMORE);
     zmq_send (handle, data, size, 0);
     free (data);
+    atomic_fetch_add (&self->metrics.heartbeats, 1);
     if (moved || self->hwm_written != self->head) {
         s_hwm_write (self);
         self->hwm_written = self->head;
@@ -165,6 +186,8 @@ static void s_server_destroy (tf_server_t **self_p)
         return;
     if (self->store && self->events)
         s_hwm_write (self);
+    tf_http_destroy (&self->http);
+    zactor_destroy (&self->monitor);
     tf_sync_destroy (&self->cursors);
     zsock_destroy (&self->ingest);
     zsock_destroy (&self->events);
@@ -172,6 +195,46 @@ static void s_server_destroy (tf_server_t **self_p)
     tf_store_destroy (&self->store); /* last close checkpoints the WAL */
     free (self);
     *self_p = NULL;
+}
+
+/*  /healthz, /readyz and /metrics, on the HTTP thread: atomics only. */
+static char *s_http_handler (const char *path, int *status, const char **content_type, void *arg)
+{
+    tf_metrics_t *metrics = (tf_metrics_t *) arg;
+    if (streq (path, "/healthz"))
+        return strdup ("ok\n");
+    if (streq (path, "/readyz")) {
+        bool ready = atomic_load (&metrics->ready);
+        *status = ready ? 200 : 503;
+        return strdup (ready ? "ready\n" : "not ready: the last write to the database failed\n");
+    }
+    if (streq (path, "/metrics")) {
+        *content_type = "text/plain; version=0.0.4; charset=utf-8";
+        return tf_metrics_render (metrics);
+    }
+    return NULL;
+}
+
+/*  Subscriber count from the events socket's connect/disconnect events. */
+static void s_monitor_start (tf_server_t *self)
+{
+    self->monitor = zactor_new (zmonitor, self->events);
+    zstr_sendx (self->monitor, "LISTEN", "ACCEPTED", NULL);
+    zstr_sendx (self->monitor, "LISTEN", "DISCONNECTED", NULL);
+    zstr_sendx (self->monitor, "START", NULL);
+    zsock_wait (self->monitor);
+}
+
+static void s_monitor_event (tf_server_t *self)
+{
+    zmsg_t *msg = zmsg_recv (self->monitor);
+    char *event = msg ? zmsg_popstr (msg) : NULL;
+    if (event && streq (event, "ACCEPTED"))
+        atomic_fetch_add (&self->metrics.subscribers, 1);
+    else if (event && streq (event, "DISCONNECTED") && atomic_load (&self->metrics.subscribers))
+        atomic_fetch_sub (&self->metrics.subscribers, 1);
+    zstr_free (&event);
+    zmsg_destroy (&msg);
 }
 
 static tf_server_t *s_server_new (const tf_server_config_t *config)
@@ -224,6 +287,20 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
         s_server_destroy (&self);
         return NULL;
     }
+    s_monitor_start (self);
+    if (config->http_addr && *config->http_addr) {
+        self->http =
+            tf_http_new (config->http_addr, s_http_handler, &self->metrics, err, sizeof err);
+        if (!self->http) {
+            tf_error ("%s", err);
+            s_server_destroy (&self);
+            return NULL;
+        }
+        tf_info ("health and metrics on http://%s (port %d)", config->http_addr,
+                 tf_http_port (self->http));
+    }
+    atomic_store (&self->metrics.started_ms, tf_now_ms ());
+    atomic_store (&self->metrics.ready, 1);
     char digest[17];
     tf_digest_format (state.digest, digest);
     tf_info ("techfeed-ingestd %s: database %s epoch %s head %" PRIu64 " records %" PRIu64
@@ -238,7 +315,7 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
     says $TERM or, without a pipe, when a signal interrupts. */
 static void s_server_loop (tf_server_t *self, zsock_t *pipe)
 {
-    zpoller_t *poller = zpoller_new (self->ingest, self->sync, NULL);
+    zpoller_t *poller = zpoller_new (self->ingest, self->sync, self->monitor, NULL);
     if (pipe)
         zpoller_add (poller, pipe);
     int64_t next_beat = 0, next_maintenance = tf_now_ms () + TF_MAINTENANCE_MS;
@@ -263,6 +340,8 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
             if (term)
                 break;
         }
+        if (which == self->monitor)
+            s_monitor_event (self);
         //  Drain both sockets on every wake-up, writes first.
         if (zsock_events (self->ingest) & ZMQ_POLLIN)
             tf_ingest_handle (self);
@@ -289,8 +368,8 @@ int tf_server_run (const tf_server_config_t *config)
     if (!self)
         return -1;
     s_server_loop (self, NULL);
-    tf_info ("stopping: %" PRIu64 " changes published, head %" PRIu64, self->changes_total,
-             self->head);
+    tf_info ("stopping: %" PRIu64 " changes published, head %" PRIu64,
+             (uint64_t) atomic_load (&self->metrics.published), self->head);
     s_server_destroy (&self);
     tf_info ("stopped");
     return 0;

@@ -30,6 +30,7 @@ typedef struct {
     int64_t chunk_max;      /* records per sync reply, upper bound */
     int64_t cursor_idle_ms; /* idle cursors are closed after this */
     int64_t max_cursors;    /* open snapshot/catch-up cursors */
+    char *http_addr;        /* HOST:PORT for /healthz, /readyz, /metrics, or NULL */
     char *log_level;
     char *log_format;
 } tf_server_config_t;

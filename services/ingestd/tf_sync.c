@@ -216,6 +216,7 @@ static void s_open_cursor (tf_server_t *self, const tf_envelope_t *envelope,
             return;
         }
         if (request->epoch && strcmp (request->epoch, self->epoch) != 0) {
+            atomic_fetch_add (&self->metrics.trimmed, 1);
             s_reply_error (self, envelope, TECHFEED__ERROR_CODE__TRIMMED,
                            "epoch %.40s is not this database's epoch %s: take a snapshot",
                            request->epoch, self->epoch);
@@ -225,6 +226,7 @@ static void s_open_cursor (tf_server_t *self, const tf_envelope_t *envelope,
     } else
         cursor = tf_store_snapshot_open (self->store, request->filter);
     if (!cursor && rc == TF_STORE_TRIMMED) {
+        atomic_fetch_add (&self->metrics.trimmed, 1);
         s_reply_error (self, envelope, TECHFEED__ERROR_CODE__TRIMMED,
                        "the log no longer holds every change after %" PRIu64 ": take a snapshot",
                        request->since_sequence);
@@ -236,6 +238,7 @@ static void s_open_cursor (tf_server_t *self, const tf_envelope_t *envelope,
                        tf_store_errstr (self->store));
         return;
     }
+    atomic_fetch_add (changes ? &self->metrics.catchups : &self->metrics.snapshots, 1);
     s_cursor_t *c = (s_cursor_t *) zmalloc (sizeof *c);
     c->id = self->cursors->next_id++;
     c->cursor = cursor;

@@ -1,0 +1,46 @@
+/*  tf_metrics — the service's counters and gauges, written by the server
+    thread and read by the HTTP thread. Every value is an atomic, so the
+    HTTP thread never touches the database or the sockets.
+*/
+#ifndef TF_METRICS_H_INCLUDED
+#define TF_METRICS_H_INCLUDED
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TF_METRICS_CODES 13   /* ErrorCode values 0..12 */
+#define TF_METRICS_BUCKETS 12 /* ingest latency histogram */
+
+typedef struct {
+    atomic_uint_fast64_t ingested;                        /* operations stored */
+    atomic_uint_fast64_t rejected[TF_METRICS_CODES];      /* operations refused, by code */
+    atomic_uint_fast64_t requests;                        /* ingest requests answered */
+    atomic_uint_fast64_t replayed;                        /* answered from the idempotency cache */
+    atomic_uint_fast64_t groups;                          /* write transactions committed */
+    atomic_uint_fast64_t published;                       /* change events published */
+    atomic_uint_fast64_t heartbeats;                      /* heartbeats published */
+    atomic_uint_fast64_t snapshots;                       /* snapshot cursors opened */
+    atomic_uint_fast64_t catchups;                        /* catch-up cursors opened */
+    atomic_uint_fast64_t trimmed;                         /* catch-ups refused as TRIMMED */
+    atomic_uint_fast64_t subscribers;                     /* connected to the events socket */
+    atomic_uint_fast64_t cursors;                         /* open sync cursors */
+    atomic_uint_fast64_t head;                            /* last committed sequence */
+    atomic_uint_fast64_t records;                         /* records stored */
+    atomic_uint_fast64_t db_bytes;                        /* database + WAL size */
+    atomic_uint_fast64_t latency[TF_METRICS_BUCKETS + 1]; /* ingest latency buckets, +Inf last */
+    atomic_uint_fast64_t latency_sum_ns;                  /* sum of ingest latencies */
+    atomic_int ready;                                     /* bound, database open and writable */
+    atomic_int_fast64_t started_ms;                       /* start time, Unix ms */
+} tf_metrics_t;
+
+/*  Upper bounds of the latency buckets, seconds. */
+extern const double tf_metrics_bounds[TF_METRICS_BUCKETS];
+
+/*  Adds one ingest latency (receive to reply) in nanoseconds. */
+void tf_metrics_observe_latency (tf_metrics_t *metrics, uint64_t nanoseconds);
+
+/*  The Prometheus text format (version 0.0.4) of all metrics; caller frees. */
+char *tf_metrics_render (tf_metrics_t *metrics);
+
+#endif
