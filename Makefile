@@ -4,7 +4,7 @@
 #   make run        install missing packages, build, run the demo
 #   make test       install missing packages, build under ASan+UBSan, run every test
 #   make asan       build the sanitizer variant only (build/asan)
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR=  (make uninstall removes the same files)
 #   make fuzz       libFuzzer harnesses (clang), bounded time
 #   make bench      benchmarks against the peers
 #
@@ -55,6 +55,11 @@ CLIENT_OBJ := $(call obj,$(CLIENT_SRC))
 TESTLIB_OBJ:= $(call obj,$(TESTLIB_SRC))
 
 LIBTECHFEED := $(O)/libtechfeed.a
+# The shared library: the same sources compiled again with -fPIC into $(O)/pic.
+SOMAJOR     := $(firstword $(subst ., ,$(VERSION)))
+LIBTECHFEED_SO := $(O)/libtechfeed.so.$(VERSION)
+LIB_PIC_OBJ := $(patsubst $(O)/obj/%,$(O)/pic/%,$(WIRE_OBJ) $(CLIENT_OBJ))
+LIB_LIBS    := $(shell pkg-config --libs libczmq libzmq libprotobuf-c jansson 2>/dev/null) -lpthread -lm
 SERVER_LIB  := $(O)/libtfserver.a
 INGESTD     := $(O)/techfeed-ingestd
 CLI         := $(O)/techfeed
@@ -62,12 +67,12 @@ CLI         := $(O)/techfeed
 UNIT_TESTS  := $(patsubst tests/unit/%.c,$(O)/tests/%,$(wildcard tests/unit/test_*.c))
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(O)/tests/%,$(wildcard tests/integration/test_*.c))
 
-.PHONY: all deps run test check asan install fuzz bench clean format
+.PHONY: all deps run test check asan install uninstall fuzz bench clean format
 # Generated code and objects are kept, not treated as intermediate.
 .SECONDARY:
 .DEFAULT_GOAL := all
 
-all: $(INGESTD) $(CLI) $(LIBTECHFEED)
+all: $(INGESTD) $(CLI) $(LIBTECHFEED) $(LIBTECHFEED_SO)
 
 # --------------------------------------------------------------- rules
 
@@ -89,6 +94,22 @@ $(O)/obj/%.o: %.c $(GEN_H)
 $(LIBTECHFEED): $(WIRE_OBJ) $(CLIENT_OBJ)
 	@echo "  AR      $@"
 	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(O)/pic/gen/%.o: $(O)/gen/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (PIC)"
+	$(Q)$(CC) $(CFLAGS) -fPIC $(INCLUDES) -c $< -o $@
+
+$(O)/pic/%.o: %.c $(GEN_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (PIC)"
+	$(Q)$(CC) $(CFLAGS) -fPIC $(INCLUDES) -c $< -o $@
+
+# Exports only the API of techfeed.h and techfeed.pb-c.h (libtechfeed.map).
+$(LIBTECHFEED_SO): $(LIB_PIC_OBJ) clients/lib/libtechfeed.map
+	@echo "  LD      $@"
+	$(Q)$(CC) -shared -Wl,-soname,libtechfeed.so.$(SOMAJOR) -Wl,--no-undefined \
+	    -Wl,--version-script=clients/lib/libtechfeed.map $(LDFLAGS) $(LIB_PIC_OBJ) $(LIB_LIBS) -o $@
 
 $(SERVER_LIB): $(WIRE_OBJ) $(STORE_OBJ) $(COMMON_OBJ) $(SERVER_OBJ)
 	@echo "  AR      $@"
@@ -117,7 +138,7 @@ $(O)/tests/%: $(O)/obj/tests/integration/%.o $(TESTLIB_OBJ) $(SERVER_LIB) $(LIBT
 
 PACKAGES := build-essential pkg-config libzmq3-dev libczmq-dev libprotobuf-c-dev \
             protobuf-c-compiler libsqlite3-dev sqlite3 libjansson-dev libcmocka-dev \
-            libmicrohttpd-dev curl
+            libmicrohttpd-dev curl docker-compose
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 deps:
@@ -145,10 +166,42 @@ test: deps
 check: all $(UNIT_TESTS) $(INTEG_TESTS)
 	$(Q)tests/run.sh $(O) $(UNIT_TESTS) $(INTEG_TESTS)
 
+# bin/ for both programs (the service too: one directory to put on PATH).
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DATADIR    ?= $(PREFIX)/share
+MANDIR     ?= $(DATADIR)/man
+PUBLIC_H   := clients/lib/techfeed.h $(GEN_H)
+
+install: all
+	@echo "  INSTALL $(DESTDIR)$(PREFIX)"
+	$(Q)install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/techfeed \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DATADIR)/techfeed/demo
+	$(Q)install -m 0755 $(INGESTD) $(CLI) $(DESTDIR)$(BINDIR)/
+	$(Q)install -m 0755 $(LIBTECHFEED_SO) $(DESTDIR)$(LIBDIR)/
+	$(Q)ln -sf libtechfeed.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libtechfeed.so.$(SOMAJOR)
+	$(Q)ln -sf libtechfeed.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libtechfeed.so
+	$(Q)install -m 0644 $(LIBTECHFEED) $(DESTDIR)$(LIBDIR)/
+	$(Q)install -m 0644 $(PUBLIC_H) $(DESTDIR)$(INCLUDEDIR)/techfeed/
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' clients/lib/techfeed.pc.in >$(DESTDIR)$(LIBDIR)/pkgconfig/techfeed.pc
+	$(Q)install -m 0644 docs/man/techfeed.1 $(DESTDIR)$(MANDIR)/man1/
+	$(Q)install -m 0644 docs/man/techfeed-ingestd.8 $(DESTDIR)$(MANDIR)/man8/
+	$(Q)install -m 0644 clients/demo/*.ndjson $(DESTDIR)$(DATADIR)/techfeed/demo/
+	$(Q)[ -n "$(DESTDIR)" ] || ldconfig 2>/dev/null || true
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/techfeed-ingestd $(DESTDIR)$(BINDIR)/techfeed \
+	    $(DESTDIR)$(LIBDIR)/libtechfeed.so* $(DESTDIR)$(LIBDIR)/libtechfeed.a \
+	    $(DESTDIR)$(LIBDIR)/pkgconfig/techfeed.pc $(DESTDIR)$(MANDIR)/man1/techfeed.1 \
+	    $(DESTDIR)$(MANDIR)/man8/techfeed-ingestd.8
+	rm -rf $(DESTDIR)$(INCLUDEDIR)/techfeed $(DESTDIR)$(DATADIR)/techfeed
+
 clean:
 	rm -rf build
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
--include $(shell find $(O)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(O)/obj $(O)/pic -name '*.d' 2>/dev/null)
