@@ -103,6 +103,11 @@ static void s_pending_decode (tf_server_t *self, s_pending_t *pending)
         s_reply_error (pending, TECHFEED__ERROR_CODE__MALFORMED, err);
         return;
     }
+    if (!tf_auth_may_write (self, envelope->body, err, sizeof err)) {
+        s_reply_error (pending, TECHFEED__ERROR_CODE__UNAUTHORIZED, err);
+        tf_wire_free (&request->base);
+        return;
+    }
     if (request->request_id) {
         pending->reply.request_id = request->request_id; /* borrowed from the request */
         if (!tf_valid_request_id (request->request_id)) {

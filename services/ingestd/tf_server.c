@@ -188,6 +188,7 @@ static void s_server_destroy (tf_server_t **self_p)
         s_hwm_write (self);
     tf_http_destroy (&self->http);
     zactor_destroy (&self->monitor);
+    tf_auth_stop (self);
     tf_sync_destroy (&self->cursors);
     zsock_destroy (&self->ingest);
     zsock_destroy (&self->events);
@@ -239,6 +240,8 @@ static void s_monitor_event (tf_server_t *self)
 
 static tf_server_t *s_server_new (const tf_server_config_t *config)
 {
+    if (tf_auth_check_exposure (config))
+        return NULL;
     tf_server_t *self = (tf_server_t *) zmalloc (sizeof *self);
     self->config = config;
     self->cursors = tf_sync_new ();
@@ -274,6 +277,10 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
     self->ingest = s_socket (ZMQ_ROUTER, config);
     self->events = s_socket (ZMQ_PUB, config);
     self->sync = s_socket (ZMQ_ROUTER, config);
+    if (tf_auth_start (self)) {
+        s_server_destroy (&self);
+        return NULL;
+    }
     char ingest[1024] = "", events[1024] = "", sync[1024] = "";
     if (s_bind_all (self->ingest, "ingest", config->ingest, ingest, sizeof ingest) ||
         s_bind_all (self->events, "events", config->events, events, sizeof events) ||

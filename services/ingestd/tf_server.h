@@ -30,6 +30,10 @@ typedef struct {
     int64_t chunk_max;      /* records per sync reply, upper bound */
     int64_t cursor_idle_ms; /* idle cursors are closed after this */
     int64_t max_cursors;    /* open snapshot/catch-up cursors */
+    char *curve_secret;     /* the service's secret certificate file (enables CURVE) */
+    char *writers;          /* directory of public certificates allowed to write */
+    char *readers;          /* directory of keys allowed to connect, NULL = any valid key */
+    bool insecure;          /* allow plain TCP on non-loopback addresses */
     char *http_addr;        /* HOST:PORT for /healthz, /readyz, /metrics, or NULL */
     char *log_level;
     char *log_format;

@@ -16,16 +16,18 @@ typedef struct _tf_sync_t tf_sync_t;
 typedef struct {
     const tf_server_config_t *config;
     tf_store_t *store;
-    zsock_t *ingest;      /* ROUTER: IngestRequest -> IngestReply */
-    zsock_t *events;      /* PUB: [sector][ChangeEvent], ["heartbeat"][Heartbeat] */
-    zsock_t *sync;        /* ROUTER: SyncRequest -> SyncReply */
-    tf_sync_t *cursors;   /* open snapshot/catch-up cursors */
-    char epoch[33];       /* the database's epoch */
-    uint64_t head;        /* last committed sequence */
-    zactor_t *monitor;    /* zmonitor of the events socket: counts subscribers */
-    tf_http_t *http;      /* health and metrics, or NULL */
-    tf_metrics_t metrics; /* counters shared with the HTTP thread */
-    uint64_t hwm_written; /* head last written to the high-water file */
+    zsock_t *ingest;       /* ROUTER: IngestRequest -> IngestReply */
+    zsock_t *events;       /* PUB: [sector][ChangeEvent], ["heartbeat"][Heartbeat] */
+    zsock_t *sync;         /* ROUTER: SyncRequest -> SyncReply */
+    tf_sync_t *cursors;    /* open snapshot/catch-up cursors */
+    char epoch[33];        /* the database's epoch */
+    uint64_t head;         /* last committed sequence */
+    zactor_t *monitor;     /* zmonitor of the events socket: counts subscribers */
+    zactor_t *auth;        /* zauth (ZAP) when CURVE is on, else NULL */
+    zcertstore_t *writers; /* keys allowed to write; reloads when its directory changes */
+    tf_http_t *http;       /* health and metrics, or NULL */
+    tf_metrics_t metrics;  /* counters shared with the HTTP thread */
+    uint64_t hwm_written;  /* head last written to the high-water file */
 } tf_server_t;
 
 /*  A request as it arrived on a ROUTER socket:
@@ -54,6 +56,15 @@ void tf_envelope_clear (tf_envelope_t *envelope);
 /*  Bytes a decoded request may allocate: generous for valid input,
     bounded for hostile input. */
 size_t tf_decode_budget (size_t frame_size);
+
+/*  Access (tf_auth.c). check_exposure: -1 when plain TCP would reach
+    beyond loopback without --insecure. start: CURVE and ZAP on the
+    sockets, before they bind. may_write: false with a reason when the
+    key that sent `frame` is not a writer. */
+int tf_auth_check_exposure (const tf_server_config_t *config);
+int tf_auth_start (tf_server_t *self);
+void tf_auth_stop (tf_server_t *self);
+bool tf_auth_may_write (tf_server_t *self, zframe_t *frame, char *why, size_t whylen);
 
 /*  Ingest (tf_ingest.c): drains pending requests into one transaction. */
 void tf_ingest_handle (tf_server_t *self);
