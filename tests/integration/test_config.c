@@ -1,0 +1,119 @@
+/*  techfeed-ingestd settings: flag over environment over default, a bad
+    value exits 78 naming the setting, --print-config masks secrets, and
+    --help starts with examples. Runs the real binary. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "tf_testkit.h"
+
+/*  Runs techfeed-ingestd with `args` after the program name. */
+static int s_ingestd (const char *const *args, char **out, char **err)
+{
+    const char *argv[16] = { tf_test_program ("techfeed-ingestd") };
+    size_t argc = 1;
+    for (; args[argc - 1] && argc < 15; argc++)
+        argv[argc] = args[argc - 1];
+    argv[argc] = NULL;
+    return tf_test_run (NULL, argv, NULL, out, err, 20000);
+}
+
+static void test_precedence (void **state)
+{
+    char *out, *err;
+    unsetenv ("TECHFEED_HEARTBEAT_MS");
+    const char *defaults[] = { "--print-config", NULL };
+    assert_int_equal (s_ingestd (defaults, &out, &err), 0);
+    assert_non_null (strstr (out, "heartbeat-ms=1000\n"));
+    free (out);
+    free (err);
+
+    setenv ("TECHFEED_HEARTBEAT_MS", "700", 1);
+    assert_int_equal (s_ingestd (defaults, &out, &err), 0);
+    assert_non_null (strstr (out, "heartbeat-ms=700\n"));
+    free (out);
+    free (err);
+
+    const char *flagged[] = { "--heartbeat-ms", "300", "--print-config", NULL };
+    assert_int_equal (s_ingestd (flagged, &out, &err), 0);
+    assert_non_null (strstr (out, "heartbeat-ms=300\n"));
+    free (out);
+    free (err);
+    unsetenv ("TECHFEED_HEARTBEAT_MS");
+}
+
+static void test_bad_values_exit_78 (void **state)
+{
+    char *out, *err;
+    const char *not_number[] = { "--max-ops", "many", "--print-config", NULL };
+    assert_int_equal (s_ingestd (not_number, &out, &err), 78);
+    assert_non_null (strstr (err, "--max-ops (TECHFEED_MAX_OPS)"));
+    assert_non_null (strstr (err, "'many' is not an integer"));
+    free (out);
+    free (err);
+
+    setenv ("TECHFEED_HEARTBEAT_MS", "5", 1);
+    const char *none[] = { "--print-config", NULL };
+    assert_int_equal (s_ingestd (none, &out, &err), 78);
+    assert_non_null (strstr (err, "--heartbeat-ms (TECHFEED_HEARTBEAT_MS) from environment"));
+    assert_non_null (strstr (err, "out of range"));
+    unsetenv ("TECHFEED_HEARTBEAT_MS");
+    free (out);
+    free (err);
+
+    const char *bad_level[] = { "--log-level", "loud", "--print-config", NULL };
+    assert_int_equal (s_ingestd (bad_level, &out, &err), 78);
+    assert_non_null (strstr (err, "--log-level (TECHFEED_LOG_LEVEL)"));
+    free (out);
+    free (err);
+
+    const char *unknown[] = { "--no-such-setting", NULL };
+    assert_int_equal (s_ingestd (unknown, &out, &err), 78);
+    assert_non_null (strstr (err, "--no-such-setting"));
+    free (out);
+    free (err);
+}
+
+static void test_print_config_masks_secrets (void **state)
+{
+    char *out, *err;
+    setenv ("TECHFEED_CURVE_SECRET", "/etc/techfeed/server_secret.cert", 1);
+    const char *args[] = { "--print-config", NULL };
+    assert_int_equal (s_ingestd (args, &out, &err), 0);
+    assert_non_null (strstr (out, "curve-secret=********\n"));
+    assert_null (strstr (out, "server_secret"));
+    unsetenv ("TECHFEED_CURVE_SECRET");
+    free (out);
+    free (err);
+}
+
+static void test_help_starts_with_examples (void **state)
+{
+    char *out, *err;
+    const char *args[] = { "--help", NULL };
+    assert_int_equal (s_ingestd (args, &out, &err), 0);
+    char *examples = strstr (out, "Examples:");
+    char *usage = strstr (out, "Usage:");
+    assert_non_null (examples);
+    assert_non_null (usage);
+    assert_true (examples < usage);
+    assert_non_null (strstr (out, "TECHFEED_DATA_DIR"));
+    free (out);
+    free (err);
+}
+
+int main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_precedence),
+        cmocka_unit_test (test_bad_values_exit_78),
+        cmocka_unit_test (test_print_config_masks_secrets),
+        cmocka_unit_test (test_help_starts_with_examples),
+    };
+    return cmocka_run_group_tests_name ("ingestd settings", tests, NULL, NULL);
+}
