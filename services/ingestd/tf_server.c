@@ -34,15 +34,21 @@ static int s_bind_all (zsock_t *socket, const char *name, const char *endpoints,
 
 /*  The endpoints file lets a test or a supervisor find ports bound as '*'.
     Written to a temporary name and renamed, so readers never see half. */
-static int s_write_endpoints (const char *path, const char *ingest, const char *events,
+static int s_write_endpoints (tf_server_t *self, const char *ingest, const char *events,
                               const char *sync)
 {
+    const char *path = self->config->endpoints_file;
     char tmp[4096];
     snprintf (tmp, sizeof tmp, "%s.tmp", path);
     FILE *file = fopen (tmp, "w");
     if (!file)
         return -1;
     fprintf (file, "ingest=%s\nevents=%s\nsync=%s\n", ingest, events, sync);
+    if (self->http) {
+        const char *addr = self->config->http_addr;
+        int host_len = (int) (strrchr (addr, ':') - addr);
+        fprintf (file, "http=http://%.*s:%d\n", host_len, addr, tf_http_port (self->http));
+    }
     if (fclose (file) != 0 || rename (tmp, path) != 0)
         return -1;
     return 0;
@@ -288,12 +294,6 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
         s_server_destroy (&self);
         return NULL;
     }
-    if (config->endpoints_file && *config->endpoints_file &&
-        s_write_endpoints (config->endpoints_file, ingest, events, sync)) {
-        tf_error ("cannot write endpoints file %s: %s", config->endpoints_file, strerror (errno));
-        s_server_destroy (&self);
-        return NULL;
-    }
     s_monitor_start (self);
     if (config->http_addr && *config->http_addr) {
         self->http =
@@ -305,6 +305,12 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
         }
         tf_info ("health and metrics on http://%s (port %d)", config->http_addr,
                  tf_http_port (self->http));
+    }
+    if (config->endpoints_file && *config->endpoints_file &&
+        s_write_endpoints (self, ingest, events, sync)) {
+        tf_error ("cannot write endpoints file %s: %s", config->endpoints_file, strerror (errno));
+        s_server_destroy (&self);
+        return NULL;
     }
     atomic_store (&self->metrics.started_ms, tf_now_ms ());
     atomic_store (&self->metrics.ready, 1);

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 #include <czmq.h>
 
+#include "tf_rawclient.h"
 #include "tf_testkit.h"
 #include "tf_wire.h"
 
@@ -86,62 +87,16 @@ static zsock_t *s_client (int type, const char *endpoint, zcert_t *cert, const c
     return socket;
 }
 
-/*  Puts one record; returns the reply's first item code, or -1 when
-    nothing came back (the handshake was refused). */
-static int s_put (zsock_t *socket, const char *id)
-{
-    Techfeed__Milestone record = TECHFEED__MILESTONE__INIT;
-    record.id = (char *) id;
-    record.has_sector = 1;
-    record.sector = TECHFEED__SECTOR__SECTOR_QUANTUM;
-    record.title = (char *) "Micius quantum satellite launched";
-    record.date = (char *) "2016-08-16";
-    Techfeed__Operation op = TECHFEED__OPERATION__INIT, *ops[] = { &op };
-    op.has_kind = 1;
-    op.kind = TECHFEED__OP_KIND__OP_PUT;
-    op.record = &record;
-    Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
-    request.ops = ops;
-    request.n_ops = 1;
-    size_t size;
-    uint8_t *data = tf_wire_pack (&request.base, &size);
-    zframe_t *frame = zframe_new (data, size);
-    free (data);
-    zframe_send (&frame, socket, 0);
-    zframe_t *reply_frame = zframe_recv (socket);
-    if (!reply_frame)
-        return -1;
-    Techfeed__IngestReply *reply =
-        techfeed__ingest_reply__unpack (NULL, zframe_size (reply_frame), zframe_data (reply_frame));
-    zframe_destroy (&reply_frame);
-    assert_non_null (reply);
-    int code = reply->n_results ? (int) reply->results[0]->code : (int) reply->code;
-    techfeed__ingest_reply__free_unpacked (reply, NULL);
-    return code;
-}
-
 /*  Record count as a reader sees it. */
 static uint64_t s_count (fixture_t *f)
 {
     zsock_t *sync = s_client (ZMQ_DEALER, f->svc.sync, f->reader, zcert_public_txt (f->server));
     zsock_set_rcvtimeo (sync, 5000);
-    Techfeed__SyncRequest request = TECHFEED__SYNC_REQUEST__INIT;
-    request.has_kind = 1;
-    request.kind = TECHFEED__SYNC_KIND__SYNC_STATUS;
-    size_t size;
-    uint8_t *data = tf_wire_pack (&request.base, &size);
-    zframe_t *frame = zframe_new (data, size);
-    free (data);
-    zframe_send (&frame, sync, 0);
-    frame = zframe_recv (sync);
-    assert_non_null (frame);
-    Techfeed__SyncReply *reply =
-        techfeed__sync_reply__unpack (NULL, zframe_size (frame), zframe_data (frame));
+    Techfeed__SyncReply *reply = tf_raw_status (sync);
     assert_non_null (reply);
     assert_non_null (reply->status);
     uint64_t count = reply->status->record_count;
     techfeed__sync_reply__free_unpacked (reply, NULL);
-    zframe_destroy (&frame);
     zsock_destroy (&sync);
     return count;
 }
@@ -167,7 +122,7 @@ static void test_matrix (void **state)
         zsock_t *socket = s_client (ZMQ_DEALER, f->svc.ingest, cases[i].cert, cases[i].server_key);
         char id[32];
         snprintf (id, sizeof id, "micius-%zu", i);
-        int code = s_put (socket, id);
+        int code = tf_raw_put (socket, id, TECHFEED__SECTOR__SECTOR_QUANTUM);
         print_message ("%-17s -> %d\n", cases[i].who, code);
         assert_int_equal (code, cases[i].expected);
         zsock_destroy (&socket);
@@ -182,7 +137,8 @@ static void test_removed_writer (void **state)
     const char *server_key = zcert_public_txt (f->server);
     zsock_t *socket = s_client (ZMQ_DEALER, f->svc.ingest, f->writer, server_key);
     zsock_set_rcvtimeo (socket, 5000);
-    assert_int_equal (s_put (socket, "before-removal"), TECHFEED__ERROR_CODE__OK);
+    assert_int_equal (tf_raw_put (socket, "before-removal", TECHFEED__SECTOR__SECTOR_QUANTUM),
+                      TECHFEED__ERROR_CODE__OK);
     char path[400];
     snprintf (path, sizeof path, "%s/writers/writer.key", f->svc.dir);
     assert_int_equal (unlink (path), 0);
@@ -192,7 +148,7 @@ static void test_removed_writer (void **state)
     for (int tries = 0; tries < 40 && code == TECHFEED__ERROR_CODE__OK; tries++) {
         char id[32];
         snprintf (id, sizeof id, "after-removal-%d", tries);
-        code = s_put (socket, id);
+        code = tf_raw_put (socket, id, TECHFEED__SECTOR__SECTOR_QUANTUM);
         if (code == TECHFEED__ERROR_CODE__OK)
             zclock_sleep (100);
     }
@@ -217,7 +173,8 @@ static void test_subscribers (void **state)
     for (int i = 0; i < 50 && !heard; i++) {
         char id[32];
         snprintf (id, sizeof id, "event-%d", i);
-        assert_int_equal (s_put (writer, id), TECHFEED__ERROR_CODE__OK);
+        assert_int_equal (tf_raw_put (writer, id, TECHFEED__SECTOR__SECTOR_QUANTUM),
+                          TECHFEED__ERROR_CODE__OK);
         zsock_set_rcvtimeo (reader, 100);
         heard = zmsg_recv (reader);
     }

@@ -71,6 +71,7 @@ static bool s_read_endpoints (tf_service_t *svc, const char *path)
         char *target = !strcmp (line, "ingest")   ? svc->ingest
                        : !strcmp (line, "events") ? svc->events
                        : !strcmp (line, "sync")   ? svc->sync
+                       : !strcmp (line, "http")   ? svc->http
                                                   : NULL;
         if (target)
             snprintf (target, 128, "%s", eq + 1);

@@ -17,6 +17,7 @@ typedef struct {
     char ingest[128]; /* bound endpoints, read from the endpoints file */
     char events[128];
     char sync[128];
+    char http[128]; /* http://HOST:PORT when started with --http-addr */
 } tf_service_t;
 
 /*  Path of a program built beside the tests ($TF_BUILD_DIR/name, default build/). */

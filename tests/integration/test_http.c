@@ -1,0 +1,171 @@
+/*  Health and metrics over HTTP, scraped with curl from the real service:
+    /healthz and /readyz answer, /metrics is valid Prometheus text (every
+    sample has a preceding TYPE, names are valid) and its counters move
+    as records are put. */
+#include <ctype.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <czmq.h>
+
+#include "tf_rawclient.h"
+#include "tf_testkit.h"
+
+typedef struct {
+    tf_service_t svc;
+} fixture_t;
+
+static int setup (void **state)
+{
+    fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
+    const char *extra[] = { "--http-addr", "127.0.0.1:0", NULL };
+    assert_int_equal (tf_service_start (&f->svc, extra), 0);
+    assert_true (f->svc.http[0]);
+    *state = f;
+    return 0;
+}
+
+static int teardown (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
+    tf_service_cleanup (&f->svc);
+    free (f);
+    return 0;
+}
+
+/*  curl PATH; returns the body (caller frees) and the HTTP status. */
+static char *s_get (fixture_t *f, const char *path, int *status)
+{
+    char url[300];
+    snprintf (url, sizeof url, "%s%s", f->svc.http, path);
+    const char *argv[] = { "/usr/bin/curl", "-s", "-w", "\n%{http_code}", url, NULL };
+    char *out = NULL;
+    assert_int_equal (tf_test_run (NULL, argv, NULL, &out, NULL, 10000), 0);
+    char *last = strrchr (out, '\n');
+    assert_non_null (last);
+    *status = atoi (last + 1);
+    *last = 0;
+    return out;
+}
+
+/*  Value of the sample line that starts with `name` followed by a space. */
+static double s_sample (const char *text, const char *name)
+{
+    size_t len = strlen (name);
+    for (const char *line = text; line && *line; line = strchr (line, '\n')) {
+        if (*line == '\n')
+            line++;
+        if (strncmp (line, name, len) == 0 && line[len] == ' ')
+            return atof (line + len + 1);
+    }
+    fail_msg ("no sample %s", name);
+    return -1;
+}
+
+static bool s_valid_name (const char *name, size_t len)
+{
+    if (!len || !(isalpha ((unsigned char) name[0]) || name[0] == '_' || name[0] == ':'))
+        return false;
+    for (size_t i = 1; i < len; i++)
+        if (!(isalnum ((unsigned char) name[i]) || name[i] == '_' || name[i] == ':'))
+            return false;
+    return true;
+}
+
+/*  Checks the exposition: each sample's family was TYPEd before it. */
+static void s_check_exposition (const char *text)
+{
+    zhashx_t *typed = zhashx_new ();
+    char *copy = strdup (text);
+    char *save = NULL;
+    size_t samples = 0;
+    for (char *line = strtok_r (copy, "\n", &save); line; line = strtok_r (NULL, "\n", &save)) {
+        char name[128];
+        if (sscanf (line, "# TYPE %127s", name) == 1) {
+            zhashx_insert (typed, name, (void *) 1);
+            continue;
+        }
+        if (line[0] == '#')
+            continue;
+        size_t len = strcspn (line, "{ ");
+        assert_true (s_valid_name (line, len));
+        snprintf (name, sizeof name, "%.*s", (int) len, line);
+        //  Histogram samples belong to the family without their suffix.
+        const char *suffixes[] = { "_bucket", "_sum", "_count" };
+        bool found = zhashx_lookup (typed, name) != NULL;
+        for (int i = 0; i < 3 && !found; i++) {
+            size_t n = strlen (name), s = strlen (suffixes[i]);
+            if (n > s && strcmp (name + n - s, suffixes[i]) == 0) {
+                name[n - s] = 0;
+                found = zhashx_lookup (typed, name) != NULL;
+            }
+        }
+        if (!found)
+            fail_msg ("sample without a preceding TYPE: %s", line);
+        samples++;
+    }
+    assert_true (samples > 20);
+    free (copy);
+    zhashx_destroy (&typed);
+}
+
+static void test_health_and_ready (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    int status;
+    char *body = s_get (f, "/healthz", &status);
+    assert_int_equal (status, 200);
+    assert_string_equal (body, "ok\n");
+    free (body);
+    body = s_get (f, "/readyz", &status);
+    assert_int_equal (status, 200);
+    free (body);
+    body = s_get (f, "/nope", &status);
+    assert_int_equal (status, 404);
+    free (body);
+}
+
+static void test_metrics_move (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    int status;
+    char *before = s_get (f, "/metrics", &status);
+    assert_int_equal (status, 200);
+    s_check_exposition (before);
+    assert_true (s_sample (before, "techfeed_records_ingested_total") == 0);
+
+    zsock_t *dealer = zsock_new_dealer (f->svc.ingest);
+    zsock_set_rcvtimeo (dealer, 5000);
+    for (int i = 0; i < 5; i++) {
+        char id[32];
+        snprintf (id, sizeof id, "metric-%d", i);
+        assert_int_equal (tf_raw_put (dealer, id, TECHFEED__SECTOR__SECTOR_HIGH_SPEED_RAIL), 0);
+    }
+    //  An invalid record: counted as rejected, reason INVALID.
+    assert_int_equal (tf_raw_put (dealer, "Not A Slug", TECHFEED__SECTOR__SECTOR_HIGH_SPEED_RAIL),
+                      TECHFEED__ERROR_CODE__INVALID);
+    zsock_destroy (&dealer);
+
+    char *after = s_get (f, "/metrics", &status);
+    s_check_exposition (after);
+    assert_true (s_sample (after, "techfeed_records_ingested_total") == 5);
+    assert_true (s_sample (after, "techfeed_records_rejected_total{reason=\"INVALID\"}") == 1);
+    assert_true (s_sample (after, "techfeed_events_published_total") == 5);
+    assert_true (s_sample (after, "techfeed_ingest_latency_seconds_count") == 6);
+    assert_true (s_sample (after, "techfeed_ingest_requests_total") == 6);
+    free (before);
+    free (after);
+}
+
+int main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown (test_health_and_ready, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_metrics_move, setup, teardown),
+    };
+    return cmocka_run_group_tests_name ("health and metrics", tests, NULL, NULL);
+}

@@ -1,0 +1,76 @@
+/*  tf_rawclient — see tf_rawclient.h. */
+#include "tf_rawclient.h"
+#include "tf_wire.h"
+
+void tf_raw_record (Techfeed__Milestone *record, const char *id, Techfeed__Sector sector)
+{
+    techfeed__milestone__init (record);
+    record->id = (char *) id;
+    record->has_sector = 1;
+    record->sector = sector;
+    record->title = (char *) "Chang'e-4 lands on the far side of the Moon";
+    record->date = (char *) "2019-01-03";
+    record->country = (char *) "CN";
+}
+
+static void s_send (zsock_t *socket, const ProtobufCMessage *message)
+{
+    size_t size;
+    uint8_t *data = tf_wire_pack (message, &size);
+    zframe_t *frame = zframe_new (data, size);
+    free (data);
+    zframe_send (&frame, socket, 0);
+}
+
+void tf_raw_send_request (zsock_t *dealer, const Techfeed__IngestRequest *request)
+{
+    s_send (dealer, &request->base);
+}
+
+Techfeed__IngestReply *tf_raw_recv_reply (zsock_t *dealer)
+{
+    zmsg_t *msg = zmsg_recv (dealer);
+    if (!msg)
+        return NULL;
+    zframe_t *body = zmsg_last (msg);
+    Techfeed__IngestReply *reply =
+        techfeed__ingest_reply__unpack (NULL, zframe_size (body), zframe_data (body));
+    zmsg_destroy (&msg);
+    return reply;
+}
+
+int tf_raw_put (zsock_t *dealer, const char *id, Techfeed__Sector sector)
+{
+    Techfeed__Milestone record;
+    tf_raw_record (&record, id, sector);
+    Techfeed__Operation op = TECHFEED__OPERATION__INIT, *ops[] = { &op };
+    op.has_kind = 1;
+    op.kind = TECHFEED__OP_KIND__OP_PUT;
+    op.record = &record;
+    Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
+    request.ops = ops;
+    request.n_ops = 1;
+    tf_raw_send_request (dealer, &request);
+    Techfeed__IngestReply *reply = tf_raw_recv_reply (dealer);
+    if (!reply)
+        return -1;
+    int code = reply->n_results ? (int) reply->results[0]->code : (int) reply->code;
+    techfeed__ingest_reply__free_unpacked (reply, NULL);
+    return code;
+}
+
+Techfeed__SyncReply *tf_raw_status (zsock_t *dealer)
+{
+    Techfeed__SyncRequest request = TECHFEED__SYNC_REQUEST__INIT;
+    request.has_kind = 1;
+    request.kind = TECHFEED__SYNC_KIND__SYNC_STATUS;
+    s_send (dealer, &request.base);
+    zmsg_t *msg = zmsg_recv (dealer);
+    if (!msg)
+        return NULL;
+    zframe_t *body = zmsg_last (msg);
+    Techfeed__SyncReply *reply =
+        techfeed__sync_reply__unpack (NULL, zframe_size (body), zframe_data (body));
+    zmsg_destroy (&msg);
+    return reply;
+}
