@@ -40,6 +40,8 @@ static const tf_cfg_option_t s_options[] = {
       "changes kept in the log for catch-up (0: no count bound)" },
     { "log-max-age-ms", 0, TF_CFG_INT, "0", 0, INT64_MAX, false, S (log_max_age_ms),
       "changes older than this are trimmed (0: never)" },
+    { "maintenance-ms", 0, TF_CFG_INT, "60000", 10, 86400000, false, S (maintenance_ms),
+      "how often the log is trimmed and old request ids forgotten" },
     { "chunk-max", 0, TF_CFG_INT, "5000", 1, 100000, false, S (chunk_max),
       "records per snapshot/catch-up reply, at most" },
     { "cursor-idle-ms", 0, TF_CFG_INT, "30000", 100, 3600000, false, S (cursor_idle_ms),

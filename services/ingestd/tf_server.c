@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <sys/stat.h>
 
-#define TF_MAINTENANCE_MS 60000 /* trim the log, forget old request ids */
 
 /*  Binds `socket` to each comma-separated endpoint; the bound endpoints
     (ports resolved when given as '*') are appended to `bound`. */
@@ -331,7 +330,7 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
     zpoller_t *poller = zpoller_new (self->ingest, self->sync, self->monitor, NULL);
     if (pipe)
         zpoller_add (poller, pipe);
-    int64_t next_beat = 0, next_maintenance = tf_now_ms () + TF_MAINTENANCE_MS;
+    int64_t next_beat = 0, next_maintenance = tf_now_ms () + self->config->maintenance_ms;
     while (true) {
         int64_t now = tf_now_ms ();
         if (now >= next_beat) {
@@ -341,7 +340,7 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
         }
         if (now >= next_maintenance) {
             s_maintenance (self);
-            next_maintenance = now + TF_MAINTENANCE_MS;
+            next_maintenance = now + self->config->maintenance_ms;
         }
         void *which = zpoller_wait (poller, (int) (next_beat - now));
         if (zpoller_terminated (poller))
