@@ -110,7 +110,7 @@ static int s_send (tf_rpc_t *self, const ProtobufCMessage *request)
     zframe_t *frame = zframe_new (data, size);
     free (data);
     //  DEALER queues the frame even before the connection is up
-    if (zframe_send (&frame, self->socket, ZMQ_DONTWAIT) != 0) {
+    if (zframe_send (&frame, self->socket, ZFRAME_DONTWAIT) != 0) {
         zframe_destroy (&frame);
         snprintf (self->errstr, sizeof self->errstr, "cannot send to %s: %s", self->endpoint,
                   zmq_strerror (zmq_errno ()));

@@ -1,0 +1,292 @@
+/*  techfeed put and techfeed delete.
+*/
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "tf_json.h"
+#include "tf_reader.h"
+#include "tf_validate.h"
+
+#define CLI_BATCH 500               /* records per request */
+#define CLI_ATOMIC_MAX 1000         /* one request's limit (PROTOCOL.md §5) */
+#define CLI_INPUT_MAX (1024u << 20) /* biggest input file read, bytes */
+
+/*  A record ready to send and the line it came from. */
+typedef struct {
+    Techfeed__Milestone *record; /* owned */
+    size_t line;                 /* where it starts in the input */
+} s_item_t;
+
+/*  Reads all of `path` ("-" = stdin) into a new NUL-terminated buffer.
+    0, or -1 with errno set. */
+static int s_slurp (const char *path, char **data, size_t *size)
+{
+    FILE *file = strcmp (path, "-") == 0 ? stdin : fopen (path, "rb");
+    if (!file)
+        return -1;
+    size_t cap = 64 * 1024, len = 0;
+    char *buf = (char *) malloc (cap);
+    if (!buf)
+        abort ();
+    size_t n;
+    while ((n = fread (buf + len, 1, cap - len - 1, file)) > 0) {
+        len += n;
+        if (len + 1 == cap) {
+            if (cap >= CLI_INPUT_MAX) {
+                errno = EFBIG;
+                break;
+            }
+            cap *= 2;
+            buf = (char *) realloc (buf, cap);
+            if (!buf)
+                abort ();
+        }
+    }
+    int failed = ferror (file) || errno == EFBIG;
+    int saved = errno;
+    if (file != stdin)
+        fclose (file);
+    if (failed) {
+        free (buf);
+        errno = saved ? saved : EIO;
+        return -1;
+    }
+    buf[len] = 0;
+    *data = buf;
+    *size = len;
+    return 0;
+}
+
+/*  One rejected record: the `FILE:LINE: /field: message` line on stderr,
+    and with --json an NDJSON result on stdout. */
+static void s_rejected (cli_t *cli, const char *name, size_t line, const char *id, const char *code,
+                        const char *field, const char *message)
+{
+    cli_report (name, line, field, message);
+    if (!cli->json)
+        return;
+    json_t *out = json_object ();
+    json_object_set_new (out, "id", id ? json_string (id) : json_null ());
+    json_object_set_new (out, "ok", json_false ());
+    json_object_set_new (out, "code", json_string (code));
+    json_object_set_new (out, "field", json_string (field ? field : ""));
+    json_object_set_new (out, "message", json_string (message));
+    json_object_set_new (out, "line", json_integer ((json_int_t) line));
+    cli_print_json (cli, out);
+}
+
+/*  One stored record (or one deleted: verb "deleted"). */
+static void s_stored (cli_t *cli, const char *verb, const tf_result_t *r, size_t line,
+                      bool replayed)
+{
+    if (cli->json) {
+        json_t *out = json_object ();
+        json_object_set_new (out, "id", json_string (r->id));
+        json_object_set_new (out, "ok", json_true ());
+        json_object_set_new (out, "revision", json_integer ((json_int_t) r->revision));
+        json_object_set_new (out, "sequence", json_integer ((json_int_t) r->sequence));
+        if (line)
+            json_object_set_new (out, "line", json_integer ((json_int_t) line));
+        if (replayed)
+            json_object_set_new (out, "replayed", json_true ());
+        cli_print_json (cli, out);
+    } else
+        printf ("%s  %s  rev %" PRIu64 "  seq %" PRIu64 "%s\n", verb, r->id, r->revision,
+                r->sequence, replayed ? "  (replayed)" : "");
+}
+
+/*  Message of a service-side rejection, with the code and, for a
+    conflict, what is stored. */
+static void s_result_message (const tf_result_t *r, char *out, size_t outlen)
+{
+    const char *text = r->message[0] ? r->message : tf_error_name (r->code);
+    if (r->code == TECHFEED__ERROR_CODE__CONFLICT)
+        snprintf (out, outlen, "%s (CONFLICT, stored revision %" PRIu64 ")", text,
+                  r->current_revision);
+    else
+        snprintf (out, outlen, "%s (%s)", text, tf_error_name (r->code));
+}
+
+/*  Decodes and validates one JSON value. The record, or NULL when
+    rejected (reported). */
+static Techfeed__Milestone *s_record (cli_t *cli, const char *name, size_t line, json_t *value)
+{
+    tf_verror_t verr;
+    const char *id = json_string_value (json_object_get (value, "id"));
+    if (!json_is_object (value)) {
+        s_rejected (cli, name, line, NULL, "INVALID", "", "a record is a JSON object");
+        return NULL;
+    }
+    Techfeed__Milestone *m = tf_json_to_milestone (value, &verr);
+    if (m && tf_validate_milestone (m, &verr) != 0) {
+        techfeed__milestone__free_unpacked (m, NULL);
+        m = NULL;
+    }
+    if (!m)
+        s_rejected (cli, name, line, id, "INVALID", verr.field, verr.message);
+    return m;
+}
+
+/*  Sends items[0..n) in requests of `batch`; prints a result per record.
+    Counts into *stored and *rejected. 0, or EX_UNAVAILABLE when
+    the service did not answer. */
+static int s_send (cli_t *cli, const char *name, s_item_t *items, size_t n, size_t batch,
+                   size_t *stored, size_t *rejected)
+{
+    tf_writer_t *writer = tf_writer_new (cli->ingest);
+    if (!writer) {
+        cli_error ("not a valid endpoint: %s", cli->ingest);
+        return EX_USAGE;
+    }
+    tf_writer_set_timeout (writer, cli->timeout_ms);
+    tf_op_t *ops = (tf_op_t *) calloc (batch, sizeof *ops);
+    tf_result_t *results = (tf_result_t *) calloc (batch, sizeof *results);
+    if (!ops || !results)
+        abort ();
+    int status = 0;
+    for (size_t i = 0; i < n && status == 0; i += batch) {
+        size_t k = n - i < batch ? n - i : batch;
+        for (size_t j = 0; j < k; j++)
+            ops[j] = (tf_op_t){ .record = items[i + j].record,
+                                .has_expected_revision = cli->has_expect,
+                                .expected_revision = cli->expect };
+        if (tf_writer_send (writer, ops, k, cli->atomic, results) != 0) {
+            cli_error ("%s", tf_writer_errstr (writer));
+            cli_error ("%zu record(s) from line %zu on may not be stored", n - i, items[i].line);
+            status = EX_UNAVAILABLE;
+            break;
+        }
+        for (size_t j = 0; j < k; j++) {
+            const tf_result_t *r = &results[j];
+            size_t line = items[i + j].line;
+            if (r->code == TECHFEED__ERROR_CODE__OK) {
+                s_stored (cli, "ok", r, line, tf_writer_replayed (writer));
+                (*stored)++;
+            } else {
+                char message[400];
+                s_result_message (r, message, sizeof message);
+                s_rejected (cli, name, line, items[i + j].record->id, tf_error_name (r->code),
+                            r->field, message);
+                (*rejected)++;
+            }
+        }
+    }
+    free (ops);
+    free (results);
+    tf_writer_destroy (&writer);
+    fflush (stdout);
+    return status;
+}
+
+int cli_put (cli_t *cli)
+{
+    const char *path = cli->nargs > 0 ? cli->args[0] : "-";
+    const char *name = strcmp (path, "-") == 0 ? "<stdin>" : path;
+    char *data;
+    size_t size;
+    if (s_slurp (path, &data, &size) != 0) {
+        int err = errno;
+        cli_error ("%s: %s", name, strerror (err));
+        return err == ENOENT || err == EACCES || err == EISDIR ? EX_NOINPUT : EX_IOERR;
+    }
+    tf_reader_t *reader = tf_reader_new (data, size);
+    s_item_t *items = NULL;
+    size_t n = 0, cap = 0, stored = 0, rejected = 0;
+    json_t *value;
+    size_t line;
+    char err[200];
+    int rc;
+    while ((rc = tf_reader_next (reader, &value, &line, err, sizeof err)) != 0) {
+        if (rc < 0) {
+            s_rejected (cli, name, line, NULL, "MALFORMED", "", err);
+            rejected++;
+            continue;
+        }
+        Techfeed__Milestone *m = s_record (cli, name, line, value);
+        json_decref (value);
+        if (!m) {
+            rejected++;
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            items = (s_item_t *) realloc (items, cap * sizeof *items);
+            if (!items)
+                abort ();
+        }
+        items[n++] = (s_item_t){ m, line };
+    }
+    tf_reader_destroy (&reader);
+    free (data);
+
+    int status = 0;
+    if (n + rejected == 0) {
+        cli_error ("%s: no records", name);
+        status = EX_DATAERR;
+    } else if (cli->has_expect && n + rejected != 1) {
+        cli_error ("--expect-revision takes exactly one record, %s has %zu", name, n + rejected);
+        status = EX_USAGE;
+    } else if (cli->atomic && rejected > 0) {
+        cli_error ("nothing stored: --atomic and %zu record(s) rejected", rejected);
+        status = EX_DATAERR;
+    } else if (cli->atomic && n > CLI_ATOMIC_MAX) {
+        cli_error ("--atomic takes at most %d records, %s has %zu", CLI_ATOMIC_MAX, name, n);
+        status = EX_USAGE;
+    } else if (n > 0)
+        status = s_send (cli, name, items, n, cli->atomic ? n : CLI_BATCH, &stored, &rejected);
+    if (status == 0 && rejected > 0) {
+        if (!cli->json)
+            cli_error ("%zu stored, %zu rejected", stored, rejected);
+        status = EX_DATAERR;
+    }
+    for (size_t i = 0; i < n; i++)
+        techfeed__milestone__free_unpacked (items[i].record, NULL);
+    free (items);
+    return status;
+}
+
+int cli_delete (cli_t *cli)
+{
+    const char *id = cli->args[0];
+    if (!tf_valid_id (id)) {
+        cli_error ("%s: not a valid id ([a-z0-9][a-z0-9._-]*, at most %d bytes)", id, TF_ID_MAX);
+        return EX_DATAERR;
+    }
+    tf_writer_t *writer = tf_writer_new (cli->ingest);
+    if (!writer) {
+        cli_error ("not a valid endpoint: %s", cli->ingest);
+        return EX_USAGE;
+    }
+    tf_writer_set_timeout (writer, cli->timeout_ms);
+    tf_result_t r;
+    int status = 0;
+    if (tf_writer_delete (writer, id, cli->has_expect, cli->expect, &r) != 0) {
+        cli_error ("%s", tf_writer_errstr (writer));
+        status = EX_UNAVAILABLE;
+    } else if (r.code == TECHFEED__ERROR_CODE__OK)
+        s_stored (cli, "deleted", &r, 0, tf_writer_replayed (writer));
+    else {
+        char message[400];
+        if (r.code == TECHFEED__ERROR_CODE__NOT_FOUND)
+            snprintf (message, sizeof message, "not found");
+        else
+            s_result_message (&r, message, sizeof message);
+        fprintf (stderr, "%s: %s\n", id, message);
+        if (cli->json) {
+            json_t *out = json_object ();
+            json_object_set_new (out, "id", json_string (id));
+            json_object_set_new (out, "ok", json_false ());
+            json_object_set_new (out, "code", json_string (tf_error_name (r.code)));
+            json_object_set_new (out, "message", json_string (r.message));
+            if (r.code == TECHFEED__ERROR_CODE__CONFLICT)
+                json_object_set_new (out, "current_revision",
+                                     json_integer ((json_int_t) r.current_revision));
+            cli_print_json (cli, out);
+        }
+        status = cli_exit_for_code (r.code);
+    }
+    tf_writer_destroy (&writer);
+    return status;
+}
