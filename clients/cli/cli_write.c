@@ -97,16 +97,15 @@ static void s_stored (cli_t *cli, const char *verb, const tf_result_t *r, size_t
                 r->sequence, replayed ? "  (replayed)" : "");
 }
 
-/*  Message of a service-side rejection, with the code and, for a
-    conflict, what is stored. */
+/*  Message of a service-side rejection, with its code. */
 static void s_result_message (const tf_result_t *r, char *out, size_t outlen)
 {
-    const char *text = r->message[0] ? r->message : tf_error_name (r->code);
-    if (r->code == TECHFEED__ERROR_CODE__CONFLICT)
-        snprintf (out, outlen, "%s (CONFLICT, stored revision %" PRIu64 ")", text,
-                  r->current_revision);
+    if (r->message[0])
+        snprintf (out, outlen, "%s (%s)", r->message, tf_error_name (r->code));
+    else if (r->code == TECHFEED__ERROR_CODE__CONFLICT)
+        snprintf (out, outlen, "stored revision is %" PRIu64 " (CONFLICT)", r->current_revision);
     else
-        snprintf (out, outlen, "%s (%s)", text, tf_error_name (r->code));
+        snprintf (out, outlen, "%s", tf_error_name (r->code));
 }
 
 /*  Decodes and validates one JSON value. The record, or NULL when

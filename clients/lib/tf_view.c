@@ -814,6 +814,9 @@ int tf_view_poll (tf_view_t *self, int timeout_ms)
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : zclock_mono () + timeout_ms;
     bool polled = false, activity = false;
     while (!zsys_interrupted) {
+        //  What waits in the socket first: a slow caller is not a silent service
+        if (s_drain (self) > 0)
+            activity = true;
         int64_t now = zclock_mono ();
         tf_view_feed_tick (self, now);
         s_run_sync (self);
@@ -833,8 +836,6 @@ int tf_view_poll (tf_view_t *self, int timeout_ms)
         polled = true;
         if (rc < 0 && zmq_errno () != EINTR)
             break;
-        if (rc > 0)
-            activity = s_drain (self) > 0;
     }
     if (zsys_interrupted) {
         snprintf (self->errstr, sizeof self->errstr, "interrupted");
