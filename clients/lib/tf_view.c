@@ -10,6 +10,8 @@
                 last[s] come from the end mark, then the buffer is replayed.
       LIVE      events: rule 3 (duplicate / chain / gap); heartbeats: rules
                 2 and 4 (epoch, head behind P, sector heads, completeness).
+                Head behind P must show in two heartbeats in a row: a single
+                one may predate the end mark of the last sync.
       CATCHUP   sync request CATCHUP since P; changes applied without the
                 chain check; end mark sets P and raises last[s]; buffer
                 replayed. TRIMMED (or another epoch) means SNAPSHOT.
@@ -42,6 +44,7 @@
 #define TF_RETRY_MS 1000               /* pause before retrying a failed sync */
 #define TF_DRAIN_MAX 10000             /* messages read in one go */
 #define TF_SUB_HWM 10000               /* receive high-water mark, messages */
+#define TF_BEHIND_PROOF 2              /* heartbeats in a row below P that prove it */
 
 struct _tf_view_t {
     char *events_ep;                         /* PUB endpoint to connect */
@@ -68,6 +71,7 @@ struct _tf_view_t {
     int64_t retry_at;                        /* no sync before this (monotonic ms) */
     int64_t heard_at;                        /* last heartbeat (monotonic ms) */
     int64_t interval_ms;                     /* heartbeat interval the service announced */
+    int behind;                              /* heartbeats in a row with head below P */
     Techfeed__SyncRequest request;           /* the running sync request */
     Techfeed__Filter filter;                 /* its filter, pointing at sectors */
     tf_view_fn *fn;                          /* application callback, or NULL */
@@ -191,6 +195,7 @@ static void s_heads (Techfeed__SectorHead *const *list, size_t n, uint64_t heads
 static void s_resync (tf_view_t *self, const char *reason)
 {
     snprintf (self->errstr, sizeof self->errstr, "%s", reason);
+    self->behind = 0;
     self->stats.resyncs++;
     self->state = TF_STATE_SNAPSHOT;
     self->syncing = false;
@@ -206,6 +211,7 @@ static void s_resync (tf_view_t *self, const char *reason)
 static void s_catchup (tf_view_t *self, const char *reason)
 {
     snprintf (self->errstr, sizeof self->errstr, "%s", reason);
+    self->behind = 0;
     self->stats.catchups++;
     self->state = TF_STATE_CATCHUP;
     self->retry_at = 0;
@@ -367,13 +373,19 @@ void tf_view_feed_heartbeat (tf_view_t *self, const Techfeed__Heartbeat *heartbe
         s_resync (self, "the service's epoch changed");
         return;
     }
+    //  Rule 2, head below P. One heartbeat is not proof: one published
+    //  before the end mark of our last sync can arrive after it (another
+    //  connection), showing the head as it was then. Two in a row are.
     if (heartbeat->head_sequence < self->position) {
+        if (++self->behind < TF_BEHIND_PROOF)
+            return;
         snprintf (reason, sizeof reason,
                   "the service went back in time (head %" PRIu64 " below position %" PRIu64 ")",
                   heartbeat->head_sequence, self->position);
         s_resync (self, reason);
         return;
     }
+    self->behind = 0;
     uint64_t heads[TF_SECTOR_MAX + 1];
     s_heads (heartbeat->sector_heads, heartbeat->n_sector_heads, heads);
     bool complete = true;
