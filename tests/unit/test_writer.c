@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "../lib/tf_fake.h"
 #include "techfeed.h"
 #include "tf_wire.h"
 
@@ -36,17 +37,6 @@ typedef struct {
     int identities;     /* distinct sockets seen (Lazy Pirate: fresh socket per try) */
     int nexts, closes;  /* sync: SYNC_NEXT and SYNC_CLOSE received */
 } fake_t;
-
-static void s_send_reply (zsock_t *router, zframe_t *identity, const ProtobufCMessage *msg)
-{
-    size_t size;
-    uint8_t *data = tf_wire_pack (msg, &size);
-    zmsg_t *reply = zmsg_new ();
-    zmsg_append (reply, &(zframe_t *){ zframe_dup (identity) });
-    zmsg_addmem (reply, data, size);
-    zmsg_send (&reply, router);
-    free (data);
-}
 
 /*  An ingest reply: OK per op, sequence 100 + i, revision 1. */
 static void s_ingest_answer (zsock_t *router, zframe_t *identity,
@@ -77,15 +67,13 @@ static void s_ingest_answer (zsock_t *router, zframe_t *identity,
         reply.n_results = i + 1;
     }
     reply.results = pointers;
-    s_send_reply (router, identity, &reply.base);
+    tf_fake_reply (router, identity, &reply.base);
 }
 
 static void s_ingest_actor (zsock_t *pipe, void *args)
 {
     fake_t *fake = (fake_t *) args;
-    zsock_t *router = zsock_new (ZMQ_ROUTER);
-    int port = zsock_bind (router, "tcp://127.0.0.1:*");
-    snprintf (fake->endpoint, sizeof fake->endpoint, "tcp://127.0.0.1:%d", port);
+    zsock_t *router = tf_fake_router (fake->endpoint, sizeof fake->endpoint);
     fake->same_ids = true;
     zframe_t *last_identity = NULL;
     zsock_signal (pipe, 0);
@@ -303,9 +291,7 @@ static void test_whole_request_error (void **state)
 static void s_sync_actor (zsock_t *pipe, void *args)
 {
     fake_t *fake = (fake_t *) args;
-    zsock_t *router = zsock_new (ZMQ_ROUTER);
-    int port = zsock_bind (router, "tcp://127.0.0.1:*");
-    snprintf (fake->endpoint, sizeof fake->endpoint, "tcp://127.0.0.1:%d", port);
+    zsock_t *router = tf_fake_router (fake->endpoint, sizeof fake->endpoint);
     zsock_signal (pipe, 0);
     static const char *ids[] = { "a1", "a2", "b1", "b2", "c1" };
     size_t sent = 0;
@@ -368,7 +354,7 @@ static void s_sync_actor (zsock_t *pipe, void *args)
             reply.code = TECHFEED__ERROR_CODE__UNSUPPORTED;
             reply.message = (char *) "no such kind";
         }
-        s_send_reply (router, identity, &reply.base);
+        tf_fake_reply (router, identity, &reply.base);
         techfeed__sync_request__free_unpacked (req, NULL);
         zframe_destroy (&identity);
         zframe_destroy (&body);

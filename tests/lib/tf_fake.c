@@ -1,0 +1,24 @@
+/*  tf_fake — see tf_fake.h. */
+#include "tf_fake.h"
+#include "tf_wire.h"
+
+zsock_t *tf_fake_router (char *endpoint, size_t size)
+{
+    zsock_t *router = zsock_new (ZMQ_ROUTER);
+    assert (router);
+    int port = zsock_bind (router, "tcp://127.0.0.1:*");
+    assert (port > 0);
+    snprintf (endpoint, size, "tcp://127.0.0.1:%d", port);
+    return router;
+}
+
+void tf_fake_reply (zsock_t *router, zframe_t *identity, const ProtobufCMessage *msg)
+{
+    size_t size;
+    uint8_t *data = tf_wire_pack (msg, &size);
+    zmsg_t *reply = zmsg_new ();
+    zmsg_append (reply, &(zframe_t *){ zframe_dup (identity) });
+    zmsg_addmem (reply, data, size);
+    zmsg_send (&reply, router);
+    free (data);
+}
