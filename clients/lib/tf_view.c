@@ -44,6 +44,7 @@
 #define TF_RETRY_MS 1000               /* pause before retrying a failed sync */
 #define TF_DRAIN_MAX 10000             /* messages read in one go */
 #define TF_SUB_HWM 10000               /* receive high-water mark, messages */
+#define TF_EPOCH_MAX 64                /* longest epoch accepted (the service makes 32) */
 #define TF_BEHIND_PROOF 2              /* heartbeats in a row below P that prove it */
 
 struct _tf_view_t {
@@ -58,13 +59,13 @@ struct _tf_view_t {
     size_t n_sectors;                        /* entries in sectors; 0 when not filtered */
     tf_view_state_t state;                   /* where in §9 */
     bool complete;                           /* a snapshot was applied since the last resync */
-    char epoch[33];                          /* epoch of the records, "" before a snapshot */
+    char epoch[TF_EPOCH_MAX + 1];            /* epoch of the records, "" before a snapshot */
     uint64_t position;                       /* P */
     uint64_t last[TF_SECTOR_MAX + 1];        /* last[s], by sector value */
     zhashx_t *records;                       /* id -> Techfeed__Milestone, owned */
     uint64_t digest;                         /* §10 over records */
     zhashx_t *incoming;                      /* snapshot being read: id -> Milestone, owned */
-    char incoming_epoch[33];                 /* epoch of that snapshot */
+    char incoming_epoch[TF_EPOCH_MAX + 1];   /* epoch of that snapshot */
     zlistx_t *buffer;                        /* Techfeed__ChangeEvent *, owned */
     bool syncing;                            /* a sync request is running */
     bool recovering;                         /* the running catch-up was started by LOST */
@@ -277,8 +278,8 @@ static int s_change (tf_view_t *self, const Techfeed__ChangeEvent *event, bool c
 /*  NULL when the event is consistent, else what is wrong. */
 static const char *s_event_problem (const Techfeed__ChangeEvent *event)
 {
-    if (!event->epoch || !*event->epoch)
-        return "no epoch";
+    if (!event->epoch || !*event->epoch || strlen (event->epoch) > TF_EPOCH_MAX)
+        return "no valid epoch";
     if (!event->has_sequence || event->sequence == 0)
         return "no sequence";
     if (!event->has_sector || !tf_sector_slug (event->sector))
@@ -354,7 +355,8 @@ void tf_view_feed_event (tf_view_t *self, const Techfeed__ChangeEvent *event, in
 void tf_view_feed_heartbeat (tf_view_t *self, const Techfeed__Heartbeat *heartbeat, int64_t now_ms)
 {
     assert (self && heartbeat);
-    if (!heartbeat->epoch || !*heartbeat->epoch || !heartbeat->has_head_sequence) {
+    if (!heartbeat->epoch || !*heartbeat->epoch || strlen (heartbeat->epoch) > TF_EPOCH_MAX ||
+        !heartbeat->has_head_sequence) {
         s_bad (self, "heartbeat", "no epoch or head");
         return;
     }
@@ -567,7 +569,8 @@ int tf_view_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply, int64
         s_resync (self, reason);
         return TF_VIEW_SYNC_DONE;
     }
-    if (code != TECHFEED__ERROR_CODE__OK || !reply->epoch || !*reply->epoch) {
+    if (code != TECHFEED__ERROR_CODE__OK || !reply->epoch || !*reply->epoch ||
+        strlen (reply->epoch) > TF_EPOCH_MAX) {
         snprintf (reason, sizeof reason, "%s refused: %s: %s",
                   self->state == TF_STATE_SNAPSHOT ? "snapshot" : "catch-up", tf_error_name (code),
                   reply->message ? reply->message : "no epoch");
