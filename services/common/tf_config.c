@@ -168,14 +168,15 @@ void tf_config_usage (const tf_cfg_option_t *options, size_t count, const char *
         char env[96];
         s_env_name (options[i].name, env, sizeof env);
         char flag[64];
-        snprintf (flag, sizeof flag, "%s%c%s--%s", options[i].short_flag ? "-" : "",
-                  options[i].short_flag ? options[i].short_flag : ' ',
-                  options[i].short_flag ? ", " : "  ", options[i].name);
+        if (options[i].short_flag)
+            snprintf (flag, sizeof flag, "-%c, --%s", options[i].short_flag, options[i].name);
+        else
+            snprintf (flag, sizeof flag, "    --%s", options[i].name);
         printf ("  %-28s %s\n      %s (default: %s)\n", flag, options[i].help, env,
                 options[i].default_value ? options[i].default_value : "unset");
     }
     printf ("  %-28s show this help\n  %-28s show the effective settings and exit\n",
-            "    -h, --help", "      --print-config");
+            "-h, --help", "    --print-config");
 }
 
 void tf_config_print (const tf_cfg_option_t *options, size_t count, const void *target)
