@@ -527,7 +527,10 @@ static int s_set_wal (tf_store_t *self, char *err, size_t errlen)
     }
     sqlite3_finalize (stmt);
     if (rc == SQLITE_OK && wal)
-        rc = sqlite3_exec (self->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+        //  temp_store: savepoint journals stay in memory instead of a temp
+        //  file written page by page (most of the write path's syscalls).
+        rc = sqlite3_exec (self->db, "PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY",
+                           NULL, NULL, NULL);
     if (rc != SQLITE_OK || !wal) {
         snprintf (err, errlen, "%s: cannot enable WAL mode: %s", self->path,
                   rc != SQLITE_OK ? sqlite3_errmsg (self->db) : "journal_mode stayed as it was");
