@@ -77,22 +77,12 @@ static bool s_has_word (const char *text, const char *word)
     return false;
 }
 
-/*  Reads a whole file; NULL when it cannot. Caller frees. */
-static char *s_slurp (const char *path)
+/*  A file's text into *text (caller frees); fails the test when it cannot
+    be read. */
+static void s_cat (const char *path, char **text)
 {
-    FILE *file = fopen (path, "r");
-    if (!file)
-        return NULL;
-    char *text = NULL;
-    size_t size = 0;
-    FILE *memory = open_memstream (&text, &size);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread (chunk, 1, sizeof chunk, file)) > 0)
-        fwrite (chunk, 1, n, memory);
-    fclose (file);
-    fclose (memory);
-    return text;
+    if (s_sh (text, "cat '%s'", path) != 0)
+        fail_msg ("cannot read %s", path);
 }
 
 static int group_setup (void **state)
@@ -325,8 +315,8 @@ static void test_installed_programs (void **state)
     assert_int_equal (rc, 0);
     free (out);
     free (err);
-    char *demo = s_slurp (s_installed (f, DEMO_RECORDS));
-    assert_non_null (demo);
+    char *demo = NULL;
+    s_cat (s_installed (f, DEMO_RECORDS), &demo);
     size_t records = tf_test_count_lines (demo);
     free (demo);
 
@@ -399,7 +389,8 @@ static void test_man_pages (void **state)
     }
 
     //  techfeed-ingestd(8): every flag and variable of --help.
-    char *man = s_slurp (s_installed (f, pages[1]));
+    char *man = NULL;
+    s_cat (s_installed (f, pages[1]), &man);
     char *help = NULL;
     s_help (f, "techfeed-ingestd --help", &help);
     s_assert_flags_documented (help, man, pages[1], "techfeed-ingestd --help");
@@ -414,7 +405,7 @@ static void test_man_pages (void **state)
 
     //  techfeed(1): every command of --help's COMMANDS, with the flags of
     //  its own help, and every global flag.
-    man = s_slurp (s_installed (f, pages[0]));
+    s_cat (s_installed (f, pages[0]), &man);
     s_help (f, "techfeed --help", &help);
     s_assert_flags_documented (help, man, pages[0], "techfeed --help");
     const char *commands = strstr (help, "\nCOMMANDS\n");
@@ -450,8 +441,8 @@ static void test_container_runtime_packages (void **state)
     //  come from one of them (or from libc6/libgcc-s1, always there).
     char path[PATH_MAX + 20];
     snprintf (path, sizeof path, "%s/Dockerfile", f->src);
-    char *dockerfile = s_slurp (path);
-    assert_non_null (dockerfile);
+    char *dockerfile = NULL;
+    s_cat (path, &dockerfile);
     const char *arg = strstr (dockerfile, "ARG RUNTIME_PACKAGES=\"");
     assert_non_null (arg);
     arg += strlen ("ARG RUNTIME_PACKAGES=\"");
