@@ -139,6 +139,7 @@ $(O)/tests/%: $(O)/obj/tests/integration/%.o $(TESTLIB_OBJ) $(SERVER_LIB) $(LIBT
 PACKAGES := build-essential pkg-config libzmq3-dev libczmq-dev libprotobuf-c-dev \
             protobuf-c-compiler libsqlite3-dev sqlite3 libjansson-dev libcmocka-dev \
             libmicrohttpd-dev curl docker-compose
+PACKAGES += groff-base man-db
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 deps:
