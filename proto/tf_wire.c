@@ -175,6 +175,54 @@ static bool s_walk (const ProtobufCMessage *msg, bool enums, char *err, size_t e
     return true;
 }
 
+/*  Reads the varint at data[*pos]; false when the bytes end inside it. */
+static bool s_varint_at (const uint8_t *data, size_t size, size_t *pos, uint64_t *value)
+{
+    *value = 0;
+    for (unsigned shift = 0; shift < 64 && *pos < size; shift += 7) {
+        uint8_t byte = data[(*pos)++];
+        *value |= (uint64_t) (byte & 0x7F) << shift;
+        if (!(byte & 0x80))
+            return true;
+    }
+    return false;
+}
+
+/*  False, with the field named in `err`, when a string field anywhere in
+    the encoded message holds a NUL byte: protobuf-c copies strings into C
+    strings, so "abc\0xyz" would arrive as "abc" without a word. Runs on
+    bytes that have just unpacked, so they are well-formed; `desc` gives
+    the types of nested messages (the schema has no recursion). */
+static bool s_no_nul (const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t size,
+                      char *err, size_t errlen)
+{
+    size_t pos = 0;
+    uint64_t key, value;
+    while (pos < size && s_varint_at (data, size, &pos, &key)) {
+        unsigned wire = key & 7;
+        if (wire == 0 || wire == 1 || wire == 5) {
+            if (wire == 0)
+                s_varint_at (data, size, &pos, &value);
+            else
+                pos += wire == 1 ? 8 : 4;
+            continue;
+        }
+        if (wire != 2 || !s_varint_at (data, size, &pos, &value) || value > size - pos)
+            break;
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field (desc, (unsigned) (key >> 3));
+        if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr (data + pos, 0, value)) {
+            snprintf (err, errlen, "%s.%s contains a NUL byte", desc->name, f->name);
+            return false;
+        }
+        if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+            !s_no_nul (f->descriptor, data + pos, value, err, errlen))
+            return false;
+        pos += value;
+    }
+    return true;
+}
+
 ProtobufCMessage *tf_wire_unpack (const ProtobufCMessageDescriptor *descriptor, const uint8_t *data,
                                   size_t size, size_t max_alloc, char *err, size_t errlen)
 {
@@ -194,7 +242,7 @@ ProtobufCMessage *tf_wire_unpack (const ProtobufCMessageDescriptor *descriptor, 
             snprintf (err, errlen, "not a valid %s (truncated or malformed)", descriptor->name);
         return NULL;
     }
-    if (!s_walk (msg, true, err, errlen)) {
+    if (!s_walk (msg, true, err, errlen) || !s_no_nul (descriptor, data, size, err, errlen)) {
         tf_wire_free (msg);
         return NULL;
     }

@@ -37,7 +37,8 @@ const char *tf_error_name (int code);
 /*  Unpacks `size` bytes as `descriptor`'s message, allocating at most
     `max_alloc` bytes in total. Returns NULL and writes a reason to `err`
     when the bytes are not a valid message, exceed the budget, or carry
-    unknown fields anywhere in the tree. Free with tf_wire_free(). */
+    unknown fields, enum values outside their enum or a string holding a
+    NUL byte anywhere in the tree. Free with tf_wire_free(). */
 ProtobufCMessage *tf_wire_unpack (const ProtobufCMessageDescriptor *descriptor,
                                   const uint8_t *data, size_t size, size_t max_alloc,
                                   char *err, size_t errlen);
