@@ -54,6 +54,19 @@ static int s_string (const json_t *value, const char *pointer, char **out, tf_ve
     return 0;
 }
 
+/*  How many bytes of `text` to quote in a message: at most `max`, without
+    cutting a UTF-8 sequence in two (the message must stay UTF-8). */
+static int s_quoted (const char *text, size_t max)
+{
+    size_t n = strlen (text);
+    if (n <= max)
+        return (int) n;
+    n = max;
+    while (n > 0 && ((unsigned char) text[n] & 0xC0) == 0x80)
+        n--; // text[n] continues a sequence: end before that sequence's lead byte
+    return (int) n;
+}
+
 /*  A sector or status name through `lookup`; the message lists the names. */
 static int s_enum (const json_t *value, const char *pointer, int (*lookup) (const char *),
                    const char *(*name) (int), int max, const char *what, int *out, tf_verror_t *err)
@@ -68,8 +81,9 @@ static int s_enum (const json_t *value, const char *pointer, int (*lookup) (cons
             if (i < max)
                 strcat (names, ", ");
         }
-        return tf_verror_set (err, pointer, "unknown %s \"%.40s\"; one of %s", what,
-                              json_string_value (value), names);
+        const char *text = json_string_value (value);
+        return tf_verror_set (err, pointer, "unknown %s \"%.*s\"; one of %s", what,
+                              s_quoted (text, 40), text, names);
     }
     *out = v;
     return 0;
