@@ -736,6 +736,13 @@ int tf_store_new_epoch (tf_store_t *self)
     return result;
 }
 
+int tf_store_set_autocheckpoint (tf_store_t *self, int pages)
+{
+    assert (self);
+    sqlite3_wal_autocheckpoint (self->db, pages);
+    return 0;
+}
+
 int tf_store_schema_version (void)
 {
     return TF_STORE_SCHEMA;

@@ -70,6 +70,10 @@ const char *tf_store_epoch (tf_store_t *self);
     sequence numbers. */
 int tf_store_new_epoch (tf_store_t *self);
 
+/*  SQLite's automatic checkpoint threshold in WAL pages (0: off, when a
+    tf_checkpointer does it off the commit path). */
+int tf_store_set_autocheckpoint (tf_store_t *self, int pages);
+
 /*  Schema version this code writes (PRAGMA user_version). */
 int tf_store_schema_version (void);
 

@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <sys/stat.h>
 
-
 /*  Binds `socket` to each comma-separated endpoint; the bound endpoints
     (ports resolved when given as '*') are appended to `bound`. */
 static int s_bind_all (zsock_t *socket, const char *name, const char *endpoints, char *bound,
@@ -198,6 +197,7 @@ static void s_server_destroy (tf_server_t **self_p)
     zsock_destroy (&self->ingest);
     zsock_destroy (&self->events);
     zsock_destroy (&self->sync);
+    tf_checkpointer_destroy (&self->checkpointer);
     tf_store_destroy (&self->store); /* last close checkpoints the WAL */
     free (self);
     *self_p = NULL;
@@ -275,6 +275,11 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
     }
     snprintf (self->epoch, sizeof self->epoch, "%s", state.epoch);
     self->head = state.head_sequence;
+    self->checkpointer = tf_checkpointer_new (path, 1000);
+    if (self->checkpointer)
+        tf_store_set_autocheckpoint (self->store, 0);
+    else
+        tf_warn ("checkpoints stay on the commit path: cannot open %s for a checkpointer", path);
     if (s_hwm_check (self)) {
         s_server_destroy (&self);
         return NULL;

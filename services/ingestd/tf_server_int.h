@@ -5,6 +5,7 @@
 #ifndef TF_SERVER_INT_H_INCLUDED
 #define TF_SERVER_INT_H_INCLUDED
 
+#include "tf_checkpointer.h"
 #include "tf_http.h"
 #include "tf_metrics.h"
 #include "tf_server.h"
@@ -16,18 +17,19 @@ typedef struct _tf_sync_t tf_sync_t;
 typedef struct {
     const tf_server_config_t *config;
     tf_store_t *store;
-    zsock_t *ingest;       /* ROUTER: IngestRequest -> IngestReply */
-    zsock_t *events;       /* PUB: [sector][ChangeEvent], ["heartbeat"][Heartbeat] */
-    zsock_t *sync;         /* ROUTER: SyncRequest -> SyncReply */
-    tf_sync_t *cursors;    /* open snapshot/catch-up cursors */
-    char epoch[33];        /* the database's epoch */
-    uint64_t head;         /* last committed sequence */
-    zactor_t *monitor;     /* zmonitor of the events socket: counts subscribers */
-    zactor_t *auth;        /* zauth (ZAP) when CURVE is on, else NULL */
-    zcertstore_t *writers; /* keys allowed to write; reloads when its directory changes */
-    tf_http_t *http;       /* health and metrics, or NULL */
-    tf_metrics_t metrics;  /* counters shared with the HTTP thread */
-    uint64_t hwm_written;  /* head last written to the high-water file */
+    tf_checkpointer_t *checkpointer; /* WAL checkpoints on their own thread */
+    zsock_t *ingest;                 /* ROUTER: IngestRequest -> IngestReply */
+    zsock_t *events;                 /* PUB: [sector][ChangeEvent], ["heartbeat"][Heartbeat] */
+    zsock_t *sync;                   /* ROUTER: SyncRequest -> SyncReply */
+    tf_sync_t *cursors;              /* open snapshot/catch-up cursors */
+    char epoch[33];                  /* the database's epoch */
+    uint64_t head;                   /* last committed sequence */
+    zactor_t *monitor;               /* zmonitor of the events socket: counts subscribers */
+    zactor_t *auth;                  /* zauth (ZAP) when CURVE is on, else NULL */
+    zcertstore_t *writers;           /* keys allowed to write; reloads when its directory changes */
+    tf_http_t *http;                 /* health and metrics, or NULL */
+    tf_metrics_t metrics;            /* counters shared with the HTTP thread */
+    uint64_t hwm_written;            /* head last written to the high-water file */
 } tf_server_t;
 
 /*  A request as it arrived on a ROUTER socket:
