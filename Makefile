@@ -134,11 +134,85 @@ $(O)/tests/%: $(O)/obj/tests/integration/%.o $(TESTLIB_OBJ) $(SERVER_LIB) $(LIBT
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS) $(CMOCKA_LIBS) -o $@
 
+# --------------------------------------------------------------- fuzzing
+#
+# libFuzzer harnesses (tests/fuzz/fuzz_*.c over fuzz_targets.c), built with
+# clang under ASan+UBSan into $(O)/fuzz/; the generated code and the sources
+# they reach are compiled again with clang into their own archive. `make
+# fuzz` runs each for FUZZ_SECONDS on a temp copy of its seed corpus; a
+# crash input is saved in $(O)/fuzz/artifacts/<target>/ (keep it in
+# tests/fuzz/regressions/<target>/). `make check` also builds them when
+# clang has libFuzzer, and test_fuzz_run runs each briefly.
+
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_DIR     := $(O)/fuzz
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(filter-out tests/fuzz/fuzz_targets.c,\
+                $(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_BINS    := $(addprefix $(FUZZ_DIR)/fuzz_,$(FUZZ_TARGETS))
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Wno-unused-parameter -MMD -MP \
+                -DTF_VERSION='"$(VERSION)"' $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+FUZZ_LIB     := $(FUZZ_DIR)/libfuzztargets.a
+fuzz_obj      = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(patsubst $(O)/%,%,$(1)))
+FUZZ_LIB_OBJ := $(call fuzz_obj,$(WIRE_SRC) $(STORE_SRC) $(COMMON_SRC) $(SERVER_SRC) \
+                clients/lib/tf_reader.c tests/fuzz/fuzz_targets.c)
+
+$(FUZZ_DIR)/obj/gen/%.o: $(O)/gen/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CLANG   $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(INCLUDES) -c $< -o $@
+
+$(FUZZ_DIR)/obj/%.o: %.c $(GEN_H)
+	@mkdir -p $(dir $@)
+	@echo "  CLANG   $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(INCLUDES) -c $< -o $@
+
+$(FUZZ_LIB): $(FUZZ_LIB_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB)
+	@echo "  LD      $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer $^ $(LIBS) -o $@
+
+# The replay test calls the harness bodies directly (built with $(CC)).
+$(O)/tests/test_fuzz_regressions: $(O)/obj/tests/unit/test_fuzz_regressions.o \
+        $(O)/obj/tests/fuzz/fuzz_targets.o $(TESTLIB_OBJ) $(SERVER_LIB) $(LIBTECHFEED)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS) $(CMOCKA_LIBS) -o $@
+
+# Seed corpora: regenerated on purpose only (they are committed).
+$(FUZZ_DIR)/make_seeds: $(O)/obj/tests/fuzz/make_seeds.o $(LIBTECHFEED)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
+
+.PHONY: fuzz-build fuzz-seeds
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: deps
+	$(Q)$(MAKE) --no-print-directory fuzz-build
+	$(Q)tests/fuzz/run-fuzzers.sh $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-seeds: $(FUZZ_DIR)/make_seeds
+	$(Q)$< clients/demo/milestones.ndjson tests/fuzz/corpus
+
+# In `make check`, only where clang can link a libFuzzer program.
+ifneq ($(filter check,$(MAKECMDGOALS)),)
+FUZZ_USABLE := $(shell echo 'int LLVMFuzzerTestOneInput (const char *d, unsigned long n) { return 0; }' | \
+                 $(FUZZ_CC) -x c - -fsanitize=fuzzer -o /dev/null 2>/dev/null && echo yes)
+check: $(if $(FUZZ_USABLE),$(FUZZ_BINS))
+endif
+
+-include $(shell find $(FUZZ_DIR)/obj -name '*.d' 2>/dev/null)
+
 # --------------------------------------------------------------- packages
 
 PACKAGES := build-essential pkg-config libzmq3-dev libczmq-dev libprotobuf-c-dev \
             protobuf-c-compiler libsqlite3-dev sqlite3 libjansson-dev libcmocka-dev \
-            libmicrohttpd-dev curl docker-compose
+            libmicrohttpd-dev curl docker-compose clang libclang-rt-dev
 PACKAGES += groff-base man-db
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
