@@ -18,24 +18,9 @@
                            the uint64 stored as its int64 bit pattern
                            (computed in C: SQL arithmetic overflows to REAL)
 
-    records — one row per stored milestone; `body` is the truth, the other
-    columns copy it so other services can query with plain SQL
-    ----------------------------------------------------------------------
-    id            TEXT     PRIMARY KEY, natural key
-    sector        INTEGER  Techfeed__Sector, immutable     (index)
-    title         TEXT
-    summary       TEXT
-    organizations TEXT     JSON array of strings
-    country       TEXT     ISO 3166-1 alpha-2
-    date          TEXT     YYYY, YYYY-MM or YYYY-MM-DD     (index)
-    status        INTEGER  Techfeed__MilestoneStatus or NULL
-    metrics       TEXT     JSON array of {"name","value","unit"}
-    sources       TEXT     JSON array of strings
-    tags          TEXT     JSON array of strings
-    revision      INTEGER  1 on create, +1 per put
-    updated_ms    INTEGER  Unix ms of the last put
-    body          BLOB     packed Techfeed__Milestone, revision and
-                           updated_at_ms included
+    records — one row per stored milestone, the columns of tf_columns.h
+    (`body` is the truth, the other columns copy it so other services can
+    query with plain SQL)
 
     changes — the change log; seq is the global sequence. AUTOINCREMENT
     keeps the head in sqlite_sequence, so trimming the whole log never
@@ -67,7 +52,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -76,6 +60,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tf_columns.h"
 #include "tf_wire.h"
 
 #define TF_STORE_APPLICATION_ID 0x54464544 /* 'TFED' */
@@ -85,51 +70,36 @@
 
 // --------------------------------------------------------------- schema
 
-/*  Migration 1: everything. Each migration runs in the open transaction;
-    s_migrate sets user_version after it. */
-static const char *s_schema_1 = "CREATE TABLE meta ("
-                                "  key TEXT PRIMARY KEY NOT NULL,"
-                                "  value ANY) STRICT;"
-                                "CREATE TABLE state ("
-                                "  one INTEGER PRIMARY KEY CHECK (one = 1),"
-                                "  record_count INTEGER NOT NULL,"
-                                "  digest INTEGER NOT NULL) STRICT;"
-                                "INSERT INTO state (one, record_count, digest) VALUES (1, 0, 0);"
-                                "CREATE TABLE records ("
-                                "  id TEXT PRIMARY KEY NOT NULL,"
-                                "  sector INTEGER NOT NULL,"
-                                "  title TEXT,"
-                                "  summary TEXT,"
-                                "  organizations TEXT NOT NULL,"
-                                "  country TEXT,"
-                                "  date TEXT,"
-                                "  status INTEGER,"
-                                "  metrics TEXT NOT NULL,"
-                                "  sources TEXT NOT NULL,"
-                                "  tags TEXT NOT NULL,"
-                                "  revision INTEGER NOT NULL,"
-                                "  updated_ms INTEGER NOT NULL,"
-                                "  body BLOB NOT NULL) STRICT;"
-                                "CREATE INDEX records_sector ON records (sector);"
-                                "CREATE INDEX records_date ON records (date);"
-                                "CREATE TABLE changes ("
-                                "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-                                "  kind INTEGER NOT NULL CHECK (kind IN (1, 2)),"
-                                "  sector INTEGER NOT NULL,"
-                                "  id TEXT NOT NULL,"
-                                "  revision INTEGER NOT NULL,"
-                                "  sector_prev_seq INTEGER NOT NULL,"
-                                "  ts_ms INTEGER NOT NULL,"
-                                "  body BLOB) STRICT;"
-                                "CREATE INDEX changes_sector ON changes (sector, seq);"
-                                "CREATE TABLE sector_heads ("
-                                "  sector INTEGER PRIMARY KEY,"
-                                "  seq INTEGER NOT NULL) STRICT;"
-                                "CREATE TABLE requests ("
-                                "  request_id TEXT PRIMARY KEY NOT NULL,"
-                                "  reply BLOB NOT NULL,"
-                                "  created_ms INTEGER NOT NULL) STRICT;"
-                                "CREATE INDEX requests_created ON requests (created_ms);";
+/*  Migration 1: everything (the records table is tf_columns.h's). Each
+    migration runs in the open transaction; s_migrate sets user_version
+    after it. */
+static const char *s_schema_1 =
+    TF_COLUMNS_CREATE "CREATE TABLE meta ("
+                      "  key TEXT PRIMARY KEY NOT NULL,"
+                      "  value ANY) STRICT;"
+                      "CREATE TABLE state ("
+                      "  one INTEGER PRIMARY KEY CHECK (one = 1),"
+                      "  record_count INTEGER NOT NULL,"
+                      "  digest INTEGER NOT NULL) STRICT;"
+                      "INSERT INTO state (one, record_count, digest) VALUES (1, 0, 0);"
+                      "CREATE TABLE changes ("
+                      "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                      "  kind INTEGER NOT NULL CHECK (kind IN (1, 2)),"
+                      "  sector INTEGER NOT NULL,"
+                      "  id TEXT NOT NULL,"
+                      "  revision INTEGER NOT NULL,"
+                      "  sector_prev_seq INTEGER NOT NULL,"
+                      "  ts_ms INTEGER NOT NULL,"
+                      "  body BLOB) STRICT;"
+                      "CREATE INDEX changes_sector ON changes (sector, seq);"
+                      "CREATE TABLE sector_heads ("
+                      "  sector INTEGER PRIMARY KEY,"
+                      "  seq INTEGER NOT NULL) STRICT;"
+                      "CREATE TABLE requests ("
+                      "  request_id TEXT PRIMARY KEY NOT NULL,"
+                      "  reply BLOB NOT NULL,"
+                      "  created_ms INTEGER NOT NULL) STRICT;"
+                      "CREATE INDEX requests_created ON requests (created_ms);";
 
 /*  Prepared once at open, kept for the life of the store. */
 enum {
@@ -154,16 +124,7 @@ enum {
 
 static const char *s_sql[ST_COUNT] = {
     [ST_LOOKUP] = "SELECT revision, sector FROM records WHERE id = ?1",
-    [ST_UPSERT] = "INSERT INTO records (id, sector, title, summary, organizations, country,"
-                  " date, status, metrics, sources, tags, revision, updated_ms, body)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-                  " ON CONFLICT (id) DO UPDATE SET sector = excluded.sector,"
-                  " title = excluded.title, summary = excluded.summary,"
-                  " organizations = excluded.organizations, country = excluded.country,"
-                  " date = excluded.date, status = excluded.status,"
-                  " metrics = excluded.metrics, sources = excluded.sources,"
-                  " tags = excluded.tags, revision = excluded.revision,"
-                  " updated_ms = excluded.updated_ms, body = excluded.body",
+    [ST_UPSERT] = TF_COLUMNS_UPSERT,
     [ST_REMOVE] = "DELETE FROM records WHERE id = ?1",
     [ST_APPEND] = "INSERT INTO changes (kind, sector, id, revision, sector_prev_seq, ts_ms, body)"
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -529,8 +490,8 @@ static int s_set_wal (tf_store_t *self, char *err, size_t errlen)
     if (rc == SQLITE_OK && wal)
         //  temp_store: savepoint journals stay in memory instead of a temp
         //  file written page by page (most of the write path's syscalls).
-        rc = sqlite3_exec (self->db, "PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY",
-                           NULL, NULL, NULL);
+        rc = sqlite3_exec (self->db, "PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY", NULL,
+                           NULL, NULL);
     if (rc != SQLITE_OK || !wal) {
         snprintf (err, errlen, "%s: cannot enable WAL mode: %s", self->path,
                   rc != SQLITE_OK ? sqlite3_errmsg (self->db) : "journal_mode stayed as it was");
@@ -981,94 +942,23 @@ static int s_adjust_state (tf_store_t *self, const char *id, int count_delta, ui
     return s_run (self, stmt, context);
 }
 
-/*  JSON array of strings, malloc'd; NULL when a string is not UTF-8. */
-static char *s_json_strings (char **items, size_t count)
-{
-    json_t *array = json_array ();
-    if (!array)
-        s_oom ();
-    for (size_t i = 0; i < count; i++) {
-        json_t *item = items[i] ? json_string (items[i]) : NULL;
-        if (!item || json_array_append_new (array, item)) {
-            json_decref (array);
-            return NULL;
-        }
-    }
-    char *text = json_dumps (array, JSON_COMPACT);
-    json_decref (array);
-    return text;
-}
-
-/*  JSON array of {"name","value","unit"} (present fields only). */
-static char *s_json_metrics (Techfeed__Metric **metrics, size_t count)
-{
-    json_t *array = json_array ();
-    if (!array)
-        s_oom ();
-    for (size_t i = 0; i < count; i++) {
-        const Techfeed__Metric *metric = metrics[i];
-        json_t *item = json_object ();
-        if (!item)
-            s_oom ();
-        int rc = 0;
-        if (metric->name)
-            rc |= json_object_set_new (item, "name", json_string (metric->name));
-        if (metric->has_value)
-            rc |= json_object_set_new (item, "value", json_real (metric->value));
-        if (metric->unit)
-            rc |= json_object_set_new (item, "unit", json_string (metric->unit));
-        if (rc || json_array_append_new (array, item)) {
-            json_decref (array);
-            return NULL;
-        }
-    }
-    char *text = json_dumps (array, JSON_COMPACT);
-    json_decref (array);
-    return text;
-}
-
 /*  Writes the records row for `record` (revision and updated_at set). */
 static int s_upsert (tf_store_t *self, const Techfeed__Milestone *record, const uint8_t *body,
                      size_t size)
 {
     const char *id = record->id;
-    char *orgs = s_json_strings (record->organizations, record->n_organizations);
-    char *metrics = s_json_metrics (record->metrics, record->n_metrics);
-    char *sources = s_json_strings (record->sources, record->n_sources);
-    char *tags = s_json_strings (record->tags, record->n_tags);
+    sqlite3_stmt *stmt = self->stmt[ST_UPSERT];
     int result;
-    if (!orgs || !metrics || !sources || !tags)
+    if (tf_columns_bind (stmt, record, body, size) != 0)
         result =
             s_fail (self, TF_STORE_ERROR,
                     "%.128s: cannot encode a list column as JSON (not UTF-8 or not finite)", id);
     else {
-        sqlite3_stmt *stmt = self->stmt[ST_UPSERT];
-        s_bind_text (stmt, 1, id);
-        sqlite3_bind_int (stmt, 2, record->sector);
-        s_bind_text (stmt, 3, record->title);
-        s_bind_text (stmt, 4, record->summary);
-        s_bind_text (stmt, 5, orgs);
-        s_bind_text (stmt, 6, record->country);
-        s_bind_text (stmt, 7, record->date);
-        if (record->has_status)
-            sqlite3_bind_int (stmt, 8, record->status);
-        else
-            sqlite3_bind_null (stmt, 8);
-        s_bind_text (stmt, 9, metrics);
-        s_bind_text (stmt, 10, sources);
-        s_bind_text (stmt, 11, tags);
-        sqlite3_bind_int64 (stmt, 12, s_i64 (record->revision));
-        sqlite3_bind_int64 (stmt, 13, record->updated_at_ms);
-        s_bind_blob (stmt, 14, body, size);
         char context[200];
         snprintf (context, sizeof context, "%.128s: write record", id);
         result = s_run (self, stmt, context);
-        sqlite3_clear_bindings (stmt);
     }
-    free (orgs);
-    free (metrics);
-    free (sources);
-    free (tags);
+    sqlite3_clear_bindings (stmt);
     return result;
 }
 

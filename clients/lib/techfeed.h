@@ -22,7 +22,7 @@
     otherwise; records passed in are never kept.
 
     Build: C11, link with libtechfeed.a and pkg-config libczmq libzmq
-    libprotobuf-c jansson.
+    libprotobuf-c jansson sqlite3.
 */
 #ifndef TECHFEED_H_INCLUDED
 #define TECHFEED_H_INCLUDED

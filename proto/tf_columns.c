@@ -1,0 +1,95 @@
+/*  tf_columns — see tf_columns.h. */
+#include "tf_columns.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*  JSON array of strings, malloc'd; NULL when a string is not UTF-8. */
+static char *s_json_strings (char **items, size_t count)
+{
+    json_t *array = json_array ();
+    if (!array)
+        abort ();
+    for (size_t i = 0; i < count; i++) {
+        json_t *item = items[i] ? json_string (items[i]) : NULL;
+        if (!item || json_array_append_new (array, item)) {
+            json_decref (array);
+            return NULL;
+        }
+    }
+    char *text = json_dumps (array, JSON_COMPACT);
+    json_decref (array);
+    return text;
+}
+
+/*  JSON array of {"name","value","unit"} (present fields only). */
+static char *s_json_metrics (Techfeed__Metric **metrics, size_t count)
+{
+    json_t *array = json_array ();
+    if (!array)
+        abort ();
+    for (size_t i = 0; i < count; i++) {
+        const Techfeed__Metric *metric = metrics[i];
+        json_t *item = json_object ();
+        if (!item)
+            abort ();
+        int rc = 0;
+        if (metric->name)
+            rc |= json_object_set_new (item, "name", json_string (metric->name));
+        if (metric->has_value)
+            rc |= json_object_set_new (item, "value", json_real (metric->value));
+        if (metric->unit)
+            rc |= json_object_set_new (item, "unit", json_string (metric->unit));
+        if (rc || json_array_append_new (array, item)) {
+            json_decref (array);
+            return NULL;
+        }
+    }
+    char *text = json_dumps (array, JSON_COMPACT);
+    json_decref (array);
+    return text;
+}
+
+/*  Binds malloc'd JSON text; SQLite frees it (also when binding fails). */
+static int s_bind_json (sqlite3_stmt *stmt, int index, char *text)
+{
+    return text ? sqlite3_bind_text (stmt, index, text, -1, free) : SQLITE_MISUSE;
+}
+
+static int s_bind_text (sqlite3_stmt *stmt, int index, const char *text)
+{
+    if (!text)
+        return sqlite3_bind_null (stmt, index);
+    return sqlite3_bind_text (stmt, index, text, -1, SQLITE_STATIC);
+}
+
+int tf_columns_bind (sqlite3_stmt *stmt, const Techfeed__Milestone *record, const uint8_t *body,
+                     size_t size)
+{
+    uint64_t revision = record->revision;
+    int64_t revision_i64;
+    memcpy (&revision_i64, &revision, sizeof revision_i64); // by bit pattern
+    int rc = 0;
+    rc |= s_bind_text (stmt, 1, record->id);
+    rc |= sqlite3_bind_int (stmt, 2, record->sector);
+    rc |= s_bind_text (stmt, 3, record->title);
+    rc |= s_bind_text (stmt, 4, record->summary);
+    rc |= s_bind_json (stmt, 5, s_json_strings (record->organizations, record->n_organizations));
+    rc |= s_bind_text (stmt, 6, record->country);
+    rc |= s_bind_text (stmt, 7, record->date);
+    if (record->has_status)
+        rc |= sqlite3_bind_int (stmt, 8, record->status);
+    else
+        rc |= sqlite3_bind_null (stmt, 8);
+    rc |= s_bind_json (stmt, 9, s_json_metrics (record->metrics, record->n_metrics));
+    rc |= s_bind_json (stmt, 10, s_json_strings (record->sources, record->n_sources));
+    rc |= s_bind_json (stmt, 11, s_json_strings (record->tags, record->n_tags));
+    rc |= sqlite3_bind_int64 (stmt, 12, revision_i64);
+    rc |= sqlite3_bind_int64 (stmt, 13, record->updated_at_ms);
+    //  A blob never binds as NULL, even when empty
+    rc |= sqlite3_bind_blob64 (stmt, 14, size ? (const void *) body : "", size, SQLITE_STATIC);
+    return rc == SQLITE_OK ? 0 : -1;
+}

@@ -1,0 +1,79 @@
+/*  tf_columns — the `records` table: a milestone as SQL columns.
+
+    The service's database (storage/tf_store.c) and a client's mirror
+    (clients/lib/tf_mirror.c) store records in the same table, so other
+    programs query either with the same plain SQL:
+
+    records — one row per milestone; `body` is the truth, the other
+    columns copy it
+    ----------------------------------------------------------------------
+    id            TEXT     PRIMARY KEY, natural key
+    sector        INTEGER  Techfeed__Sector, immutable     (index)
+    title         TEXT
+    summary       TEXT
+    organizations TEXT     JSON array of strings
+    country       TEXT     ISO 3166-1 alpha-2
+    date          TEXT     YYYY, YYYY-MM or YYYY-MM-DD     (index)
+    status        INTEGER  Techfeed__MilestoneStatus or NULL
+    metrics       TEXT     JSON array of {"name","value","unit"}
+    sources       TEXT     JSON array of strings
+    tags          TEXT     JSON array of strings
+    revision      INTEGER  1 on create, +1 per put
+    updated_ms    INTEGER  Unix ms of the last put
+    body          BLOB     packed Techfeed__Milestone, revision and
+                           updated_at_ms included
+
+    The table is part of the service's schema migration 1: changing it
+    means a new migration in tf_store.c and in tf_mirror.c.
+*/
+#ifndef TF_COLUMNS_H_INCLUDED
+#define TF_COLUMNS_H_INCLUDED
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "techfeed.pb-c.h"
+
+/*  CREATE TABLE records and its indexes (run inside a transaction). */
+#define TF_COLUMNS_CREATE                                                                          \
+    "CREATE TABLE records ("                                                                       \
+    "  id TEXT PRIMARY KEY NOT NULL,"                                                              \
+    "  sector INTEGER NOT NULL,"                                                                   \
+    "  title TEXT,"                                                                                \
+    "  summary TEXT,"                                                                              \
+    "  organizations TEXT NOT NULL,"                                                               \
+    "  country TEXT,"                                                                              \
+    "  date TEXT,"                                                                                 \
+    "  status INTEGER,"                                                                            \
+    "  metrics TEXT NOT NULL,"                                                                     \
+    "  sources TEXT NOT NULL,"                                                                     \
+    "  tags TEXT NOT NULL,"                                                                        \
+    "  revision INTEGER NOT NULL,"                                                                 \
+    "  updated_ms INTEGER NOT NULL,"                                                               \
+    "  body BLOB NOT NULL) STRICT;"                                                                \
+    "CREATE INDEX records_sector ON records (sector);"                                             \
+    "CREATE INDEX records_date ON records (date);"
+
+/*  Insert or replace one row; parameters ?1..?14 in column order, bound
+    by tf_columns_bind. */
+#define TF_COLUMNS_UPSERT                                                                          \
+    "INSERT INTO records (id, sector, title, summary, organizations, country,"                     \
+    " date, status, metrics, sources, tags, revision, updated_ms, body)"                           \
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"                        \
+    " ON CONFLICT (id) DO UPDATE SET sector = excluded.sector,"                                    \
+    " title = excluded.title, summary = excluded.summary,"                                         \
+    " organizations = excluded.organizations, country = excluded.country,"                         \
+    " date = excluded.date, status = excluded.status,"                                             \
+    " metrics = excluded.metrics, sources = excluded.sources,"                                     \
+    " tags = excluded.tags, revision = excluded.revision,"                                         \
+    " updated_ms = excluded.updated_ms, body = excluded.body"
+
+/*  Binds `record` (revision and updated_at_ms as stored) and its packed
+    form `body` (borrowed until the statement is reset) to a statement of
+    TF_COLUMNS_UPSERT. 0, or -1 when a list column cannot be JSON (a
+    string not UTF-8, a value not finite) or SQLite refuses a value. */
+int tf_columns_bind (sqlite3_stmt *stmt, const Techfeed__Milestone *record, const uint8_t *body,
+                     size_t size);
+
+#endif
