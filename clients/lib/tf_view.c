@@ -344,10 +344,15 @@ void tf_view_feed_event (tf_view_t *self, const Techfeed__ChangeEvent *event, in
 {
     assert (self && event);
     const char *problem = s_event_problem (event);
-    if (problem)
+    if (problem) {
         s_bad (self, "event", problem);
-    else
-        s_on_event (self, event);
+        return;
+    }
+    //  An event ends LOST as a heartbeat does (rule 6): the silence is over,
+    //  or the next tick would call it LOST again and drop the catch-up
+    if (self->state == TF_STATE_LOST)
+        self->heard_at = now_ms;
+    s_on_event (self, event);
 }
 
 // --------------------------------------------------------------- heartbeats

@@ -542,6 +542,35 @@ static void test_lost_and_recovered (void **state)
     tf_view_destroy (&view);
 }
 
+/*  The service back, and an event heard before any heartbeat: the view
+    catches up and recovers, and is not called LOST again meanwhile. */
+static void test_lost_recovered_by_event (void **state)
+{
+    tf_view_t *view = s_live_view ();
+    s_now += 3001;
+    tf_view_feed_tick (view, s_now);
+    assert_string_equal (s_take_log (), "lost");
+    s_now += 5000;
+    s_put (view, EPOCH, 6, SPACE, 5, "f", 1);
+    assert_int_equal (tf_view_state (view), TF_STATE_CATCHUP);
+    tf_view_feed_tick (view, s_now + 1);
+    assert_int_equal (tf_view_state (view), TF_STATE_CATCHUP);
+    const Techfeed__SyncRequest *req = tf_view_sync_begin (view, s_now);
+    assert_non_null (req);
+    assert_int_equal (req->since_sequence, 5);
+    Techfeed__ChangeEvent ev;
+    Techfeed__Milestone rec;
+    s_event_init (&ev, &rec, EPOCH, 6, SPACE, 5, "f", 1, true);
+    Techfeed__ChangeEvent *changes[] = { &ev };
+    s_head_t heads[] = { { SPACE, 6 }, { AI, 3 }, { 0, 0 } };
+    assert_int_equal (s_catchup_reply (view, EPOCH, changes, 1, 6, heads), TF_VIEW_SYNC_DONE);
+    assert_int_equal (tf_view_state (view), TF_STATE_LIVE);
+    assert_string_equal (s_take_log (), "add:f recovered"); // the buffered event: a duplicate
+    assert_int_equal (s_stats (view).lost, 1);
+    assert_int_equal (s_stats (view).duplicates, 1);
+    tf_view_destroy (&view);
+}
+
 static void test_lost_before_first_snapshot (void **state)
 {
     tf_view_t *view = s_view (NULL, 0);
@@ -650,6 +679,7 @@ int main (void)
         cmocka_unit_test (test_trimmed_catchup_takes_snapshot),
         cmocka_unit_test (test_catchup_of_another_epoch_resyncs),
         cmocka_unit_test (test_lost_and_recovered),
+        cmocka_unit_test (test_lost_recovered_by_event),
         cmocka_unit_test (test_lost_before_first_snapshot),
         cmocka_unit_test (test_failed_sync_retries_later),
         cmocka_unit_test (test_epoch_change_inside_snapshot_restarts),
