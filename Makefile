@@ -273,6 +273,38 @@ uninstall:
 	    $(DESTDIR)$(MANDIR)/man8/techfeed-ingestd.8
 	rm -rf $(DESTDIR)$(INCLUDEDIR)/techfeed $(DESTDIR)$(DATADIR)/techfeed
 
+# --------------------------------------------------------------- benchmark
+#
+# `make bench` installs BENCH_PACKAGES (the peers, their C clients,
+# gnuplot), builds the service and tests/bench/ with -O2 and no sanitizers
+# into build/bench/, and runs techfeed-bench there: one markdown table on
+# stdout, RESULTS.md and PNGs in build/bench/. About 10 minutes;
+# BENCH_ARGS=--quick is a one-minute smoke run.
+
+BENCH_PACKAGES := redis-server libhiredis-dev nats-server libnats-dev gnuplot-nox
+BENCH_DIR      := build/bench
+BENCH_ARGS     ?=
+BENCH_PC       := hiredis libnats
+BENCH_OBJ      := $(call obj,$(wildcard tests/bench/*.c))
+BENCH          := $(O)/techfeed-bench
+
+$(BENCH_OBJ): INCLUDES += $(shell pkg-config --cflags $(BENCH_PC) 2>/dev/null)
+
+$(BENCH): $(BENCH_OBJ) $(O)/obj/tests/lib/tf_testkit.o $(LIBTECHFEED)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS) $(shell pkg-config --libs $(BENCH_PC) 2>/dev/null) -o $@
+
+.PHONY: bench-deps bench-build
+bench-deps:
+	$(Q)$(MAKE) --no-print-directory deps PACKAGES="$(BENCH_PACKAGES)"
+
+bench-build: $(INGESTD) $(BENCH)
+
+bench: deps bench-deps
+	$(Q)$(MAKE) --no-print-directory O=$(BENCH_DIR) SAN=0 bench-build
+	$(Q)BENCH_COMMAND='make bench$(if $(BENCH_ARGS), BENCH_ARGS="$(BENCH_ARGS)")' \
+	    $(BENCH_DIR)/techfeed-bench --build $(BENCH_DIR) --out $(BENCH_DIR) $(BENCH_ARGS)
+
 clean:
 	rm -rf build
 
