@@ -254,7 +254,7 @@ install: all
 	$(Q)install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/techfeed \
 	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DATADIR)/techfeed/demo
 	$(Q)install -m 0755 $(INGESTD) $(CLI) $(DESTDIR)$(BINDIR)/
-	$(Q)install -m 0755 $(LIBTECHFEED_SO) $(DESTDIR)$(LIBDIR)/
+	$(Q)install -m 0644 $(LIBTECHFEED_SO) $(DESTDIR)$(LIBDIR)/
 	$(Q)ln -sf libtechfeed.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libtechfeed.so.$(SOMAJOR)
 	$(Q)ln -sf libtechfeed.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libtechfeed.so
 	$(Q)install -m 0644 $(LIBTECHFEED) $(DESTDIR)$(LIBDIR)/

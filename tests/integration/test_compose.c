@@ -539,6 +539,11 @@ static void test_healthcheck_when_stopped (void **state)
     //  docker stop: SIGTERM, exit 0 well within the grace period.
     assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
     s_require_command ("health");
+    //  Endpoints where nothing answers (its ports may be another test's
+    //  service by now).
+    snprintf (f->svc.ingest, sizeof f->svc.ingest, "ipc://%s/gone-ingest", f->tmp);
+    snprintf (f->svc.events, sizeof f->svc.events, "ipc://%s/gone-events", f->tmp);
+    snprintf (f->svc.sync, sizeof f->svc.sync, "ipc://%s/gone-sync", f->tmp);
     json_t *healthcheck = s_healthcheck (f);
     char *out = NULL;
     int rc = s_run_client (f, healthcheck, 30000, &out);
