@@ -200,6 +200,10 @@ static void test_shared_library (void **state)
                             so),
                       0);
     assert_true (tf_test_count_lines (declared) > 30);
+    if (strcmp (exported, declared) != 0)
+        print_message ("the functions of techfeed.h (second list) are not the ones "
+                       "libtechfeed.so exports (first): a function added to techfeed.h goes "
+                       "into clients/lib/libtechfeed.map too\n");
     assert_string_equal (exported, declared);
     free (declared);
     free (exported);
