@@ -69,9 +69,6 @@ static int s_bind_text (sqlite3_stmt *stmt, int index, const char *text)
 int tf_columns_bind (sqlite3_stmt *stmt, const Techfeed__Milestone *record, const uint8_t *body,
                      size_t size)
 {
-    uint64_t revision = record->revision;
-    int64_t revision_i64;
-    memcpy (&revision_i64, &revision, sizeof revision_i64); // by bit pattern
     int rc = 0;
     rc |= s_bind_text (stmt, 1, record->id);
     rc |= sqlite3_bind_int (stmt, 2, record->sector);
@@ -87,7 +84,7 @@ int tf_columns_bind (sqlite3_stmt *stmt, const Techfeed__Milestone *record, cons
     rc |= s_bind_json (stmt, 9, s_json_metrics (record->metrics, record->n_metrics));
     rc |= s_bind_json (stmt, 10, s_json_strings (record->sources, record->n_sources));
     rc |= s_bind_json (stmt, 11, s_json_strings (record->tags, record->n_tags));
-    rc |= sqlite3_bind_int64 (stmt, 12, revision_i64);
+    rc |= sqlite3_bind_int64 (stmt, 12, tf_columns_i64 (record->revision));
     rc |= sqlite3_bind_int64 (stmt, 13, record->updated_at_ms);
     //  A blob never binds as NULL, even when empty
     rc |= sqlite3_bind_blob64 (stmt, 14, size ? (const void *) body : "", size, SQLITE_STATIC);

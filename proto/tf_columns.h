@@ -32,6 +32,7 @@
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "techfeed.pb-c.h"
 
@@ -68,6 +69,22 @@
     " metrics = excluded.metrics, sources = excluded.sources,"                                     \
     " tags = excluded.tags, revision = excluded.revision,"                                         \
     " updated_ms = excluded.updated_ms, body = excluded.body"
+
+/*  uint64 <-> SQLite INTEGER, by bit pattern (sequences, revisions and
+    digests are unsigned; SQLite's integers are signed). */
+static inline int64_t tf_columns_i64 (uint64_t value)
+{
+    int64_t out;
+    memcpy (&out, &value, sizeof out);
+    return out;
+}
+
+static inline uint64_t tf_columns_u64 (int64_t value)
+{
+    uint64_t out;
+    memcpy (&out, &value, sizeof out);
+    return out;
+}
 
 /*  Binds `record` (revision and updated_at_ms as stored) and its packed
     form `body` (borrowed until the statement is reset) to a statement of

@@ -225,21 +225,6 @@ static void s_sql_add (s_sql_t *sql, const char *fmt, ...)
     sql->len += (size_t) n;
 }
 
-/*  uint64 <-> SQLite INTEGER, by bit pattern. */
-static int64_t s_i64 (uint64_t value)
-{
-    int64_t out;
-    memcpy (&out, &value, sizeof out);
-    return out;
-}
-
-static uint64_t s_u64 (int64_t value)
-{
-    uint64_t out;
-    memcpy (&out, &value, sizeof out);
-    return out;
-}
-
 /*  Sequence-like column (never negative when written by us). */
 static uint64_t s_column_seq (sqlite3_stmt *stmt, int column)
 {
@@ -724,7 +709,7 @@ int tf_store_state (tf_store_t *self, tf_store_state_t *state)
     int rc = sqlite3_step (stmt);
     if (rc == SQLITE_ROW) {
         state->record_count = s_column_seq (stmt, 0);
-        state->digest = s_u64 (sqlite3_column_int64 (stmt, 1));
+        state->digest = tf_columns_u64 (sqlite3_column_int64 (stmt, 1));
         rc = SQLITE_OK;
     } else if (rc == SQLITE_DONE)
         rc = SQLITE_CORRUPT;
@@ -890,8 +875,8 @@ static int s_append (tf_store_t *self, int kind, const char *id, int sector, uin
     sqlite3_bind_int (stmt, 1, kind);
     sqlite3_bind_int (stmt, 2, sector);
     s_bind_text (stmt, 3, id);
-    sqlite3_bind_int64 (stmt, 4, s_i64 (revision));
-    sqlite3_bind_int64 (stmt, 5, s_i64 (prev));
+    sqlite3_bind_int64 (stmt, 4, tf_columns_i64 (revision));
+    sqlite3_bind_int64 (stmt, 5, tf_columns_i64 (prev));
     sqlite3_bind_int64 (stmt, 6, now_ms);
     if (body)
         s_bind_blob (stmt, 7, body, size);
@@ -903,11 +888,11 @@ static int s_append (tf_store_t *self, int kind, const char *id, int sector, uin
     sqlite3_clear_bindings (stmt);
     if (result)
         return result;
-    uint64_t sequence = s_u64 (sqlite3_last_insert_rowid (self->db));
+    uint64_t sequence = tf_columns_u64 (sqlite3_last_insert_rowid (self->db));
 
     stmt = self->stmt[ST_HEAD_SET];
     sqlite3_bind_int (stmt, 1, sector);
-    sqlite3_bind_int64 (stmt, 2, s_i64 (sequence));
+    sqlite3_bind_int64 (stmt, 2, tf_columns_i64 (sequence));
     snprintf (context, sizeof context, "%.128s: update sector head", id);
     result = s_run (self, stmt, context);
     if (result)
@@ -927,7 +912,7 @@ static int s_adjust_state (tf_store_t *self, const char *id, int count_delta, ui
     uint64_t digest = 0;
     if (rc == SQLITE_ROW) {
         count = sqlite3_column_int64 (stmt, 0);
-        digest = s_u64 (sqlite3_column_int64 (stmt, 1));
+        digest = tf_columns_u64 (sqlite3_column_int64 (stmt, 1));
     }
     sqlite3_reset (stmt);
     if (rc != SQLITE_ROW)
@@ -936,7 +921,7 @@ static int s_adjust_state (tf_store_t *self, const char *id, int count_delta, ui
     digest = digest - minus + plus;
     stmt = self->stmt[ST_STATE_SET];
     sqlite3_bind_int64 (stmt, 1, count + count_delta);
-    sqlite3_bind_int64 (stmt, 2, s_i64 (digest));
+    sqlite3_bind_int64 (stmt, 2, tf_columns_i64 (digest));
     char context[200];
     snprintf (context, sizeof context, "%.128s: update state", id);
     return s_run (self, stmt, context);
@@ -1304,7 +1289,7 @@ tf_store_cursor_t *tf_store_changes_open (tf_store_t *self, uint64_t since,
         tf_store_cursor_destroy (&cursor);
         return NULL;
     }
-    sqlite3_bind_int64 (cursor->stmt, 1, s_i64 (since));
+    sqlite3_bind_int64 (cursor->stmt, 1, tf_columns_i64 (since));
     next = 2;
     s_sectors_bind (cursor->stmt, filter, &next);
     *rc = 0;

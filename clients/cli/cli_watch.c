@@ -116,6 +116,7 @@ static void s_on_view (tf_view_t *view, tf_view_event_t what, const Techfeed__Mi
             fprintf (stderr, "%s recovered: live again at sequence %" PRIu64 "\n", clock,
                      tf_view_position (view));
             break;
+        case TF_VIEW_SAVED: break; // persistent views only
     }
 }
 

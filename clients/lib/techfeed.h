@@ -10,7 +10,9 @@
                     with a filter (streamed in chunks)
       tf_view_t     a local replica of all or some sectors, kept current
                     by PROTOCOL.md §9 (subscribe, snapshot, live events,
-                    gap detection, catch-up, resync), with callbacks
+                    gap detection, catch-up, resync), with callbacks; in
+                    memory, or also in an SQLite file it resumes from
+                    (tf_view_set_store)
 
     Errors: functions return 0 / -1 (constructors NULL); tf_x_errstr ()
     says why. Per-item outcomes of writes are tf_result_t codes, the
@@ -186,9 +188,13 @@ typedef enum {
     TF_VIEW_RESYNC = 4,    /* the view is rebuilt from a new snapshot (epoch changed,
                               service went back in time, log trimmed); records stay
                               readable, the differences follow as ADD/UPDATE/DELETE */
-    TF_VIEW_READY = 5,     /* a snapshot was applied: the view is complete */
+    TF_VIEW_READY = 5,     /* a snapshot was applied: the view is complete (a persistent
+                              view resumed from its file: after its first catch-up) */
     TF_VIEW_LOST = 6,      /* no heartbeat for 3 intervals: the service is silent */
     TF_VIEW_RECOVERED = 7, /* live again after LOST (caught up) */
+    TF_VIEW_SAVED = 8,     /* persistent view: a batch of changes and the position was
+                              committed to the file; `id` says what ("catch-up: 500
+                              changes, position 1500, 1200 records") */
 } tf_view_event_t;
 
 typedef struct _tf_view_t tf_view_t;
@@ -224,6 +230,48 @@ int tf_view_set_sectors (tf_view_t *self, const Techfeed__Sector *sectors, size_
 void tf_view_set_callback (tf_view_t *self, tf_view_fn *fn, void *arg);
 /*  Wait for one sync reply, default TF_DEFAULT_TIMEOUT_MS. */
 void tf_view_set_timeout (tf_view_t *self, int timeout_ms);
+
+/*  Before start: makes the view persistent (PROTOCOL.md §9 rule 7). The
+    records are also kept in the SQLite file at `path` (created when
+    missing; WAL, synchronous=FULL), in a `records` table with the same
+    columns as the service's, so other programs can query it with plain
+    SQL while the view runs. Each batch of changes (a snapshot whole, a
+    catch-up chunk, the live events of one poll) is committed in one
+    transaction together with the epoch, position P and last[s] it brings
+    the view to: after a crash the file holds a consistent earlier state.
+
+    Loads what the file holds at once: tf_view_get, _count, _first work
+    before start, and tf_view_start resumes with a CATCHUP since the
+    stored P (the file's epoch no longer the service's, or its position
+    trimmed from the log: a SNAPSHOT, replacing the records at its end
+    mark in one transaction). A new file starts with a SNAPSHOT.
+
+    A file keeps the sector filter it was made with: tf_view_start refuses
+    (-1, errstr names both filters) a view with other sectors; use another
+    file, or delete it to start over. -1 when the file cannot be opened or
+    created, is not a mirror file (the service's database is refused), or
+    fails its quick_check. When a write to the file fails later (disk
+    full...), the view stops: tf_view_poll returns -1 with the reason in
+    errstr; the file still holds its last batch, and a new view on the
+    same file resumes from there. */
+int tf_view_set_store (tf_view_t *self, const char *path);
+
+/*  What a mirror file holds, read from the file alone (a view may be
+    writing it meanwhile, in another process). */
+typedef struct {
+    char epoch[65];        /* the service's epoch; "" before the first snapshot */
+    uint64_t position;     /* P: every change of its sectors up to P is in */
+    uint64_t record_count; /* rows in records */
+    uint64_t digest;       /* PROTOCOL.md §10 over the rows' (id, revision) */
+    uint64_t last[11];     /* last[s] by sector value, index 1..10 */
+    char sectors[97];      /* the sector filter: "" all, else slugs "space,rail" */
+    int64_t updated_ms;    /* Unix ms of the last batch, 0 when none */
+} tf_view_store_status_t;
+
+/*  Reads the mirror file at `path` (never creates it). 0, or -1 with the
+    reason in err. */
+int tf_view_store_status (const char *path, tf_view_store_status_t *status, char *err,
+                          size_t errlen);
 
 /*  Subscribes (sectors and "heartbeat" first), then loads the snapshot.
     0 when the view is LIVE; -1 when the endpoints are not valid or the

@@ -18,9 +18,14 @@
       LOST      no heartbeat for 3 intervals; the next heartbeat or event
                 starts a CATCHUP (a SNAPSHOT if the view was never complete).
 
-    Every change to the records goes through s_apply: that is where a
-    persistent view will write its table (and store epoch, P and last[s]
-    in the same transaction, see s_set_position).
+    Every change to the records goes through s_apply, which also writes it
+    into a persistent view's file (tf_mirror.c) inside the open batch;
+    s_save ends the batch: it commits epoch, P and last[s] in the same
+    transaction. Batches end after each sync reply (a snapshot is one
+    batch, written whole at its end mark; a catch-up one per chunk) and
+    after each read of the SUB socket (live events), never per event. A
+    view whose file fails stops (tf_view_poll returns -1): its file holds
+    the last batch committed, and a new view resumes from it.
 
     Sync requests run to their end inside tf_view_poll (tf_rpc_stream);
     between chunks the SUB socket is drained into the buffer, so live
@@ -29,6 +34,7 @@
 #include <errno.h>
 
 #include "techfeed.h"
+#include "tf_mirror.h"
 #include "tf_rpc.h"
 #include "tf_validate.h"
 #include "tf_view_internal.h"
@@ -79,7 +85,13 @@ struct _tf_view_t {
     void *arg;                               /* for fn */
     uint64_t change_sequence;                /* sequence of the change in a callback */
     tf_view_stats_t stats;                   /* counters */
-    char errstr[300];                        /* last error or reason */
+    tf_mirror_t *mirror;                     /* persistent view's file, or NULL */
+    tf_mirror_state_t saved;                 /* the position the file holds */
+    bool failed;                             /* the file failed: the view stopped */
+    bool resumed;                            /* loaded from the file, not yet caught up */
+    size_t batch_changes;                    /* changes in the open batch */
+    const char *batch_kind;                  /* "snapshot" / "catch-up" that ended in it */
+    char errstr[700];                        /* last error or reason */
 };
 
 // --------------------------------------------------------------- helpers
@@ -129,6 +141,75 @@ static void s_bad (tf_view_t *self, const char *what, const char *why)
     zsys_warning ("techfeed view: %s ignored: %s", what, why);
 }
 
+// --------------------------------------------------------------- the file
+
+/*  The file failed: the view stops where the file's last batch is. */
+static void s_store_failed (tf_view_t *self)
+{
+    snprintf (self->errstr, sizeof self->errstr,
+              "%s; the view stopped (a new one resumes from "
+              "the file)",
+              tf_mirror_errstr (self->mirror));
+    tf_mirror_rollback (self->mirror);
+    self->failed = true;
+}
+
+/*  A persistent view writes one change into the open batch. */
+static void s_store (tf_view_t *self, const Techfeed__Milestone *record, const char *id)
+{
+    if (!self->mirror || self->failed)
+        return;
+    if ((record ? tf_mirror_put (self->mirror, record) : tf_mirror_delete (self->mirror, id)) != 0)
+        s_store_failed (self);
+    else
+        self->batch_changes++;
+}
+
+/*  The view's sector filter as the file writes it: "" or "space,rail". */
+static void s_sectors_text (tf_view_t *self, char *out, size_t size)
+{
+    out[0] = 0;
+    for (size_t i = 0; i < self->n_sectors; i++) {
+        size_t len = strlen (out);
+        snprintf (out + len, size - len, "%s%s", i ? "," : "", tf_sector_slug (self->sectors[i]));
+    }
+}
+
+/*  Ends the batch: epoch, P and last[s] into it, commit. Nothing to do
+    when no change was written and the position has not moved. */
+static void s_save (tf_view_t *self)
+{
+    if (!self->mirror || self->failed || !self->epoch[0])
+        return;
+    tf_mirror_state_t state = { .position = self->position };
+    snprintf (state.epoch, sizeof state.epoch, "%s", self->epoch);
+    memcpy (state.last, self->last, sizeof state.last);
+    s_sectors_text (self, state.sectors, sizeof state.sectors);
+    bool moved = strcmp (state.epoch, self->saved.epoch) != 0 ||
+                 state.position != self->saved.position ||
+                 memcmp (state.last, self->saved.last, sizeof state.last) != 0;
+    if (!tf_mirror_in_batch (self->mirror) && !moved && !self->batch_kind)
+        return;
+    if (tf_mirror_commit (self->mirror, &state) != 0) {
+        s_store_failed (self);
+        return;
+    }
+    self->saved = state;
+    const char *kind = self->batch_kind                   ? self->batch_kind
+                       : self->state == TF_STATE_CATCHUP  ? "catch-up"
+                       : self->state == TF_STATE_SNAPSHOT ? "snapshot"
+                                                          : "live";
+    if (self->batch_changes > 0 || self->batch_kind) {
+        char what[200];
+        snprintf (what, sizeof what, "%s: %zu %s, position %" PRIu64 ", %zu records", kind,
+                  self->batch_changes, self->batch_changes == 1 ? "change" : "changes",
+                  self->position, zhashx_size (self->records));
+        s_notify (self, TF_VIEW_SAVED, NULL, what);
+    }
+    self->batch_changes = 0;
+    self->batch_kind = NULL;
+}
+
 // --------------------------------------------------------------- the one place changes land
 
 /*  Applies one change to the records: `record` (owned, handed over) for a
@@ -143,6 +224,7 @@ static int s_apply (tf_view_t *self, Techfeed__Milestone *record, const char *id
     if (!record) {
         if (!old)
             return 0;
+        s_store (self, NULL, id);
         self->digest -= tf_digest_item (id, old->revision);
         self->stats.changes++;
         s_notify (self, TF_VIEW_DELETE, old, old->id); // before it goes
@@ -154,6 +236,7 @@ static int s_apply (tf_view_t *self, Techfeed__Milestone *record, const char *id
         techfeed__milestone__free_unpacked (record, NULL);
         return 0;
     }
+    s_store (self, record, record->id);
     if (old)
         self->digest -= tf_digest_item (old->id, old->revision);
     self->digest += tf_digest_item (record->id, record->revision);
@@ -522,8 +605,10 @@ static void s_finish_snapshot (tf_view_t *self, const Techfeed__SyncReply *end)
     self->incoming_epoch[0] = 0;
     self->syncing = false;
     self->complete = true;
+    self->resumed = false;
     self->state = TF_STATE_LIVE;
     self->stats.snapshots++;
+    self->batch_kind = "snapshot";
     s_notify (self, TF_VIEW_READY, NULL, "snapshot applied");
     s_replay (self);
 }
@@ -537,9 +622,14 @@ static void s_finish_catchup (tf_view_t *self, const Techfeed__SyncReply *end)
     s_set_position (self, self->epoch, position, heads, false);
     self->syncing = false;
     self->state = TF_STATE_LIVE;
+    self->batch_kind = "catch-up";
     if (self->recovering) {
         self->recovering = false;
         s_notify (self, TF_VIEW_RECOVERED, NULL, "caught up");
+    }
+    if (self->resumed) {
+        self->resumed = false;
+        s_notify (self, TF_VIEW_READY, NULL, "caught up from the stored position");
     }
     s_replay (self);
 }
@@ -562,7 +652,7 @@ static void s_snapshot_chunk (tf_view_t *self, const Techfeed__SyncReply *reply)
     }
 }
 
-int tf_view_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply, int64_t now_ms)
+static int s_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply, int64_t now_ms)
 {
     if (!self->syncing)
         return TF_VIEW_SYNC_FAIL;
@@ -619,6 +709,21 @@ int tf_view_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply, int64
     return TF_VIEW_SYNC_DONE;
 }
 
+int tf_view_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply, int64_t now_ms)
+{
+    if (self->failed)
+        return TF_VIEW_SYNC_FAIL;
+    int rc = s_sync_reply (self, reply, now_ms);
+    s_save (self); // one batch per reply
+    return self->failed ? TF_VIEW_SYNC_FAIL : rc;
+}
+
+int tf_view_flush (tf_view_t *self)
+{
+    s_save (self);
+    return self->failed ? -1 : 0;
+}
+
 // --------------------------------------------------------------- construction
 
 static tf_view_t *s_new (const char *events_ep, const char *sync_ep)
@@ -664,6 +769,8 @@ void tf_view_destroy (tf_view_t **self_p)
     tf_view_t *self = *self_p;
     if (!self)
         return;
+    s_save (self);
+    tf_mirror_destroy (&self->mirror);
     zsock_destroy (&self->sub);
     tf_rpc_destroy (&self->rpc);
     zhashx_destroy (&self->records);
@@ -715,6 +822,107 @@ void tf_view_set_timeout (tf_view_t *self, int timeout_ms)
     self->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
     if (self->rpc)
         tf_rpc_set_timeout (self->rpc, self->timeout_ms);
+}
+
+// --------------------------------------------------------------- persistent view
+
+/*  -1 (errstr) when the file holds another sector filter than the view's:
+    its records and positions would be wrong for this view. */
+static int s_store_check_filter (tf_view_t *self)
+{
+    char sectors[TF_MIRROR_SECTORS_MAX + 1];
+    s_sectors_text (self, sectors, sizeof sectors);
+    if (!self->saved.epoch[0] || strcmp (sectors, self->saved.sectors) == 0)
+        return 0;
+    snprintf (self->errstr, sizeof self->errstr,
+              "%s mirrors sectors '%s', not '%s': a mirror file keeps the sectors it was made "
+              "with (use another file, or delete this one to start over)",
+              tf_mirror_path (self->mirror), self->saved.sectors[0] ? self->saved.sectors : "all",
+              sectors[0] ? sectors : "all");
+    return -1;
+}
+
+/*  The first sync: a catch-up from the file's position, else a snapshot. */
+static void s_begin (tf_view_t *self)
+{
+    if (self->complete)
+        s_catchup (self, "resuming from the stored position");
+    else {
+        self->state = TF_STATE_SNAPSHOT;
+        self->retry_at = 0;
+    }
+}
+
+static int s_load_record (const Techfeed__Milestone *record, void *arg)
+{
+    tf_view_t *self = (tf_view_t *) arg;
+    self->digest += tf_digest_item (record->id, record->revision);
+    zhashx_update (self->records, record->id, tf_milestone_dup (record));
+    return 0;
+}
+
+int tf_view_set_store (tf_view_t *self, const char *path)
+{
+    assert (self && path);
+    if (self->sub || self->mirror || zhashx_size (self->records) > 0) {
+        snprintf (self->errstr, sizeof self->errstr,
+                  "a view takes its file once, before it starts");
+        return -1;
+    }
+    char err[sizeof self->errstr];
+    self->mirror = tf_mirror_open (path, false, err, sizeof err);
+    if (!self->mirror) {
+        snprintf (self->errstr, sizeof self->errstr, "%s", err);
+        return -1;
+    }
+    tf_mirror_state_t state;
+    if (tf_mirror_state (self->mirror, &state) != 0 ||
+        tf_mirror_each (self->mirror, s_load_record, self) != 0) {
+        snprintf (self->errstr, sizeof self->errstr, "%s", tf_mirror_errstr (self->mirror));
+        zhashx_purge (self->records);
+        self->digest = 0;
+        tf_mirror_destroy (&self->mirror);
+        return -1;
+    }
+    self->saved = state;
+    if (state.epoch[0]) {
+        snprintf (self->epoch, sizeof self->epoch, "%s", state.epoch);
+        self->position = state.position;
+        memcpy (self->last, state.last, sizeof self->last);
+        self->complete = self->resumed = true;
+    }
+    //  A detached view (tests) is already past tf_view_start
+    if (self->state != TF_STATE_CONNECTING) {
+        if (s_store_check_filter (self) != 0) {
+            self->failed = true;
+            return -1;
+        }
+        s_begin (self);
+    }
+    return 0;
+}
+
+int tf_view_store_status (const char *path, tf_view_store_status_t *status, char *err,
+                          size_t errlen)
+{
+    assert (path && status);
+    memset (status, 0, sizeof *status);
+    tf_mirror_t *mirror = tf_mirror_open (path, true, err, errlen);
+    if (!mirror)
+        return -1;
+    tf_mirror_state_t state;
+    int rc = tf_mirror_summary (mirror, &state, &status->record_count, &status->digest);
+    if (rc != 0)
+        snprintf (err, errlen, "%s", tf_mirror_errstr (mirror));
+    else {
+        snprintf (status->epoch, sizeof status->epoch, "%s", state.epoch);
+        status->position = state.position;
+        memcpy (status->last, state.last, sizeof status->last);
+        snprintf (status->sectors, sizeof status->sectors, "%s", state.sectors);
+        status->updated_ms = state.updated_ms;
+    }
+    tf_mirror_destroy (&mirror);
+    return rc;
 }
 
 // --------------------------------------------------------------- driver
@@ -784,6 +992,8 @@ int tf_view_start (tf_view_t *self)
     assert (self);
     if (self->sub)
         return self->state == TF_STATE_LIVE ? 0 : -1;
+    if (self->failed || (self->mirror && s_store_check_filter (self) != 0))
+        return -1;
     self->sub = zsock_new (ZMQ_SUB);
     if (!self->sub)
         abort ();
@@ -810,16 +1020,16 @@ int tf_view_start (tf_view_t *self)
     }
     tf_rpc_set_timeout (self->rpc, self->timeout_ms);
     tf_rpc_set_tries (self->rpc, 1); // the view retries by itself, later
-    self->state = TF_STATE_SNAPSHOT;
     self->heard_at = zclock_mono ();
-    self->retry_at = 0;
+    s_begin (self);
     //  The snapshot, and the catch-ups its buffered events may ask for
-    for (int round = 0; round < 3 && !zsys_interrupted; round++) {
+    for (int round = 0; round < 3 && !zsys_interrupted && !self->failed; round++) {
         s_run_sync (self);
         if (self->state == TF_STATE_LIVE || self->syncing || self->retry_at > zclock_mono ())
             break;
     }
-    return self->state == TF_STATE_LIVE ? 0 : -1;
+    s_save (self);
+    return self->state == TF_STATE_LIVE && !self->failed ? 0 : -1;
 }
 
 int tf_view_poll (tf_view_t *self, int timeout_ms)
@@ -829,6 +1039,8 @@ int tf_view_poll (tf_view_t *self, int timeout_ms)
         snprintf (self->errstr, sizeof self->errstr, "the view is not started");
         return -1;
     }
+    if (self->failed)
+        return -1;
     uint64_t changes = self->stats.changes;
     tf_view_state_t state = self->state;
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : zclock_mono () + timeout_ms;
@@ -837,10 +1049,11 @@ int tf_view_poll (tf_view_t *self, int timeout_ms)
         //  What waits in the socket first: a slow caller is not a silent service
         if (s_drain (self) > 0)
             activity = true;
+        s_save (self); // the live events read: one batch
         int64_t now = zclock_mono ();
         tf_view_feed_tick (self, now);
         s_run_sync (self);
-        if (activity || self->state != state || self->stats.changes != changes)
+        if (activity || self->state != state || self->stats.changes != changes || self->failed)
             break;
         now = zclock_mono ();
         if (polled && now >= deadline)
@@ -861,6 +1074,8 @@ int tf_view_poll (tf_view_t *self, int timeout_ms)
         snprintf (self->errstr, sizeof self->errstr, "interrupted");
         return -1;
     }
+    if (self->failed)
+        return -1;
     return (int) (self->stats.changes - changes);
 }
 
@@ -958,6 +1173,7 @@ const char *tf_view_event_name (tf_view_event_t what)
         case TF_VIEW_READY: return "ready";
         case TF_VIEW_LOST: return "lost";
         case TF_VIEW_RECOVERED: return "recovered";
+        case TF_VIEW_SAVED: return "saved";
     }
     return "?";
 }

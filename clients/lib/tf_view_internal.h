@@ -39,6 +39,11 @@ int tf_view_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply, int64
 /*  The running sync got no reply: retry after a pause. */
 void tf_view_sync_failed (tf_view_t *self, const char *reason, int64_t now_ms);
 
+/*  Ends a persistent view's batch (tf_view_poll does it after each read
+    of the socket, tf_view_sync_reply after each reply): commits the
+    changes written since and the position. 0, or -1 when the file failed. */
+int tf_view_flush (tf_view_t *self);
+
 /*  last[s] of PROTOCOL.md §9 (0 for sectors not held). */
 uint64_t tf_view_last (tf_view_t *self, int sector);
 /*  Events waiting in the buffer (during SNAPSHOT / CATCHUP / LOST). */
