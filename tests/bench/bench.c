@@ -29,7 +29,8 @@ static const char *s_usage =
     "Options:\n"
     "  --runs N        measured runs, each figure is their median (default 3, at least 3\n"
     "                  for a spread worth reading)\n"
-    "  --quick         short windows and 10k records instead of 100k\n"
+    "  --quick         one run (unless --runs), short windows, 10k records instead of\n"
+    "                  100k: a smoke run, not figures to quote\n"
     "  --only LIST     comma-separated suites (machine,techfeed,redis,nats) or\n"
     "                  scenarios (techfeed.serial, .concurrent, .views, .sync, .rss)\n"
     "  --build DIR     where techfeed-ingestd is (default build/bench)\n"
@@ -92,9 +93,13 @@ int main (int argc, char *argv[])
         { NULL, 0, NULL, 0 },
     };
     int c;
+    bool runs_given = false;
     while ((c = getopt_long (argc, argv, "h", options, NULL)) != -1) {
         switch (c) {
-            case 'r': bench_opts.runs = atoi (optarg); break;
+            case 'r':
+                bench_opts.runs = atoi (optarg);
+                runs_given = true;
+                break;
             case 'q': bench_opts.quick = true; break;
             case 'o': snprintf (bench_opts.only, sizeof bench_opts.only, "%s", optarg); break;
             case 'b': snprintf (bench_opts.build, sizeof bench_opts.build, "%s", optarg); break;
@@ -115,6 +120,8 @@ int main (int argc, char *argv[])
     if (bench_opts.quick) {
         bench_opts.scale = 0.15;
         bench_opts.records = 10000;
+        if (!runs_given)
+            bench_opts.runs = 1;
     }
     if (bench_opts.runs < 3)
         bench_note ("only %d run(s): medians of fewer than 3 runs say little about spread",

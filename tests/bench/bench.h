@@ -146,6 +146,9 @@ char *bench_tempdir (const char *prefix);
 long bench_rss_kib (pid_t pid);
 /*  utime + stime of a process in seconds, -1 when unreadable. */
 double bench_cpu_seconds (pid_t pid);
+/*  Bytes a process has caused to be written to storage (write_bytes of
+    /proc/PID/io: WAL, database and checkpoint writes); -1 when unreadable. */
+double bench_write_bytes (pid_t pid);
 /*  First line of a command's output (versions for the report). */
 void bench_command_line (const char *command, char *out, size_t size);
 

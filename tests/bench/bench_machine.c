@@ -4,6 +4,7 @@
     insert rate with synchronous=FULL in WAL mode.
 
     Keys: machine.fsync.{rate,p50,p99}, machine.fsync_append.p50,
+    machine.fsync_mib.rate (MiB/s appended in 1 MiB writes + fdatasync),
     machine.zmq_rtt.{p50,p99}, machine.zmq_pubsub.rate,
     machine.sqlite.rate, machine.sqlite_idkey.rate.
 */
@@ -68,6 +69,33 @@ static void s_fsync (const char *dir, bool append, const char *key)
         bench_putf ((double) count / ((double) (now - warm) / 1e9), "%s.rate", key);
     bench_lat_put (&lat, key);
     bench_lat_free (&lat);
+}
+
+/*  Appends 1 MiB and fdatasyncs, in a loop: how many bytes a sync can
+    carry per second (what a group commit of large transactions meets). */
+static void s_fsync_bandwidth (const char *dir)
+{
+    char path[1024];
+    snprintf (path, sizeof path, "%s/fsync-mib.bin", dir);
+    int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        return;
+    size_t size = 1 << 20;
+    char *block = (char *) malloc (size);
+    memset (block, 0x5a, size);
+    int64_t start = bench_now_ns (), end = start + bench_window_ns (1.5), now = start;
+    double bytes = 0;
+    while (now < end) {
+        if (write (fd, block, size) != (ssize_t) size || fdatasync (fd) != 0)
+            break;
+        bytes += (double) size;
+        now = bench_now_ns ();
+    }
+    close (fd);
+    unlink (path);
+    free (block);
+    if (bytes > 0)
+        bench_put ("machine.fsync_mib.rate", bytes / (1 << 20) / ((double) (now - start) / 1e9));
 }
 
 // ------------------------------------------------------------------ ZeroMQ
@@ -274,6 +302,7 @@ void bench_machine_run (int run)
     char *dir = bench_tempdir ("machine");
     s_fsync (dir, false, "machine.fsync");
     s_fsync (dir, true, "machine.fsync_append");
+    s_fsync_bandwidth (dir);
     s_zmq_rtt ();
     s_zmq_pubsub ();
     s_sqlite (dir, false, "machine.sqlite");

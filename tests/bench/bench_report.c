@@ -43,6 +43,7 @@ static const s_row_t s_rows[] = {
     { "fdatasync 4 KiB (overwrite in place), p50", "machine.fsync.p50", U_US },
     { "fdatasync 4 KiB (overwrite in place), p99", "machine.fsync.p99", U_US },
     { "fdatasync 4 KiB (appending), p50", "machine.fsync_append.p50", U_US },
+    { "append 1 MiB + fdatasync, MiB/s", "machine.fsync_mib.rate", U_COUNT },
     { "ZeroMQ DEALER→ROUTER round trip, 500 B, p50", "machine.zmq_rtt.p50", U_US },
     { "ZeroMQ DEALER→ROUTER round trip, 500 B, p99", "machine.zmq_rtt.p99", U_US },
     { "ZeroMQ PUB→SUB 500 B, throughput", "machine.zmq_pubsub.rate", U_RATE },
@@ -55,12 +56,16 @@ static const s_row_t s_rows[] = {
       "redis.always.serial.p50", "nats.serial.p50", "≤ fdatasync p50 + ZeroMQ RTT p50 + 150 µs" },
     { "serial durable put, ack p99", "tf.serial.p99", U_US, NULL, "redis.always.serial.p99",
       "nats.serial.p99" },
+    { "… bytes the server writes to storage per put", "tf.serial.written_kib", U_KIB },
     { "concurrent durable put (8 DEALERs × 64 in flight), rate", "tf.concurrent.rate", U_RATE,
       "machine.sqlite.rate", "redis.always.c50.rate", "nats.c8x64.rate",
       "≥ 150k/s, ≥ 0.6× SQLite, ≥ 2.5× Redis always" },
     { "concurrent durable put, ack p99", "tf.concurrent.p99", U_US, NULL, "redis.always.c50.p99",
       "nats.c8x64.p99" },
     { "concurrent durable put, server CPU", "tf.concurrent.server_cpu", U_PCT },
+    { "… server CPU per put", "tf.concurrent.cpu_us", U_US },
+    { "… bytes the server writes to storage per put (443-byte record)", "tf.concurrent.written_kib",
+      U_KIB },
     { "bulk load, 1000 puts per request", "tf.load.rate", U_RATE, "machine.sqlite.rate" },
     { "ingest→view 1k/s, 1 view, p50", "tf.view.1k.1.p50", U_US, NULL, "redis.always.xread.p50",
       "nats.consumer.p50", "≤ 1.5× Redis always XADD→XREAD p50" },
@@ -87,8 +92,12 @@ static const s_row_t s_rows[] = {
     { "ingest→view 10k/s, 100 views, p99.9", "tf.view.10k.100.p999", U_US },
     { "snapshot of the records into a new view", "tf.snapshot.s", U_S, NULL, NULL, NULL,
       "≤ 0.5 s (100k)" },
+    { "… service CPU during that snapshot", "tf.snapshot.server_s", U_S },
+    { "… bench CPU (the view decoding and applying) during it", "tf.snapshot.client_s", U_S },
     { "catch-up of the missed changes (500 per chunk, as views ask)", "tf.catchup.rate", U_RATE,
       NULL, NULL, NULL, "≥ 400k/s" },
+    { "… service CPU during that catch-up", "tf.catchup.server_s", U_S },
+    { "… bench CPU (decoding and applying) during it", "tf.catchup.client_s", U_S },
     { "catch-up, 5000 per chunk (the service's cap)", "tf.catchup5k.rate", U_RATE },
     { "server memory per connected subscriber (1,000 SUB)", "tf.rss_per_sub.kib", U_KIB, NULL, NULL,
       NULL, "≤ 64 KiB" },
@@ -242,15 +251,21 @@ void bench_machine_describe (char *out, size_t size)
 
 static void s_versions (char *out, size_t size)
 {
-    char redis[200] = "", nats[200] = "";
+    char redis[200] = "", nats[200] = "", commit[64] = "", dirty[300] = "";
+    bench_command_line ("git rev-parse --short HEAD 2>/dev/null", commit, sizeof commit);
+    bench_command_line ("git status --porcelain -- services storage proto clients/lib 2>/dev/null",
+                        dirty, sizeof dirty);
     bench_command_line ("redis-server --version 2>/dev/null | sed 's/ sha=.*//'", redis,
                         sizeof redis);
     bench_command_line ("nats-server --version 2>/dev/null", nats, sizeof nats);
     int major, minor, patch;
     zmq_version (&major, &minor, &patch);
     snprintf (out, size,
-              "techfeed %s, libzmq %d.%d.%d, SQLite %s, %s, %s, hiredis %d.%d.%d, libnats %s",
-              TF_VERSION, major, minor, patch, sqlite3_libversion (), redis[0] ? redis : "no Redis",
+              "techfeed %s (commit %s%s), libzmq %d.%d.%d, SQLite %s, %s, %s, hiredis %d.%d.%d, "
+              "libnats %s",
+              TF_VERSION, commit[0] ? commit : "unknown",
+              dirty[0] ? " with uncommitted changes to the service or library" : "", major, minor,
+              patch, sqlite3_libversion (), redis[0] ? redis : "no Redis",
               nats[0] ? nats : "no nats-server", HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH,
               nats_GetVersion ());
 }
@@ -311,7 +326,7 @@ static void s_spectrum_plot (FILE *gp, const char *png, const char *title, const
         return;
     fprintf (gp, "set output '%s/%s'\n", bench_opts.out, png);
     fprintf (gp, "set title '%s'\n", title);
-    fprintf (gp, "set logscale xy\nset grid\nset key top left\n");
+    fprintf (gp, "set logscale xy\nset grid\nset key outside right top\n");
     fprintf (gp, "set xlabel 'percentile'\nset ylabel 'latency (ms)'\n");
     fprintf (gp, "set xtics ('p50' 2, 'p90' 10, 'p99' 100, 'p99.9' 1000, 'p99.99' 10000, "
                  "'p99.999' 100000)\n");
@@ -335,14 +350,20 @@ static void s_rate_plot (FILE *gp)
 {
     fprintf (gp, "set output '%s/throughput.png'\n", bench_opts.out);
     fprintf (gp, "set title 'Throughput (median of the runs, bars = min–max)'\n");
-    fprintf (gp, "set logscale y\nset grid ytics\nset ylabel 'records per second'\n");
-    fprintf (gp, "set style fill solid 0.6\nset boxwidth 0.6\n");
+    fprintf (gp, "unset xlabel\nset logscale y\nset grid ytics\nset ylabel 'records per second'\n");
+    fprintf (gp, "set style fill solid 0.7\nset boxwidth 0.6\nset key off\n");
     fprintf (gp, "set xtics rotate by -30 left font ',9'\nset bmargin 8\n");
     fprintf (gp, "set xrange [-0.6:*]\nset yrange [100:*]\n");
+    //  Column 5 picks the colour: machine, techfeed, Redis, NATS.
+    fprintf (gp, "human(v) = v >= 1e6 ? sprintf('%%.2fM', v/1e6) : v >= 1e4 ? sprintf('%%.0fk', "
+                 "v/1e3) : v >= 1e3 ? sprintf('%%.1fk', v/1e3) : sprintf('%%.0f', v)\n");
     fprintf (gp,
-             "plot '%s/data/throughput.dat' using 0:2:xtic(1) with boxes notitle, \\\n"
-             "  '' using 0:2:3:4 with yerrorbars lc rgb 'black' pt 0 notitle, \\\n"
-             "  '' using 0:($2*1.25):(sprintf('%%.3g', $2)) with labels font ',8' notitle\n",
+             "colour(g) = g == 1 ? 0x999999 : g == 2 ? 0x1f77b4 : g == 3 ? 0xd62728 : 0x2ca02c\n");
+    fprintf (gp,
+             "plot '%s/data/throughput.dat' using 0:2:(colour($5)):xtic(1) with boxes lc rgb "
+             "variable, \\\n"
+             "  '' using 0:2:3:4 with yerrorbars lc rgb 'black' pt 0, \\\n"
+             "  '' using 0:($2*1.3):(human($2)) with labels font ',8'\n",
              bench_opts.out);
 }
 
@@ -366,7 +387,7 @@ static void s_plots (void)
     FILE *gp = fopen (path, "w");
     if (!gp)
         return;
-    fprintf (gp, "set terminal pngcairo size 1200,700 font 'sans,10'\n");
+    fprintf (gp, "set terminal pngcairo size 1400,700 font 'sans,10'\n");
     s_spectrum_plot (gp, "latency-view.png",
                      "Ingest to subscriber latency (open loop, from the scheduled send)",
                      s_view_series, sizeof s_view_series / sizeof s_view_series[0]);

@@ -113,6 +113,7 @@ static size_t s_reply_ok (const Techfeed__IngestReply *reply, uint64_t *max_seq,
 
 static void s_serial (const tf_service_t *svc)
 {
+    double written0 = -1;
     tf_writer_t *writer = tf_writer_new (svc->ingest);
     tf_writer_set_timeout (writer, 10000);
     bench_lat_t lat = { 0 };
@@ -132,12 +133,17 @@ static void s_serial (const tf_service_t *svc)
             continue;
         }
         if (t0 >= warm) {
+            if (written0 < 0)
+                written0 = bench_write_bytes (svc->pid);
             bench_lat_add (&lat, t1 - t0);
             count++;
         }
     }
+    double written = bench_write_bytes (svc->pid) - written0;
     if (count)
         bench_put ("tf.serial.rate", (double) count / ((double) (now - warm) / 1e9));
+    if (count && written0 >= 0)
+        bench_put ("tf.serial.written_kib", written / 1024 / (double) count);
     bench_lat_put (&lat, "tf.serial");
     bench_lat_free (&lat);
     tf_writer_destroy (&writer);
@@ -160,6 +166,7 @@ typedef struct {
     uint64_t acked_ops; /* in the window (count-bounded: all) */
     double seconds;     /* window length */
     double server_cpu;  /* server CPU seconds per wall second in the window */
+    double written;     /* bytes the server wrote to storage in the window */
     double client_cpu;  /* this process, same */
     uint64_t errors, max_seq;
 } s_pipe_t;
@@ -198,6 +205,7 @@ static void s_pipeline (s_pipe_t *p)
     int64_t give_up = p->total ? INT64_MAX : window_end + 10000000000LL;
     bool measuring = p->total != 0, sending = true;
     double cpu0 = bench_cpu_seconds (p->server), self0 = s_self_cpu ();
+    double written0 = bench_write_bytes (p->server);
     int inflight = 0;
     int64_t now = t0, last_ack = t0;
     while (true) {
@@ -252,12 +260,14 @@ static void s_pipeline (s_pipe_t *p)
             window_end = now + p->window_ns;
             cpu0 = bench_cpu_seconds (p->server);
             self0 = s_self_cpu ();
+            written0 = bench_write_bytes (p->server);
         }
         if (!p->total && sending && now >= window_end) {
             sending = false;
             double wall = (double) (now - window_start) / 1e9;
             p->server_cpu = (bench_cpu_seconds (p->server) - cpu0) / wall;
             p->client_cpu = (s_self_cpu () - self0) / wall;
+            p->written = bench_write_bytes (p->server) - written0;
         }
     }
     now = bench_now_ns ();
@@ -266,6 +276,7 @@ static void s_pipeline (s_pipe_t *p)
         double wall = (double) (now - window_start) / 1e9;
         p->server_cpu = (bench_cpu_seconds (p->server) - cpu0) / wall;
         p->client_cpu = (s_self_cpu () - self0) / wall;
+        p->written = bench_write_bytes (p->server) - written0;
     }
     p->seconds = (double) (window_end - window_start) / 1e9;
     for (int c = 0; c < p->conns; c++)
@@ -286,6 +297,12 @@ static void s_concurrent (const tf_service_t *svc)
         bench_put ("tf.concurrent.rate", (double) p.acked_ops / p.seconds);
     bench_lat_put (&p.lat, "tf.concurrent");
     bench_put ("tf.concurrent.server_cpu", p.server_cpu * 100);
+    if (p.acked_ops) {
+        double rate = (double) p.acked_ops / p.seconds;
+        bench_put ("tf.concurrent.cpu_us", p.server_cpu * 1e6 / rate);
+        if (p.written >= 0)
+            bench_put ("tf.concurrent.written_kib", p.written / 1024 / (double) p.acked_ops);
+    }
     bench_put ("tf.concurrent.client_cpu", p.client_cpu * 100);
     bench_lat_free (&p.lat);
 }
@@ -582,6 +599,7 @@ static void s_view_latency (int rate, int subs)
 
 static void s_snapshot (const tf_service_t *svc, int records)
 {
+    double server0 = bench_cpu_seconds (svc->pid), self0 = s_self_cpu ();
     int64_t t0 = bench_now_ns ();
     tf_view_t *view = tf_view_new (svc->events, svc->sync);
     tf_view_set_timeout (view, 30000);
@@ -590,8 +608,11 @@ static void s_snapshot (const tf_service_t *svc, int records)
     if (rc || tf_view_count (view) < (size_t) records)
         bench_note ("snapshot view: %s, %zu records", rc ? tf_view_errstr (view) : "started",
                     tf_view_count (view));
-    else
+    else {
         bench_put ("tf.snapshot.s", (double) (t1 - t0) / 1e9);
+        bench_put ("tf.snapshot.server_s", bench_cpu_seconds (svc->pid) - server0);
+        bench_put ("tf.snapshot.client_s", s_self_cpu () - self0);
+    }
     s_views_check (svc, &view, 1);
     tf_view_destroy (&view);
 }
@@ -617,6 +638,7 @@ static void s_catchup (const tf_service_t *svc, int records, uint32_t chunk, con
     request.since_sequence = 0;
     request.epoch = status.epoch;
     request.chunk_size = chunk;
+    double server0 = bench_cpu_seconds (svc->pid), self0 = s_self_cpu ();
     int64_t t0 = bench_now_ns ();
     bool ok = true;
     while (ok) {
@@ -659,6 +681,7 @@ static void s_catchup (const tf_service_t *svc, int records, uint32_t chunk, con
             break;
     }
     int64_t t1 = bench_now_ns ();
+    double server_s = bench_cpu_seconds (svc->pid) - server0, client_s = s_self_cpu () - self0;
     zsock_destroy (&sock);
     free (revision);
     if (!ok || applied < (uint64_t) records) {
@@ -666,6 +689,8 @@ static void s_catchup (const tf_service_t *svc, int records, uint32_t chunk, con
         return;
     }
     bench_putf ((double) applied / ((double) (t1 - t0) / 1e9), "%s.rate", key);
+    bench_putf (server_s, "%s.server_s", key);
+    bench_putf (client_s, "%s.client_s", key);
     s_digest_ok += digest == status.digest;
     s_digest_total++;
 }

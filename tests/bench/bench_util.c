@@ -424,19 +424,34 @@ char *bench_tempdir (const char *prefix)
     return path;
 }
 
-long bench_rss_kib (pid_t pid)
+/*  The number after `key` in /proc/PID/<file> ("VmRSS:" in status,
+    "write_bytes:" in io); -1 when unreadable. */
+static double s_proc_number (pid_t pid, const char *file, const char *key)
 {
     char path[64], line[256];
-    snprintf (path, sizeof path, "/proc/%d/status", (int) pid);
-    FILE *file = fopen (path, "r");
-    if (!file)
+    snprintf (path, sizeof path, "/proc/%d/%s", (int) pid, file);
+    FILE *stream = fopen (path, "r");
+    if (!stream)
         return -1;
-    long kib = -1;
-    while (fgets (line, sizeof line, file))
-        if (sscanf (line, "VmRSS: %ld kB", &kib) == 1)
+    double value = -1;
+    size_t len = strlen (key);
+    while (fgets (line, sizeof line, stream))
+        if (strncmp (line, key, len) == 0) {
+            value = strtod (line + len, NULL);
             break;
-    fclose (file);
-    return kib;
+        }
+    fclose (stream);
+    return value;
+}
+
+long bench_rss_kib (pid_t pid)
+{
+    return (long) s_proc_number (pid, "status", "VmRSS:");
+}
+
+double bench_write_bytes (pid_t pid)
+{
+    return s_proc_number (pid, "io", "write_bytes:");
 }
 
 double bench_cpu_seconds (pid_t pid)
