@@ -19,6 +19,19 @@
     Techfeed__ErrorCode values of PROTOCOL.md §11 (TECHFEED__ERROR_CODE__OK
     is 0). Out of memory aborts.
 
+    CURVE (PROTOCOL.md §12): a service started with --curve-secret talks
+    only to clients that know its public key and present a key pair of
+    their own; tf_writer_set_curve, tf_query_set_curve, tf_view_set_curve
+    take the service's public key (40 Z85 characters, or the path of its
+    public certificate file) and the path of the client's certificate with
+    its secret key (`techfeed keygen NAME` writes NAME.key and
+    NAME.key_secret; give either path) — NULL for a fresh key pair, which
+    a service that does not restrict readers admits for reading. Every
+    socket the handle makes from then on (each Lazy Pirate retry's fresh
+    one too) is a CURVE client. A refused handshake gets no answer at all:
+    it looks like a service that does not answer. -1 (errstr) when a key
+    is not valid or a file holds no usable certificate.
+
     Ownership: every const pointer a function returns is borrowed from the
     handle and valid until the next call on that handle unless said
     otherwise; records passed in are never kept.
@@ -92,6 +105,8 @@ void tf_writer_destroy (tf_writer_t **self_p);
     Each retry uses a fresh socket and the same request_id. */
 void tf_writer_set_timeout (tf_writer_t *self, int timeout_ms);
 void tf_writer_set_retries (tf_writer_t *self, int tries);
+/*  CURVE, see the top of this file. */
+int tf_writer_set_curve (tf_writer_t *self, const char *server_key, const char *client_cert);
 
 /*  request_id of the next request only (1..64 printable ASCII; copied).
     Without it each request gets a fresh UUID. -1 if not valid. */
@@ -152,6 +167,8 @@ tf_query_t *tf_query_new (const char *sync_endpoint);
 void tf_query_destroy (tf_query_t **self_p);
 void tf_query_set_timeout (tf_query_t *self, int timeout_ms);
 void tf_query_set_retries (tf_query_t *self, int tries);
+/*  CURVE, see the top of this file. */
+int tf_query_set_curve (tf_query_t *self, const char *server_key, const char *client_cert);
 
 /*  0 with `status` filled, -1 on error. */
 int tf_query_status (tf_query_t *self, tf_status_t *status);
@@ -230,6 +247,8 @@ int tf_view_set_sectors (tf_view_t *self, const Techfeed__Sector *sectors, size_
 void tf_view_set_callback (tf_view_t *self, tf_view_fn *fn, void *arg);
 /*  Wait for one sync reply, default TF_DEFAULT_TIMEOUT_MS. */
 void tf_view_set_timeout (tf_view_t *self, int timeout_ms);
+/*  Before start: CURVE for both sockets, see the top of this file. */
+int tf_view_set_curve (tf_view_t *self, const char *server_key, const char *client_cert);
 
 /*  Before start: makes the view persistent (PROTOCOL.md §9 rule 7). The
     records are also kept in the SQLite file at `path` (created when

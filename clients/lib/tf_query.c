@@ -9,9 +9,10 @@
 #define TF_GET_MAX 1000                /* ids per GET (PROTOCOL.md §8) */
 
 struct _tf_query_t {
-    tf_rpc_t *rpc;    /* DEALER to the sync endpoint */
-    int code;         /* last failure: Techfeed__ErrorCode or TF_NO_REPLY */
-    char errstr[300]; /* last error */
+    tf_rpc_t *rpc;     /* DEALER to the sync endpoint */
+    int code;          /* last failure: Techfeed__ErrorCode or TF_NO_REPLY */
+    tf_curve_t *curve; /* CURVE settings, or NULL: plain */
+    char errstr[300];  /* last error */
 };
 
 /*  State of one tf_query_list: the caller's callback. */
@@ -39,6 +40,7 @@ void tf_query_destroy (tf_query_t **self_p)
     if (!self)
         return;
     tf_rpc_destroy (&self->rpc);
+    tf_curve_destroy (&self->curve);
     free (self);
     *self_p = NULL;
 }
@@ -51,6 +53,13 @@ void tf_query_set_timeout (tf_query_t *self, int timeout_ms)
 void tf_query_set_retries (tf_query_t *self, int tries)
 {
     tf_rpc_set_tries (self->rpc, tries);
+}
+
+int tf_query_set_curve (tf_query_t *self, const char *server_key, const char *client_cert)
+{
+    assert (self && server_key);
+    return tf_rpc_use_curve (self->rpc, &self->curve, server_key, client_cert, self->errstr,
+                             sizeof self->errstr);
 }
 
 int tf_query_code (tf_query_t *self)

@@ -3,17 +3,19 @@
 */
 #include <errno.h>
 
+#include "tf_curve.h"
 #include "tf_rpc.h"
 #include "tf_wire.h"
 #include "techfeed.h"
 
 struct _tf_rpc_t {
-    char *endpoint;   /* where the DEALER connects */
-    zsock_t *socket;  /* current DEALER; replaced after a timeout */
-    size_t max_reply; /* decode budget cap for one reply, bytes */
-    int timeout_ms;   /* wait for one reply */
-    int tries;        /* tries per request, the first included */
-    char errstr[256]; /* last error */
+    char *endpoint;          /* where the DEALER connects */
+    zsock_t *socket;         /* current DEALER; replaced after a timeout */
+    size_t max_reply;        /* decode budget cap for one reply, bytes */
+    int timeout_ms;          /* wait for one reply */
+    int tries;               /* tries per request, the first included */
+    const tf_curve_t *curve; /* CURVE settings (borrowed), or NULL: plain */
+    char errstr[256];        /* last error */
 };
 
 /*  Decode budget for a frame of `size` bytes: generous for real replies,
@@ -24,11 +26,13 @@ static size_t s_budget (tf_rpc_t *self, size_t size)
     return budget < self->max_reply ? budget : self->max_reply;
 }
 
-static zsock_t *s_connect (const char *endpoint, size_t max_reply)
+static zsock_t *s_connect (const char *endpoint, size_t max_reply, const tf_curve_t *curve)
 {
     zsock_t *socket = zsock_new (ZMQ_DEALER);
     if (!socket)
         return NULL;
+    if (curve)
+        tf_curve_apply (curve, socket);
     zsock_set_linger (socket, 0);
     zsock_set_maxmsgsize (socket, max_reply > INT_MAX ? INT_MAX : (int) max_reply);
     if (zsock_connect (socket, "%s", endpoint) != 0) {
@@ -41,7 +45,7 @@ static zsock_t *s_connect (const char *endpoint, size_t max_reply)
 tf_rpc_t *tf_rpc_new (const char *endpoint, size_t max_reply)
 {
     assert (endpoint);
-    zsock_t *socket = s_connect (endpoint, max_reply);
+    zsock_t *socket = s_connect (endpoint, max_reply, NULL);
     if (!socket)
         return NULL;
     tf_rpc_t *self = (tf_rpc_t *) zmalloc (sizeof (tf_rpc_t));
@@ -98,9 +102,24 @@ const char *tf_rpc_errstr (tf_rpc_t *self)
 static void s_reset (tf_rpc_t *self)
 {
     zsock_destroy (&self->socket);
-    self->socket = s_connect (self->endpoint, self->max_reply);
+    self->socket = s_connect (self->endpoint, self->max_reply, self->curve);
     if (!self->socket)
         abort ();
+}
+
+void tf_rpc_set_curve (tf_rpc_t *self, const tf_curve_t *curve)
+{
+    self->curve = curve;
+    s_reset (self);
+}
+
+int tf_rpc_use_curve (tf_rpc_t *self, tf_curve_t **slot, const char *server_key,
+                      const char *client_cert, char *err, size_t errlen)
+{
+    if (tf_curve_replace (slot, server_key, client_cert, err, errlen) != 0)
+        return -1;
+    tf_rpc_set_curve (self, *slot);
+    return 0;
 }
 
 static int s_send (tf_rpc_t *self, const ProtobufCMessage *request)

@@ -19,6 +19,7 @@
 #include <stddef.h>
 
 #include "techfeed.pb-c.h"
+#include "tf_curve.h"
 
 typedef struct _tf_rpc_t tf_rpc_t;
 
@@ -32,6 +33,13 @@ tf_rpc_t *tf_rpc_new (const char *endpoint, size_t max_reply);
 void tf_rpc_destroy (tf_rpc_t **self_p);
 
 void tf_rpc_set_timeout (tf_rpc_t *self, int timeout_ms);
+/*  From now on every socket is a CURVE client with `curve` (borrowed: it
+    must outlive the handle; NULL: plain); the current one is replaced. */
+void tf_rpc_set_curve (tf_rpc_t *self, const tf_curve_t *curve);
+/*  What tf_writer_set_curve and tf_query_set_curve do: tf_curve_replace
+    into the handle's *slot, then tf_rpc_set_curve with it. 0 or -1. */
+int tf_rpc_use_curve (tf_rpc_t *self, tf_curve_t **slot, const char *server_key,
+                      const char *client_cert, char *err, size_t errlen);
 void tf_rpc_set_tries (tf_rpc_t *self, int tries);
 int tf_rpc_tries (tf_rpc_t *self);
 const char *tf_rpc_endpoint (tf_rpc_t *self);

@@ -85,6 +85,7 @@ struct _tf_view_t {
     void *arg;                               /* for fn */
     uint64_t change_sequence;                /* sequence of the change in a callback */
     tf_view_stats_t stats;                   /* counters */
+    tf_curve_t *curve;                       /* CURVE settings, or NULL: plain */
     tf_mirror_t *mirror;                     /* persistent view's file, or NULL */
     tf_mirror_state_t saved;                 /* the position the file holds */
     bool failed;                             /* the file failed: the view stopped */
@@ -773,6 +774,7 @@ void tf_view_destroy (tf_view_t **self_p)
     tf_mirror_destroy (&self->mirror);
     zsock_destroy (&self->sub);
     tf_rpc_destroy (&self->rpc);
+    tf_curve_destroy (&self->curve);
     zhashx_destroy (&self->records);
     s_incoming_purge (self);
     zhashx_destroy (&self->incoming);
@@ -809,6 +811,17 @@ int tf_view_set_sectors (tf_view_t *self, const Techfeed__Sector *sectors, size_
     if (!self->filtered)
         self->n_sectors = 0;
     return 0;
+}
+
+int tf_view_set_curve (tf_view_t *self, const char *server_key, const char *client_cert)
+{
+    assert (self && server_key);
+    if (self->sub) {
+        snprintf (self->errstr, sizeof self->errstr, "CURVE is set before start");
+        return -1;
+    }
+    return tf_curve_replace (&self->curve, server_key, client_cert, self->errstr,
+                             sizeof self->errstr);
 }
 
 void tf_view_set_callback (tf_view_t *self, tf_view_fn *fn, void *arg)
@@ -1000,6 +1013,8 @@ int tf_view_start (tf_view_t *self)
     zsock_set_rcvhwm (self->sub, TF_SUB_HWM);
     zsock_set_maxmsgsize (self->sub, (int) TF_EVENT_MAX);
     zsock_set_linger (self->sub, 0);
+    if (self->curve)
+        tf_curve_apply (self->curve, self->sub);
     //  Subscribe before anything else (§9 rule 1)
     if (self->filtered) {
         zsock_set_subscribe (self->sub, TF_HEARTBEAT_TOPIC);
@@ -1020,6 +1035,8 @@ int tf_view_start (tf_view_t *self)
     }
     tf_rpc_set_timeout (self->rpc, self->timeout_ms);
     tf_rpc_set_tries (self->rpc, 1); // the view retries by itself, later
+    if (self->curve)
+        tf_rpc_set_curve (self->rpc, self->curve);
     self->heard_at = zclock_mono ();
     s_begin (self);
     //  The snapshot, and the catch-ups its buffered events may ask for

@@ -19,6 +19,7 @@ struct _tf_writer_t {
     char next_id[TF_REQUEST_ID_MAX + 1];    /* caller's id for the next request, "" = none */
     char request_id[TF_REQUEST_ID_MAX + 1]; /* id of the last request sent */
     bool replayed;                          /* last reply came from the idempotency cache */
+    tf_curve_t *curve;                      /* CURVE settings, or NULL: plain */
     char errstr[300];                       /* last error */
 };
 
@@ -40,6 +41,7 @@ void tf_writer_destroy (tf_writer_t **self_p)
     if (!self)
         return;
     tf_rpc_destroy (&self->rpc);
+    tf_curve_destroy (&self->curve);
     free (self);
     *self_p = NULL;
 }
@@ -52,6 +54,13 @@ void tf_writer_set_timeout (tf_writer_t *self, int timeout_ms)
 void tf_writer_set_retries (tf_writer_t *self, int tries)
 {
     tf_rpc_set_tries (self->rpc, tries);
+}
+
+int tf_writer_set_curve (tf_writer_t *self, const char *server_key, const char *client_cert)
+{
+    assert (self && server_key);
+    return tf_rpc_use_curve (self->rpc, &self->curve, server_key, client_cert, self->errstr,
+                             sizeof self->errstr);
 }
 
 int tf_writer_set_request_id (tf_writer_t *self, const char *request_id)
