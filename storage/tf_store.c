@@ -103,22 +103,18 @@ static const char *s_schema_1 =
 
 /*  Prepared once at open, kept for the life of the store. */
 enum {
-    ST_LOOKUP,       /* revision, sector of an id */
-    ST_UPSERT,       /* insert or replace a records row */
-    ST_REMOVE,       /* delete a records row */
-    ST_APPEND,       /* append to the change log */
-    ST_HEAD_GET,     /* last sequence of a sector */
-    ST_HEAD_SET,     /* set the last sequence of a sector */
-    ST_STATE_GET,    /* record_count, digest */
-    ST_STATE_SET,    /* write record_count, digest */
-    ST_GET,          /* body of an id */
-    ST_REQ_GET,      /* cached reply of a request id */
-    ST_REQ_PUT,      /* cache a reply */
-    ST_REQ_EXPIRE,   /* forget old request ids */
-    ST_TRIM,         /* delete old changes */
-    ST_ITEM_BEGIN,   /* savepoint around one put or delete */
-    ST_ITEM_RELEASE, /* ... kept */
-    ST_ITEM_UNDO,    /* ... undone (then released) */
+    ST_LOOKUP,     /* revision, sector of an id */
+    ST_UPSERT,     /* insert or replace a records row */
+    ST_REMOVE,     /* delete a records row */
+    ST_APPEND,     /* append to the change log */
+    ST_HEAD_SET,   /* set the last sequence of a sector */
+    ST_STATE_GET,  /* record_count, digest */
+    ST_STATE_SET,  /* write record_count, digest */
+    ST_GET,        /* body of an id */
+    ST_REQ_GET,    /* cached reply of a request id */
+    ST_REQ_PUT,    /* cache a reply */
+    ST_REQ_EXPIRE, /* forget old request ids */
+    ST_TRIM,       /* delete old changes */
     ST_COUNT
 };
 
@@ -128,7 +124,6 @@ static const char *s_sql[ST_COUNT] = {
     [ST_REMOVE] = "DELETE FROM records WHERE id = ?1",
     [ST_APPEND] = "INSERT INTO changes (kind, sector, id, revision, sector_prev_seq, ts_ms, body)"
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    [ST_HEAD_GET] = "SELECT seq FROM sector_heads WHERE sector = ?1",
     [ST_HEAD_SET] = "INSERT INTO sector_heads (sector, seq) VALUES (?1, ?2)"
                     " ON CONFLICT (sector) DO UPDATE SET seq = excluded.seq",
     [ST_STATE_GET] = "SELECT record_count, digest FROM state WHERE one = 1",
@@ -141,20 +136,32 @@ static const char *s_sql[ST_COUNT] = {
     [ST_REQ_EXPIRE] = "DELETE FROM requests WHERE created_ms < ?1",
     [ST_TRIM] = "DELETE FROM changes WHERE (?1 > 0 AND seq <= coalesce((SELECT seq FROM"
                 " sqlite_sequence WHERE name = 'changes'), 0) - ?1) OR ts_ms < ?2",
-    [ST_ITEM_BEGIN] = "SAVEPOINT tf_item",
-    [ST_ITEM_RELEASE] = "RELEASE tf_item",
-    [ST_ITEM_UNDO] = "ROLLBACK TO tf_item",
 };
 
 // --------------------------------------------------------------- types
 
+/*  The figures every change moves: kept in memory while a transaction is
+    open and written (state row, sector_heads) once, just before COMMIT,
+    instead of read and rewritten by every put. */
+typedef struct {
+    uint64_t count;                   /* records */
+    uint64_t digest;                  /* tf_digest_item sum */
+    uint64_t heads[TF_STORE_SECTORS]; /* last sequence per sector */
+} s_figures_t;
+
+#define TF_STORE_DEPTH_MAX 8 /* nested savepoints */
+
 struct _tf_store_t {
-    sqlite3 *db;                  /* the one writer connection */
-    char *path;                   /* database file, for cursors */
-    char epoch[33];               /* meta 'epoch' */
-    int depth;                    /* open savepoints sp1..spN */
-    sqlite3_stmt *stmt[ST_COUNT]; /* prepared statements, see s_sql */
-    char errstr[1024];            /* last error */
+    sqlite3 *db;                           /* the one writer connection */
+    char *path;                            /* database file, for cursors */
+    char epoch[33];                        /* meta 'epoch' */
+    int depth;                             /* open savepoints sp1..spN */
+    s_figures_t committed;                 /* figures as last committed */
+    s_figures_t working;                   /* figures of the open transaction */
+    s_figures_t saved[TF_STORE_DEPTH_MAX]; /* working at each open savepoint */
+    bool savepoint_began;                  /* sp1 began the transaction (RELEASE commits) */
+    sqlite3_stmt *stmt[ST_COUNT];          /* prepared statements, see s_sql */
+    char errstr[1024];                     /* last error */
 };
 
 struct _tf_store_cursor_t {
@@ -581,6 +588,159 @@ static int s_load_epoch (tf_store_t *self, char *err, size_t errlen)
     return 0;
 }
 
+// --------------------------------------------------------------- transactions
+
+/*  SQLite may end a transaction on its own after an I/O error; forget the
+    savepoints and the uncommitted figures then. */
+static void s_sync_depth (tf_store_t *self)
+{
+    if (sqlite3_get_autocommit (self->db)) {
+        self->depth = 0;
+        self->working = self->committed;
+    }
+}
+
+/*  Writes the figures the transaction moved: the state row and the sector
+    heads that changed. Runs inside the transaction, just before COMMIT. */
+static int s_flush_figures (tf_store_t *self)
+{
+    s_figures_t *now = &self->working, *was = &self->committed;
+    if (now->count != was->count || now->digest != was->digest) {
+        sqlite3_stmt *stmt = self->stmt[ST_STATE_SET];
+        sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (now->count));
+        sqlite3_bind_int64 (stmt, 2, tf_columns_i64 (now->digest));
+        int result = s_run (self, stmt, "update state");
+        if (result)
+            return result;
+    }
+    for (int sector = 0; sector < TF_STORE_SECTORS; sector++) {
+        if (now->heads[sector] == was->heads[sector])
+            continue;
+        sqlite3_stmt *stmt = self->stmt[ST_HEAD_SET];
+        sqlite3_bind_int (stmt, 1, sector);
+        sqlite3_bind_int64 (stmt, 2, tf_columns_i64 (now->heads[sector]));
+        int result = s_run (self, stmt, "update sector head");
+        if (result)
+            return result;
+    }
+    return 0;
+}
+
+/*  The committed figures, read once at open. */
+static int s_load_figures (tf_store_t *self, char *err, size_t errlen)
+{
+    s_figures_t *f = &self->committed;
+    sqlite3_stmt *stmt = self->stmt[ST_STATE_GET];
+    int rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW) {
+        f->count = s_column_seq (stmt, 0);
+        f->digest = tf_columns_u64 (sqlite3_column_int64 (stmt, 1));
+    }
+    sqlite3_reset (stmt);
+    s_position_t pos;
+    if (rc != SQLITE_ROW || s_position (self->db, &pos) != SQLITE_OK) {
+        snprintf (err, errlen, "%s: cannot read the state: %s", self->path,
+                  rc == SQLITE_DONE ? "state row missing" : sqlite3_errmsg (self->db));
+        return -1;
+    }
+    memcpy (f->heads, pos.heads, sizeof f->heads);
+    self->working = self->committed;
+    return 0;
+}
+
+int tf_store_begin (tf_store_t *self)
+{
+    assert (self);
+    s_sync_depth (self);
+    if (!sqlite3_get_autocommit (self->db))
+        return s_fail (self, TF_STORE_ERROR, "begin: a transaction is already open");
+    self->working = self->committed;
+    return s_exec (self, "BEGIN IMMEDIATE", "begin");
+}
+
+int tf_store_commit (tf_store_t *self)
+{
+    assert (self);
+    if (sqlite3_get_autocommit (self->db)) {
+        s_sync_depth (self);
+        return s_fail (self, TF_STORE_ERROR, "commit: no transaction is open");
+    }
+    int result = s_flush_figures (self);
+    if (result == 0)
+        result = s_exec (self, "COMMIT", "commit");
+    if (result == 0) {
+        self->depth = 0;
+        self->committed = self->working;
+    }
+    s_sync_depth (self);
+    return result;
+}
+
+int tf_store_rollback (tf_store_t *self)
+{
+    assert (self);
+    self->depth = 0;
+    self->working = self->committed;
+    if (sqlite3_get_autocommit (self->db))
+        return 0; // nothing open (SQLite may have rolled back already)
+    return s_exec (self, "ROLLBACK", "rollback");
+}
+
+int tf_store_savepoint (tf_store_t *self)
+{
+    assert (self);
+    s_sync_depth (self);
+    if (self->depth >= TF_STORE_DEPTH_MAX)
+        return s_fail (self, TF_STORE_ERROR, "savepoint: more than %d nested", TF_STORE_DEPTH_MAX);
+    char sql[32];
+    snprintf (sql, sizeof sql, "SAVEPOINT sp%d", self->depth + 1);
+    if (self->depth == 0)
+        self->savepoint_began = sqlite3_get_autocommit (self->db);
+    if (self->savepoint_began && self->depth == 0)
+        self->working = self->committed;
+    int result = s_exec (self, sql, "savepoint");
+    if (result == 0)
+        self->saved[self->depth++] = self->working;
+    return result;
+}
+
+int tf_store_release (tf_store_t *self)
+{
+    assert (self);
+    s_sync_depth (self);
+    if (self->depth == 0)
+        return s_fail (self, TF_STORE_ERROR, "release: no savepoint is open");
+    char sql[32];
+    snprintf (sql, sizeof sql, "RELEASE sp%d", self->depth);
+    //  Releasing the outermost savepoint of a transaction it began commits.
+    bool commits = self->depth == 1 && self->savepoint_began;
+    int result = commits ? s_flush_figures (self) : 0;
+    if (result == 0)
+        result = s_exec (self, sql, "release");
+    if (result == 0) {
+        self->depth--;
+        if (commits)
+            self->committed = self->working;
+    }
+    s_sync_depth (self);
+    return result;
+}
+
+int tf_store_rollback_to (tf_store_t *self)
+{
+    assert (self);
+    s_sync_depth (self);
+    if (self->depth == 0)
+        return s_fail (self, TF_STORE_ERROR, "rollback_to: no savepoint is open");
+    char sql[64];
+    snprintf (sql, sizeof sql, "ROLLBACK TO sp%d; RELEASE sp%d", self->depth, self->depth);
+    int result = s_exec (self, sql, "rollback_to");
+    if (result == 0)
+        self->working = self->saved[--self->depth];
+    s_sync_depth (self);
+    return result;
+}
+
 tf_store_t *tf_store_new (const char *path, char *err, size_t errlen)
 {
     assert (path);
@@ -617,6 +777,8 @@ tf_store_t *tf_store_new (const char *path, char *err, size_t errlen)
             goto fail;
         }
     }
+    if (s_load_figures (self, err, errlen))
+        goto fail;
     return self;
 
 fail:
@@ -700,143 +862,22 @@ int tf_store_state (tf_store_t *self, tf_store_state_t *state)
     assert (state);
     memset (state, 0, sizeof *state);
     memcpy (state->epoch, self->epoch, sizeof state->epoch);
-    //  A read transaction of our own keeps the figures consistent
-    bool own = sqlite3_get_autocommit (self->db);
-    int result = own ? s_exec (self, "BEGIN", "state: begin") : 0;
-    if (result)
-        return result;
-    sqlite3_stmt *stmt = self->stmt[ST_STATE_GET];
-    int rc = sqlite3_step (stmt);
-    if (rc == SQLITE_ROW) {
-        state->record_count = s_column_seq (stmt, 0);
-        state->digest = tf_columns_u64 (sqlite3_column_int64 (stmt, 1));
-        rc = SQLITE_OK;
-    } else if (rc == SQLITE_DONE)
-        rc = SQLITE_CORRUPT;
-    sqlite3_reset (stmt);
+    s_sync_depth (self);
+    //  Inside a write transaction: its own, uncommitted figures.
+    const s_figures_t *f = &self->working;
+    state->record_count = f->count;
+    state->digest = f->digest;
+    memcpy (state->sector_heads, f->heads, sizeof state->sector_heads);
     s_position_t pos;
-    if (rc == SQLITE_OK)
-        rc = s_position (self->db, &pos);
+    int rc = s_position (self->db, &pos);
     if (rc != SQLITE_OK)
-        result = s_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "state");
-    else {
-        state->head_sequence = pos.head;
-        state->log_first_sequence = pos.first;
-        memcpy (state->sector_heads, pos.heads, sizeof state->sector_heads);
-    }
-    if (own)
-        sqlite3_exec (self->db, "COMMIT", NULL, NULL, NULL);
-    return result;
-}
-
-// --------------------------------------------------------------- transactions
-
-/*  SQLite may end a transaction on its own after an I/O error; forget the
-    savepoints then. */
-static void s_sync_depth (tf_store_t *self)
-{
-    if (sqlite3_get_autocommit (self->db))
-        self->depth = 0;
-}
-
-int tf_store_begin (tf_store_t *self)
-{
-    assert (self);
-    s_sync_depth (self);
-    if (!sqlite3_get_autocommit (self->db))
-        return s_fail (self, TF_STORE_ERROR, "begin: a transaction is already open");
-    return s_exec (self, "BEGIN IMMEDIATE", "begin");
-}
-
-int tf_store_commit (tf_store_t *self)
-{
-    assert (self);
-    if (sqlite3_get_autocommit (self->db)) {
-        self->depth = 0;
-        return s_fail (self, TF_STORE_ERROR, "commit: no transaction is open");
-    }
-    int result = s_exec (self, "COMMIT", "commit");
-    if (result == 0)
-        self->depth = 0;
-    s_sync_depth (self);
-    return result;
-}
-
-int tf_store_rollback (tf_store_t *self)
-{
-    assert (self);
-    self->depth = 0;
-    if (sqlite3_get_autocommit (self->db))
-        return 0; // nothing open (SQLite may have rolled back already)
-    return s_exec (self, "ROLLBACK", "rollback");
-}
-
-int tf_store_savepoint (tf_store_t *self)
-{
-    assert (self);
-    s_sync_depth (self);
-    char sql[32];
-    snprintf (sql, sizeof sql, "SAVEPOINT sp%d", self->depth + 1);
-    int result = s_exec (self, sql, "savepoint");
-    if (result == 0)
-        self->depth++;
-    return result;
-}
-
-int tf_store_release (tf_store_t *self)
-{
-    assert (self);
-    s_sync_depth (self);
-    if (self->depth == 0)
-        return s_fail (self, TF_STORE_ERROR, "release: no savepoint is open");
-    char sql[32];
-    snprintf (sql, sizeof sql, "RELEASE sp%d", self->depth);
-    int result = s_exec (self, sql, "release");
-    if (result == 0)
-        self->depth--;
-    s_sync_depth (self);
-    return result;
-}
-
-int tf_store_rollback_to (tf_store_t *self)
-{
-    assert (self);
-    s_sync_depth (self);
-    if (self->depth == 0)
-        return s_fail (self, TF_STORE_ERROR, "rollback_to: no savepoint is open");
-    char sql[64];
-    snprintf (sql, sizeof sql, "ROLLBACK TO sp%d; RELEASE sp%d", self->depth, self->depth);
-    int result = s_exec (self, sql, "rollback_to");
-    if (result == 0)
-        self->depth--;
-    s_sync_depth (self);
-    return result;
+        return s_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "state");
+    state->head_sequence = pos.head;
+    state->log_first_sequence = pos.first;
+    return 0;
 }
 
 // --------------------------------------------------------------- writes
-
-/*  Keeps the item when result is 0, else undoes it; returns the result.
-    `outer`: a transaction was open before the item's savepoint (else the
-    savepoint began one, and undoing means rolling that back). */
-static int s_item_end (tf_store_t *self, bool outer, int result)
-{
-    if (result == 0) {
-        result = s_run (self, self->stmt[ST_ITEM_RELEASE], "release");
-        if (result == 0)
-            return 0;
-    }
-    if (sqlite3_get_autocommit (self->db))
-        return result; // SQLite already rolled everything back
-    if (outer) {
-        sqlite3_step (self->stmt[ST_ITEM_UNDO]);
-        sqlite3_reset (self->stmt[ST_ITEM_UNDO]);
-        sqlite3_step (self->stmt[ST_ITEM_RELEASE]);
-        sqlite3_reset (self->stmt[ST_ITEM_RELEASE]);
-    } else
-        sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
-    s_sync_depth (self);
-    return result;
-}
 
 /*  Stored revision and sector of `id`; *revision 0 when absent. */
 static int s_lookup (tf_store_t *self, const char *id, uint64_t *revision, int *sector)
@@ -862,16 +903,8 @@ static int s_lookup (tf_store_t *self, const char *id, uint64_t *revision, int *
 static int s_append (tf_store_t *self, int kind, const char *id, int sector, uint64_t revision,
                      int64_t now_ms, const uint8_t *body, size_t size, tf_change_t *change)
 {
-    sqlite3_stmt *stmt = self->stmt[ST_HEAD_GET];
-    sqlite3_bind_int (stmt, 1, sector);
-    int rc = sqlite3_step (stmt);
-    uint64_t prev = rc == SQLITE_ROW ? s_column_seq (stmt, 0) : 0;
-    sqlite3_reset (stmt);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return s_sql_error (self->errstr, sizeof self->errstr, self->db, rc,
-                            "%.128s: read sector head", id);
-
-    stmt = self->stmt[ST_APPEND];
+    uint64_t prev = self->working.heads[sector];
+    sqlite3_stmt *stmt = self->stmt[ST_APPEND];
     sqlite3_bind_int (stmt, 1, kind);
     sqlite3_bind_int (stmt, 2, sector);
     s_bind_text (stmt, 3, id);
@@ -882,49 +915,26 @@ static int s_append (tf_store_t *self, int kind, const char *id, int sector, uin
         s_bind_blob (stmt, 7, body, size);
     else
         sqlite3_bind_null (stmt, 7);
-    char context[200];
-    snprintf (context, sizeof context, "%.128s: insert change", id);
-    int result = s_run (self, stmt, context);
+    int rc = sqlite3_step (stmt);
+    sqlite3_reset (stmt);
     sqlite3_clear_bindings (stmt);
-    if (result)
-        return result;
-    uint64_t sequence = tf_columns_u64 (sqlite3_last_insert_rowid (self->db));
-
-    stmt = self->stmt[ST_HEAD_SET];
-    sqlite3_bind_int (stmt, 1, sector);
-    sqlite3_bind_int64 (stmt, 2, tf_columns_i64 (sequence));
-    snprintf (context, sizeof context, "%.128s: update sector head", id);
-    result = s_run (self, stmt, context);
-    if (result)
-        return result;
-    change->sequence = sequence;
+    if (rc != SQLITE_DONE)
+        return s_sql_error (self->errstr, sizeof self->errstr, self->db, rc,
+                            "%.128s: insert change", id);
+    change->sequence = tf_columns_u64 (sqlite3_last_insert_rowid (self->db));
     change->sector_prev_sequence = prev;
     return 0;
 }
 
-/*  state += (count_delta, digest - minus + plus), in C arithmetic. */
-static int s_adjust_state (tf_store_t *self, const char *id, int count_delta, uint64_t minus,
-                           uint64_t plus)
+/*  A put or delete succeeded: move the figures of the open transaction. */
+static void s_count_change (tf_store_t *self, const tf_change_t *change, const char *id,
+                            uint64_t old_revision, uint64_t new_revision)
 {
-    sqlite3_stmt *stmt = self->stmt[ST_STATE_GET];
-    int rc = sqlite3_step (stmt);
-    int64_t count = 0;
-    uint64_t digest = 0;
-    if (rc == SQLITE_ROW) {
-        count = sqlite3_column_int64 (stmt, 0);
-        digest = tf_columns_u64 (sqlite3_column_int64 (stmt, 1));
-    }
-    sqlite3_reset (stmt);
-    if (rc != SQLITE_ROW)
-        return s_sql_error (self->errstr, sizeof self->errstr, self->db,
-                            rc == SQLITE_DONE ? SQLITE_CORRUPT : rc, "%.128s: read state", id);
-    digest = digest - minus + plus;
-    stmt = self->stmt[ST_STATE_SET];
-    sqlite3_bind_int64 (stmt, 1, count + count_delta);
-    sqlite3_bind_int64 (stmt, 2, tf_columns_i64 (digest));
-    char context[200];
-    snprintf (context, sizeof context, "%.128s: update state", id);
-    return s_run (self, stmt, context);
+    s_figures_t *f = &self->working;
+    f->heads[change->sector] = change->sequence;
+    f->count += (old_revision == 0) - (new_revision == 0);
+    f->digest -= old_revision ? tf_digest_item (id, old_revision) : 0;
+    f->digest += new_revision ? tf_digest_item (id, new_revision) : 0;
 }
 
 /*  Writes the records row for `record` (revision and updated_at set). */
@@ -989,11 +999,10 @@ static int s_put (tf_store_t *self, const Techfeed__Milestone *record, bool has_
         result = s_append (self, TECHFEED__CHANGE_KIND__CHANGE_PUT, id, copy.sector, copy.revision,
                            now_ms, body, size, change);
     free (body);
-    if (result == 0)
-        result = s_adjust_state (self, id, stored ? 0 : 1, stored ? tf_digest_item (id, stored) : 0,
-                                 tf_digest_item (id, copy.revision));
-    if (result == 0)
+    if (result == 0) {
         change->revision = copy.revision;
+        s_count_change (self, change, id, stored, copy.revision);
+    }
     return result;
 }
 
@@ -1020,14 +1029,18 @@ static int s_delete (tf_store_t *self, const char *id, bool has_expected, uint64
     if (result == 0)
         result = s_append (self, TECHFEED__CHANGE_KIND__CHANGE_DELETE, id, sector, stored, now_ms,
                            NULL, 0, change);
-    if (result == 0)
-        result = s_adjust_state (self, id, -1, tf_digest_item (id, stored), 0);
-    if (result == 0)
+    if (result == 0) {
         change->revision = stored;
+        s_count_change (self, change, id, stored, 0);
+    }
     return result;
 }
 
-/*  One put (record set) or delete (id) as an atomic item. */
+/*  One put (record set) or delete (id). Inside an open transaction the
+    item has no savepoint of its own: refusals (conflict, not found,
+    immutable sector) are decided before anything is written, and after a
+    database error the caller rolls the whole transaction back. Outside
+    one, the item is a transaction by itself. */
 static int s_item (tf_store_t *self, const Techfeed__Milestone *record, const char *id,
                    bool has_expected, uint64_t expected, int64_t now_ms, tf_change_t *change)
 {
@@ -1036,17 +1049,19 @@ static int s_item (tf_store_t *self, const Techfeed__Milestone *record, const ch
         change = &scratch;
     memset (change, 0, sizeof *change);
     change->timestamp_ms = now_ms;
-    //  Every item runs inside its own savepoint: a failure half way leaves
-    //  the enclosing transaction as it was
-    bool outer = !sqlite3_get_autocommit (self->db);
-    int result = s_run (self, self->stmt[ST_ITEM_BEGIN], "savepoint");
+    bool own = sqlite3_get_autocommit (self->db);
+    int result = own ? tf_store_begin (self) : 0;
     if (result)
         return result;
     if (record)
         result = s_put (self, record, has_expected, expected, now_ms, change);
     else
         result = s_delete (self, id, has_expected, expected, now_ms, change);
-    return s_item_end (self, outer, result);
+    if (own && result == 0)
+        result = tf_store_commit (self);
+    if (own && result != 0)
+        tf_store_rollback (self);
+    return result;
 }
 
 int tf_store_put (tf_store_t *self, const Techfeed__Milestone *record, bool has_expected,

@@ -93,9 +93,13 @@ int tf_store_rollback_to (tf_store_t *self); /* undo to and release the innermos
 /*  Inside a transaction. `record` must already be valid (tf_validate).
     expected_revision applies when has_expected is true: 0 means "must not
     exist". The stored record gets revision old+1 and updated_at = now_ms.
-    Each call is atomic (an inner savepoint): on any error nothing of it
-    remains and the enclosing transaction goes on; called outside a
-    transaction it commits by itself. `change` may be NULL. */
+    A refusal (TF_STORE_CONFLICT, _NOT_FOUND, _IMMUTABLE) is decided before
+    anything is written, so the enclosing transaction goes on. After
+    TF_STORE_ERROR or TF_STORE_FULL the item may be half written: roll the
+    transaction back (or back to a savepoint taken before the item). Called
+    outside a transaction, a put or delete is a transaction by itself.
+    Record count, digest and sector heads are kept in memory during a
+    transaction and written once at commit. `change` may be NULL. */
 int tf_store_put (tf_store_t *self, const Techfeed__Milestone *record, bool has_expected,
                   uint64_t expected_revision, int64_t now_ms, tf_change_t *change);
 int tf_store_delete (tf_store_t *self, const char *id, bool has_expected,
