@@ -34,11 +34,17 @@ typedef struct {
     uint64_t expect;                         /* its value */
     Techfeed__Sector sectors[TF_SECTOR_MAX]; /* --sector, repeated */
     size_t n_sectors;
-    const char *org;     /* list --org */
-    const char *country; /* list --country */
-    const char *since;   /* list --since */
-    const char *until;   /* list --until */
-    long count;          /* watch --count, 0 = forever */
+    const char *org;        /* list --org */
+    const char *country;    /* list --country */
+    const char *since;      /* list --since */
+    const char *until;      /* list --until */
+    long count;             /* watch --count, 0 = forever */
+    const char *server_key; /* CURVE: the service's public key or certificate file; NULL: plain */
+    const char *key;        /* CURVE: this client's certificate; NULL: a fresh key pair */
+    const char *db;         /* mirror --db */
+    bool quiet;             /* mirror --quiet */
+    bool status_only;       /* mirror --status */
+    const char *dir;        /* keygen --dir */
 } cli_t;
 
 /*  Commands: each returns the process exit status. */
@@ -48,6 +54,9 @@ int cli_get (cli_t *cli);
 int cli_list (cli_t *cli);
 int cli_status (cli_t *cli);
 int cli_watch (cli_t *cli);
+int cli_mirror (cli_t *cli);
+int cli_health (cli_t *cli);
+int cli_keygen (cli_t *cli);
 
 /*  Prints "techfeed: " + message on stderr. */
 void cli_error (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
@@ -72,7 +81,19 @@ void cli_print_cut (FILE *out, const char *text, int width);
     `records` by date then id and prints them aligned. */
 void cli_print_table (const Techfeed__Milestone *const *records, size_t n);
 
+/*  The view notices every view command prints on stderr: resync, lost,
+    recovered (nothing for other events). */
+void cli_view_notice (tf_view_t *view, tf_view_event_t what, const char *id);
+
 /*  Exit status for a service error code on a request as a whole. */
 int cli_exit_for_code (int code);
+
+/*  A handle could not be made for `endpoint`, the value of `setting`
+    ("--sync (TECHFEED_SYNC)"): says so, returns EX_CONFIG. */
+int cli_bad_endpoint (const char *setting, const char *endpoint);
+
+/*  tf_*_set_curve failed with `errstr`: says so naming --server-key and
+    --key, returns EX_CONFIG. */
+int cli_bad_curve (const char *errstr);
 
 #endif

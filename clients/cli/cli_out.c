@@ -133,3 +133,15 @@ int cli_exit_for_code (int code)
         default: return EX_DATAERR;
     }
 }
+
+int cli_bad_endpoint (const char *setting, const char *endpoint)
+{
+    cli_error ("%s: '%s' is not a valid endpoint (tcp://HOST:PORT, ipc://PATH)", setting, endpoint);
+    return EX_CONFIG;
+}
+
+int cli_bad_curve (const char *errstr)
+{
+    cli_error ("--server-key (TECHFEED_SERVER_KEY), --key (TECHFEED_KEY): %s", errstr);
+    return EX_CONFIG;
+}

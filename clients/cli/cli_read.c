@@ -47,13 +47,19 @@ static int s_collect (const Techfeed__Milestone *record, void *arg)
     return 0;
 }
 
-static tf_query_t *s_query (cli_t *cli)
+/*  A query handle with the settings, or NULL with *status set. */
+static tf_query_t *s_query (cli_t *cli, int *status)
 {
     tf_query_t *query = tf_query_new (cli->sync);
-    if (!query)
-        cli_error ("not a valid endpoint: %s", cli->sync);
-    else
-        tf_query_set_timeout (query, cli->timeout_ms);
+    if (!query) {
+        *status = cli_bad_endpoint ("--sync (TECHFEED_SYNC)", cli->sync);
+        return NULL;
+    }
+    tf_query_set_timeout (query, cli->timeout_ms);
+    if (cli->server_key && tf_query_set_curve (query, cli->server_key, cli->key) != 0) {
+        *status = cli_bad_curve (tf_query_errstr (query));
+        tf_query_destroy (&query);
+    }
     return query;
 }
 
@@ -72,11 +78,11 @@ int cli_get (cli_t *cli)
                        TF_ID_MAX);
             return EX_DATAERR;
         }
-    tf_query_t *query = s_query (cli);
-    if (!query)
-        return EX_USAGE;
-    s_records_t found = { .cli = cli };
     int status = 0;
+    tf_query_t *query = s_query (cli, &status);
+    if (!query)
+        return status;
+    s_records_t found = { .cli = cli };
     for (int i = 0; i < cli->nargs && status == 0; i += CLI_GET_MAX) {
         size_t k =
             (size_t) (cli->nargs - i) < CLI_GET_MAX ? (size_t) (cli->nargs - i) : CLI_GET_MAX;
@@ -118,13 +124,13 @@ static void s_filter (cli_t *cli, Techfeed__Filter *filter, bool full)
 
 int cli_list (cli_t *cli)
 {
-    tf_query_t *query = s_query (cli);
+    int status = 0;
+    tf_query_t *query = s_query (cli, &status);
     if (!query)
-        return EX_USAGE;
+        return status;
     Techfeed__Filter filter;
     s_filter (cli, &filter, true);
     s_records_t list = { .cli = cli, .stream = cli->json };
-    int status = 0;
     if (tf_query_list (query, &filter, s_collect, &list) != 0)
         status = s_failed (query);
     else if (!cli->json) {
@@ -141,12 +147,13 @@ int cli_list (cli_t *cli)
 
 int cli_status (cli_t *cli)
 {
-    tf_query_t *query = s_query (cli);
+    int status = 0;
+    tf_query_t *query = s_query (cli, &status);
     if (!query)
-        return EX_USAGE;
+        return status;
     tf_status_t st;
     if (tf_query_status (query, &st) != 0) {
-        int status = s_failed (query);
+        status = s_failed (query);
         tf_query_destroy (&query);
         return status;
     }
@@ -157,7 +164,7 @@ int cli_status (cli_t *cli)
         s_filter (cli, &filter, false);
         s_records_t list = { .cli = cli };
         if (tf_query_list (query, &filter, s_collect, &list) != 0) {
-            int status = s_failed (query);
+            status = s_failed (query);
             tf_query_destroy (&query);
             return status;
         }
@@ -206,4 +213,32 @@ int cli_status (cli_t *cli)
     printf ("\nservice     %s\nclient      %s\n", st.version[0] ? st.version : "?",
             techfeed_version ());
     return 0;
+}
+
+int cli_health (cli_t *cli)
+{
+    int status = 0;
+    tf_query_t *query = s_query (cli, &status);
+    if (!query)
+        return status;
+    tf_query_set_retries (query, 1); // one try: the answer within --timeout, or none
+    tf_status_t st;
+    if (tf_query_status (query, &st) != 0) {
+        if (tf_query_code (query) == TF_NO_REPLY)
+            fprintf (stderr, "techfeed: unhealthy: no answer from %s within %d ms\n", cli->sync,
+                     cli->timeout_ms);
+        else
+            fprintf (stderr, "techfeed: unhealthy: %s answered %s\n", cli->sync,
+                     tf_query_errstr (query));
+        status = EX_UNAVAILABLE;
+    } else if (cli->json) {
+        json_t *out = json_pack ("{s:b, s:s, s:s, s:I, s:I}", "healthy", 1, "sync", cli->sync,
+                                 "epoch", st.epoch, "head_sequence", (json_int_t) st.head_sequence,
+                                 "record_count", (json_int_t) st.record_count);
+        cli_print_json (cli, out);
+    } else
+        printf ("healthy: %s, head %" PRIu64 ", %" PRIu64 " records\n", cli->sync, st.head_sequence,
+                st.record_count);
+    tf_query_destroy (&query);
+    return status;
 }

@@ -84,6 +84,23 @@ static void s_print_change (s_watch_t *self, tf_view_t *view, tf_view_event_t wh
     fflush (stdout);
 }
 
+void cli_view_notice (tf_view_t *view, tf_view_event_t what, const char *id)
+{
+    char clock[9];
+    cli_clock (clock);
+    switch (what) {
+        case TF_VIEW_RESYNC: fprintf (stderr, "%s resync: %s; reloading\n", clock, id); break;
+        case TF_VIEW_LOST:
+            fprintf (stderr, "%s lost contact with the service: %s\n", clock, id);
+            break;
+        case TF_VIEW_RECOVERED:
+            fprintf (stderr, "%s recovered: live again at sequence %" PRIu64 "\n", clock,
+                     tf_view_position (view));
+            break;
+        default: break;
+    }
+}
+
 static void s_on_view (tf_view_t *view, tf_view_event_t what, const Techfeed__Milestone *record,
                        const char *id, void *arg)
 {
@@ -108,15 +125,7 @@ static void s_on_view (tf_view_t *view, tf_view_event_t what, const Techfeed__Mi
                 fprintf (stderr, "%s resynced: %zu records at sequence %" PRIu64 "\n", clock,
                          tf_view_count (view), tf_view_position (view));
             break;
-        case TF_VIEW_RESYNC: fprintf (stderr, "%s resync: %s; reloading\n", clock, id); break;
-        case TF_VIEW_LOST:
-            fprintf (stderr, "%s lost contact with the service: %s\n", clock, id);
-            break;
-        case TF_VIEW_RECOVERED:
-            fprintf (stderr, "%s recovered: live again at sequence %" PRIu64 "\n", clock,
-                     tf_view_position (view));
-            break;
-        case TF_VIEW_SAVED: break; // persistent views only
+        default: cli_view_notice (view, what, id);
     }
 }
 
@@ -128,10 +137,12 @@ int cli_watch (cli_t *cli)
     tf_view_set_callback (view, s_on_view, &watch);
     tf_view_set_timeout (view, cli->timeout_ms);
     int status = 0;
-    if (tf_view_start (view) != 0) {
+    if (cli->server_key && tf_view_set_curve (view, cli->server_key, cli->key) != 0)
+        status = cli_bad_curve (tf_view_errstr (view));
+    else if (tf_view_start (view) != 0) {
         if (!zsys_interrupted) {
             cli_error ("%s", tf_view_errstr (view));
-            status = EX_UNAVAILABLE;
+            status = tf_view_socket (view) ? EX_UNAVAILABLE : EX_CONFIG;
         }
     } else
         while (!zsys_interrupted && !(cli->count && watch.changes >= cli->count))

@@ -19,6 +19,22 @@ typedef struct {
     size_t line;                 /* where it starts in the input */
 } s_item_t;
 
+/*  A writer with the settings, or NULL with *status set. */
+static tf_writer_t *s_writer (cli_t *cli, int *status)
+{
+    tf_writer_t *writer = tf_writer_new (cli->ingest);
+    if (!writer) {
+        *status = cli_bad_endpoint ("--ingest (TECHFEED_INGEST)", cli->ingest);
+        return NULL;
+    }
+    tf_writer_set_timeout (writer, cli->timeout_ms);
+    if (cli->server_key && tf_writer_set_curve (writer, cli->server_key, cli->key) != 0) {
+        *status = cli_bad_curve (tf_writer_errstr (writer));
+        tf_writer_destroy (&writer);
+    }
+    return writer;
+}
+
 /*  Reads all of `path` ("-" = stdin) into a new NUL-terminated buffer.
     0, or -1 with errno set. */
 static int s_slurp (const char *path, char **data, size_t *size)
@@ -134,17 +150,14 @@ static Techfeed__Milestone *s_record (cli_t *cli, const char *name, size_t line,
 static int s_send (cli_t *cli, const char *name, s_item_t *items, size_t n, size_t batch,
                    size_t *stored, size_t *rejected)
 {
-    tf_writer_t *writer = tf_writer_new (cli->ingest);
-    if (!writer) {
-        cli_error ("not a valid endpoint: %s", cli->ingest);
-        return EX_USAGE;
-    }
-    tf_writer_set_timeout (writer, cli->timeout_ms);
+    int status = 0;
+    tf_writer_t *writer = s_writer (cli, &status);
+    if (!writer)
+        return status;
     tf_op_t *ops = (tf_op_t *) calloc (batch, sizeof *ops);
     tf_result_t *results = (tf_result_t *) calloc (batch, sizeof *results);
     if (!ops || !results)
         abort ();
-    int status = 0;
     for (size_t i = 0; i < n && status == 0; i += batch) {
         size_t k = n - i < batch ? n - i : batch;
         for (size_t j = 0; j < k; j++)
@@ -156,6 +169,12 @@ static int s_send (cli_t *cli, const char *name, s_item_t *items, size_t n, size
             cli_error ("%zu record(s) from line %zu on may not be stored", n - i, items[i].line);
             status = EX_UNAVAILABLE;
             break;
+        }
+        //  A refusal of the request as a whole (UNAUTHORIZED, STORAGE_FULL...):
+        //  every record carries it; the next requests would get it too
+        if (tf_writer_errstr (writer)[0]) {
+            cli_error ("%s", tf_writer_errstr (writer));
+            status = cli_exit_for_code (results[0].code);
         }
         for (size_t j = 0; j < k; j++) {
             const tf_result_t *r = &results[j];
@@ -253,14 +272,11 @@ int cli_delete (cli_t *cli)
         cli_error ("%s: not a valid id ([a-z0-9][a-z0-9._-]*, at most %d bytes)", id, TF_ID_MAX);
         return EX_DATAERR;
     }
-    tf_writer_t *writer = tf_writer_new (cli->ingest);
-    if (!writer) {
-        cli_error ("not a valid endpoint: %s", cli->ingest);
-        return EX_USAGE;
-    }
-    tf_writer_set_timeout (writer, cli->timeout_ms);
-    tf_result_t r;
     int status = 0;
+    tf_writer_t *writer = s_writer (cli, &status);
+    if (!writer)
+        return status;
+    tf_result_t r;
     if (tf_writer_delete (writer, id, cli->has_expect, cli->expect, &r) != 0) {
         cli_error ("%s", tf_writer_errstr (writer));
         status = EX_UNAVAILABLE;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "tf_mirror.h"
+#include "tf_sqlcheck.h"
 #include "tf_store.h"
 #include "tf_testkit.h"
 #include "tf_view_internal.h"
@@ -92,15 +93,9 @@ static tf_mirror_state_t s_state (const char *epoch, uint64_t position)
 /*  PRAGMA integrity_check of the file, on a connection of its own. */
 static void s_assert_intact (const char *path)
 {
-    sqlite3 *db;
-    assert_int_equal (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *stmt;
-    assert_int_equal (sqlite3_prepare_v2 (db, "PRAGMA integrity_check", -1, &stmt, NULL),
-                      SQLITE_OK);
-    assert_int_equal (sqlite3_step (stmt), SQLITE_ROW);
-    assert_string_equal ((const char *) sqlite3_column_text (stmt, 0), "ok");
-    sqlite3_finalize (stmt);
-    sqlite3_close (db);
+    char why[300];
+    if (!tf_sql_intact (path, why, sizeof why))
+        fail_msg ("%s: integrity_check: %s", path, why);
 }
 
 /*  Digest of records "r-1".."r-n" at revision 1. */
