@@ -6,6 +6,7 @@
 #include <ftw.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 static long long s_now_ms (void)
 {
@@ -55,6 +58,26 @@ void tf_test_rmtree (const char *path)
         nftw (path, s_remove, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/*  The endpoint a test service binds when it has none yet: a random free
+    port (CZMQ's "!"), not the lowest free one ("*") that every other test
+    service takes too, and above the kernel's range for outgoing
+    connections, where any client may hold it as its source port. A
+    service restarted on its ports finds them free. */
+static const char *s_any_port (void)
+{
+    static char endpoint[64];
+    if (endpoint[0])
+        return endpoint;
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:!");
+    FILE *file = fopen ("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    int low, high;
+    if (file && fscanf (file, "%d %d", &low, &high) == 2 && high < 64535)
+        snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:![%d-65535]", high + 1);
+    if (file)
+        fclose (file);
+    return endpoint;
+}
+
 /*  Reads "name=endpoint" lines of the endpoints file into svc. */
 static bool s_read_endpoints (tf_service_t *svc, const char *path)
 {
@@ -80,6 +103,21 @@ static bool s_read_endpoints (tf_service_t *svc, const char *path)
     return svc->ingest[0] && svc->events[0] && svc->sync[0];
 }
 
+/*  The last `bytes` of a file on stderr (the cleanup removes it). */
+static void s_print_tail (const char *path, long bytes)
+{
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return;
+    if (fseek (file, -bytes, SEEK_END) != 0)
+        rewind (file);
+    char chunk[512];
+    size_t n;
+    while ((n = fread (chunk, 1, sizeof chunk, file)) > 0)
+        fwrite (chunk, 1, n, stderr);
+    fclose (file);
+}
+
 int tf_service_start (tf_service_t *svc, const char *const *extra)
 {
     if (!svc->dir[0]) {
@@ -98,11 +136,11 @@ int tf_service_start (tf_service_t *svc, const char *const *extra)
                              "--endpoints-file",
                              endpoints,
                              "--ingest",
-                             svc->ingest[0] ? svc->ingest : "tcp://127.0.0.1:*",
+                             svc->ingest[0] ? svc->ingest : s_any_port (),
                              "--events",
-                             svc->events[0] ? svc->events : "tcp://127.0.0.1:*",
+                             svc->events[0] ? svc->events : s_any_port (),
                              "--sync",
-                             svc->sync[0] ? svc->sync : "tcp://127.0.0.1:*",
+                             svc->sync[0] ? svc->sync : s_any_port (),
                              "--log-format",
                              "text" };
     size_t argc = 13;
@@ -130,7 +168,8 @@ int tf_service_start (tf_service_t *svc, const char *const *extra)
         int status;
         if (waitpid (pid, &status, WNOHANG) == pid) {
             svc->pid = 0;
-            fprintf (stderr, "testkit: service exited during start-up (see %s)\n", svc->log);
+            fprintf (stderr, "testkit: service exited during start-up; %s ends:\n", svc->log);
+            s_print_tail (svc->log, 2000);
             return -1;
         }
         usleep (10000);
@@ -176,6 +215,34 @@ void tf_service_cleanup (tf_service_t *svc)
     svc->dir[0] = 0;
 }
 
+int tf_test_service_end (tf_service_t *svc)
+{
+    int status = tf_service_stop (svc, 10000);
+    if (status != 0)
+        fprintf (stderr, "testkit: service exit status %d (see above)\n", status);
+    tf_service_cleanup (svc);
+    return status == 0 ? 0 : -1;
+}
+
+int tf_test_setup_service (void **state)
+{
+    tf_service_t *svc = (tf_service_t *) calloc (1, sizeof *svc);
+    if (!svc || tf_service_start (svc, NULL) != 0) {
+        free (svc);
+        return -1;
+    }
+    *state = svc;
+    return 0;
+}
+
+int tf_test_teardown_service (void **state)
+{
+    tf_service_t *svc = (tf_service_t *) *state;
+    int rc = tf_test_service_end (svc);
+    free (svc);
+    return rc;
+}
+
 /*  Appends what is readable on fd to a growing buffer. false at EOF. */
 static bool s_drain (int fd, char **buffer, size_t *size)
 {
@@ -193,8 +260,10 @@ static bool s_drain (int fd, char **buffer, size_t *size)
 int tf_test_run (const tf_service_t *svc, const char *const *argv, const char *input, char **out,
                  char **err, int timeout_ms)
 {
+    //  Close-on-exec: a program started meanwhile from another thread must
+    //  not inherit these pipes (it would hold our reader's EOF back)
     int in_pipe[2], out_pipe[2], err_pipe[2];
-    if (pipe (in_pipe) || pipe (out_pipe) || pipe (err_pipe))
+    if (pipe2 (in_pipe, O_CLOEXEC) || pipe2 (out_pipe, O_CLOEXEC) || pipe2 (err_pipe, O_CLOEXEC))
         return -1;
     pid_t pid = fork ();
     if (pid == 0) {
@@ -260,6 +329,20 @@ int tf_test_run (const tf_service_t *svc, const char *const *argv, const char *i
     return WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
 }
 
+int tf_test_cli (const tf_service_t *svc, const char *input, char **out, char **err, ...)
+{
+    const char *argv[64] = { tf_test_program ("techfeed") };
+    size_t argc = 1;
+    va_list args;
+    va_start (args, err);
+    const char *arg;
+    while ((arg = va_arg (args, const char *)) && argc < 63)
+        argv[argc++] = arg;
+    va_end (args);
+    argv[argc] = NULL;
+    return tf_test_run (svc, argv, input, out, err, 20000);
+}
+
 bool tf_test_wait_for (bool (*condition) (void *arg), void *arg, int timeout_ms)
 {
     long long deadline = s_now_ms () + timeout_ms;
@@ -277,4 +360,24 @@ size_t tf_test_count_lines (const char *text)
     for (; text && *text; text++)
         lines += *text == '\n';
     return lines;
+}
+
+json_t *tf_test_ndjson (const char *text)
+{
+    json_t *array = json_array ();
+    const char *line = text ? text : "";
+    while (*line) {
+        size_t length = strcspn (line, "\n");
+        json_error_t error;
+        json_t *value = json_loadb (line, length, 0, &error);
+        if (!json_is_object (value)) {
+            fprintf (stderr, "testkit: not a JSON object: %.*s\n", (int) length, line);
+            json_decref (value);
+            json_decref (array);
+            return NULL;
+        }
+        json_array_append_new (array, value);
+        line += length + (line[length] == '\n');
+    }
+    return array;
 }

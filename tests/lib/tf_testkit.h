@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <jansson.h>
+
 typedef struct {
     pid_t pid;        /* 0 when not running */
     char dir[256];    /* data directory (owned by the test, removed by tf_service_cleanup) */
@@ -29,10 +31,11 @@ char *tf_test_tempdir (void);
 void tf_test_rmtree (const char *path);
 
 /*  Starts the service. `svc->dir` empty: a new temporary data directory.
-    Endpoints: the ones already in svc (restart on the same ports) or
-    tcp://127.0.0.1:* for each that is empty. `extra` is a NULL-terminated
-    list of more arguments, or NULL. Waits (bounded) for the endpoints
-    file. 0 on success. */
+    Endpoints: the ones already in svc (restart on the same ports) or a
+    random free loopback port above the kernel's range for outgoing
+    connections (tcp://127.0.0.1:![61000-65535]) for each that is empty.
+    `extra` is a NULL-terminated list of more arguments, or NULL. Waits
+    (bounded) for the endpoints file. 0 on success. */
 int tf_service_start (tf_service_t *svc, const char *const *extra);
 /*  SIGTERM, then waits up to timeout_ms; returns the exit status, or -1 if
     it had to be killed. */
@@ -42,11 +45,24 @@ void tf_service_kill (tf_service_t *svc);
 /*  Stops it if running and removes its directory. */
 void tf_service_cleanup (tf_service_t *svc);
 
+/*  Stops a service started by a test, expecting exit status 0, and
+    removes its directory: 0, or -1 when it did not exit 0. */
+int tf_test_service_end (tf_service_t *svc);
+
+/*  A cmocka setup and teardown (usable as such, 0 or -1) for tests whose
+    state is nothing but a started service: *state is a tf_service_t *. */
+int tf_test_setup_service (void **state);
+int tf_test_teardown_service (void **state);
+
 /*  Runs argv (argv[0] a path) with the TECHFEED_* endpoint variables of
     `svc` (if not NULL) and `input` on stdin; collects stdout and stderr
     (caller frees) and returns the exit status, -1 on timeout (killed). */
 int tf_test_run (const tf_service_t *svc, const char *const *argv, const char *input, char **out,
                  char **err, int timeout_ms);
+
+/*  tf_test_run of the CLI ($TF_BUILD_DIR/techfeed) with the arguments
+    that follow `err` (NULL-terminated), bounded at 20 s. */
+int tf_test_cli (const tf_service_t *svc, const char *input, char **out, char **err, ...);
 
 /*  Polls `condition` every few milliseconds until it holds or timeout_ms
     passes; returns whether it held. */
@@ -54,5 +70,9 @@ bool tf_test_wait_for (bool (*condition) (void *arg), void *arg, int timeout_ms)
 
 /*  Number of lines in text. */
 size_t tf_test_count_lines (const char *text);
+
+/*  NDJSON text (one JSON object per line) as a new JSON array; NULL (and
+    the line on stderr) when a line is not an object. Caller decrefs. */
+json_t *tf_test_ndjson (const char *text);
 
 #endif
