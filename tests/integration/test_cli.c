@@ -567,19 +567,24 @@ static void test_usage_errors (void **state)
     assert_non_null (strstr (s_err, "No such file"));
 }
 
-/*  A bad value of a command's option, typed on the command line, is a
-    usage error too (sysexits: "a bad syntax in a parameter"; `techfeed
-    --help`: 64 usage error). */
+/*  A bad value of a command's own option, typed on the command line, is a
+    usage error (64); a bad value of a setting (flag or TECHFEED_*
+    variable) is a configuration error (78) naming both. */
 static void test_bad_option_values (void **state)
 {
     tf_service_t *svc = (tf_service_t *) *state;
     s_usage_t cases[] = {
-        { { "list", "--sector", "bogus" }, "'bogus' is not a sector" },
-        { { "list", "--since", "2019-13" }, "2019-13" },
-        { { "watch", "--count", "abc" }, "'abc'" },
-        { { "put", "--expect-revision", "x", "a" }, "--expect-revision" },
+        { { "list", "--since", "2019-13" }, "--since: '2019-13'" },
+        { { "list", "--until", "x" }, "--until: 'x'" },
+        { { "watch", "--count", "abc" }, "--count: 'abc'" },
+        { { "put", "--expect-revision", "x", "a" }, "--expect-revision: 'x'" },
     };
     s_expect_usage (svc, cases, sizeof cases / sizeof cases[0]);
+    assert_int_equal (s_cli (svc, NULL, "list", "--sector", "bogus"), 78);
+    assert_non_null (
+        strstr (s_err, "--sector (TECHFEED_SECTOR) from flag: 'bogus' is not a sector"));
+    assert_int_equal (s_cli (svc, NULL, "--timeout", "abc", "status"), 78);
+    assert_non_null (strstr (s_err, "--timeout (TECHFEED_TIMEOUT) from flag: 'abc'"));
 }
 
 int main (void)
