@@ -212,6 +212,7 @@ ProtobufCMessage *tf_rpc_call (tf_rpc_t *self, const ProtobufCMessage *request,
     }
     snprintf (self->errstr, sizeof self->errstr, "service unavailable at %s after %d %s",
               self->endpoint, tries, tries == 1 ? "try" : "tries");
+    s_reset (self); // a late reply dies with this socket, never answers the next request
     return NULL;
 }
 

@@ -86,11 +86,17 @@ const char *tf_writer_errstr (tf_writer_t *self)
     return self->errstr;
 }
 
-/*  A reply answers our request when it carries our request_id. */
+/*  A reply answers our request when it carries our request_id, or carries
+    none and refuses a request as a whole: the service could not read the
+    id (MALFORMED) or did not get that far (UNAUTHORIZED). A late reply to
+    an earlier request cannot be that one: a request that got no reply
+    leaves its socket closed behind it (tf_rpc_call). */
 static bool s_match_request_id (const ProtobufCMessage *reply, const void *arg)
 {
     const Techfeed__IngestReply *r = (const Techfeed__IngestReply *) reply;
-    return r->request_id && strcmp (r->request_id, (const char *) arg) == 0;
+    if (!r->request_id)
+        return r->has_code && r->code != TECHFEED__ERROR_CODE__OK && r->n_results == 0;
+    return strcmp (r->request_id, (const char *) arg) == 0;
 }
 
 /*  Copies one ItemResult into a tf_result_t. */

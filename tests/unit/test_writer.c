@@ -26,6 +26,7 @@ typedef enum {
     FAKE_GARBLE,      /* garbage first, then the answer */
     FAKE_UNAVAILABLE, /* UNAVAILABLE twice, then the answer */
     FAKE_WHOLE_ERROR, /* TOO_LARGE for the request as a whole */
+    FAKE_NAMELESS,    /* UNAUTHORIZED without the request_id (read before it) */
 } fake_mode_t;
 
 typedef struct {
@@ -47,7 +48,9 @@ static void s_ingest_answer (zsock_t *router, zframe_t *identity,
     reply.has_code = 1;
     reply.code = (Techfeed__ErrorCode) code;
     reply.epoch = (char *) EPOCH;
-    reply.message = code ? (char *) "too many operations" : NULL;
+    reply.message = code == TECHFEED__ERROR_CODE__TOO_LARGE      ? (char *) "too many operations"
+                    : code == TECHFEED__ERROR_CODE__UNAUTHORIZED ? (char *) "not a writer"
+                                                                 : NULL;
     Techfeed__ItemResult results[8], *pointers[8];
     for (size_t i = 0; code == 0 && i < req->n_ops && i < 8; i++) {
         techfeed__item_result__init (&results[i]);
@@ -129,6 +132,9 @@ static void s_ingest_actor (zsock_t *pipe, void *args)
             case FAKE_WHOLE_ERROR:
                 s_ingest_answer (router, identity, req, req->request_id,
                                  TECHFEED__ERROR_CODE__TOO_LARGE);
+                break;
+            case FAKE_NAMELESS:
+                s_ingest_answer (router, identity, req, NULL, TECHFEED__ERROR_CODE__UNAUTHORIZED);
                 break;
         }
         techfeed__ingest_request__free_unpacked (req, NULL);
@@ -283,6 +289,20 @@ static void test_whole_request_error (void **state)
     assert_non_null (strstr (errstr, "TOO_LARGE"));
 }
 
+/*  A refusal as a whole that does not name the request (the service did
+    not read its id) still answers it: no retry, the code in every result. */
+static void test_whole_request_error_without_id (void **state)
+{
+    fake_t fake;
+    tf_result_t results[2];
+    char errstr[256];
+    assert_int_equal (s_put_through (FAKE_NAMELESS, 2, 0, results, &fake, errstr), 0);
+    assert_int_equal (fake.requests, 1);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal (results[i].code, TECHFEED__ERROR_CODE__UNAUTHORIZED);
+    assert_non_null (strstr (errstr, "UNAUTHORIZED: not a writer"));
+}
+
 // --------------------------------------------------------------- sync
 
 /*  A fake sync service: SNAPSHOT streams 5 records two per chunk
@@ -433,6 +453,7 @@ int main (void)
         cmocka_unit_test (test_garbage_reply_skipped),
         cmocka_unit_test (test_unavailable_is_resent),
         cmocka_unit_test (test_whole_request_error),
+        cmocka_unit_test (test_whole_request_error_without_id),
         cmocka_unit_test (test_query),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
