@@ -104,6 +104,7 @@ double bench_median (const char *key);
 double bench_min (const char *key);
 double bench_max (const char *key);
 int bench_count (const char *key);
+double bench_sum (const char *key);
 /*  A note for the report (free text, one line each, deduplicated). */
 void bench_note (const char *format, ...);
 size_t bench_notes (const char ***notes);

@@ -481,6 +481,23 @@ static void s_footer (FILE *out)
     fprintf (out, "- Catch-up: a DEALER speaking SYNC_CATCHUP/SYNC_NEXT from sequence 0, every "
                   "change decoded and applied to an id → revision table whose digest must "
                   "equal the service's.\n");
+    static const int rates[] = { 1, 10 }, subs[] = { 1, 10, 100 };
+    for (int r = 0; r < 2; r++)
+        for (int v = 0; v < 3; v++) {
+            char key[64];
+            snprintf (key, sizeof key, "tf.view.%dk.%d.saturated", rates[r], subs[v]);
+            int runs = bench_count (key);
+            int saturated = (int) bench_sum (key);
+            if (!saturated)
+                continue;
+            snprintf (key, sizeof key, "tf.view.%dk.%d.achieved", rates[r], subs[v]);
+            fprintf (
+                out,
+                "- ingest→view %dk/s × %d view(s): saturated in %d of %d run(s): the service fell "
+                "a second of puts behind the schedule, which was then cut short; acks "
+                "came at %.0f/s (median). Its latencies are those of a backlog.\n",
+                rates[r], subs[v], saturated, runs, bench_median (key));
+        }
     const char **notes;
     size_t n = bench_notes (&notes);
     for (size_t i = 0; i < n; i++)

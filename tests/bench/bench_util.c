@@ -255,6 +255,15 @@ double bench_max (const char *key)
     return n ? v[n - 1] : NAN;
 }
 
+double bench_sum (const char *key)
+{
+    s_figure_t *figure = s_find (key, false);
+    double sum = 0;
+    for (int i = 0; figure && i < figure->n; i++)
+        sum += figure->v[i];
+    return sum;
+}
+
 int bench_count (const char *key)
 {
     s_figure_t *figure = s_find (key, false);
