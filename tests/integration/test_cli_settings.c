@@ -1,0 +1,156 @@
+/*  The CLI's settings and `techfeed health` (issue 5 items 1 and 4): flag
+    over TECHFEED_* variable over default, shown by --print-config; a bad
+    value exits 78 naming the flag and the variable, from either source,
+    while the command line's own mistakes stay 64; health exits 0 while
+    the service answers and 69, with one line saying why, within its
+    timeout once it is gone.
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tf_testkit.h"
+
+static char *s_out, *s_err; /* output of the last s_cli */
+
+/*  techfeed ARGS... (NULL-terminated) with `svc`'s endpoints when not NULL. */
+static int s_cli (const tf_service_t *svc, ...)
+{
+    const char *argv[16] = { tf_test_program ("techfeed") };
+    va_list args;
+    va_start (args, svc);
+    size_t argc = 1;
+    for (const char *arg; argc < 15 && (arg = va_arg (args, const char *));)
+        argv[argc++] = arg;
+    va_end (args);
+    argv[argc] = NULL;
+    free (s_out);
+    free (s_err);
+    s_out = s_err = NULL;
+    return tf_test_run (svc, argv, NULL, &s_out, &s_err, 20000);
+}
+
+static const char *const s_variables[] = {
+    "TECHFEED_SERVER",  "TECHFEED_INGEST", "TECHFEED_EVENTS",  "TECHFEED_SYNC",
+    "TECHFEED_TIMEOUT", "TECHFEED_JSON",   "TECHFEED_SECTOR",  "TECHFEED_SERVER_KEY",
+    "TECHFEED_KEY",     "TECHFEED_QUIET",  "TECHFEED_KEY_DIR", "TECHFEED_MIRROR_DB",
+};
+
+static int setup (void **state)
+{
+    for (size_t i = 0; i < sizeof s_variables / sizeof s_variables[0]; i++)
+        unsetenv (s_variables[i]);
+    return 0;
+}
+
+static int teardown (void **state)
+{
+    free (s_out);
+    free (s_err);
+    s_out = s_err = NULL;
+    return setup (state);
+}
+
+static void s_assert_has (const char *text, const char *part)
+{
+    if (!strstr (text, part))
+        fail_msg ("'%s' not in:\n%s", part, text);
+}
+
+static void test_precedence (void **state)
+{
+    assert_int_equal (s_cli (NULL, "--print-config", NULL), 0);
+    s_assert_has (s_out, "timeout=3000\n");
+    s_assert_has (s_out, "ingest=tcp://127.0.0.1:5560\n");
+    s_assert_has (s_out, "dir=.\n");
+    setenv ("TECHFEED_TIMEOUT", "700", 1);
+    setenv ("TECHFEED_SERVER", "db1", 1);
+    setenv ("TECHFEED_SYNC", "tcp://10.0.0.9:7000", 1);
+    setenv ("TECHFEED_SECTOR", "space,rail", 1);
+    setenv ("TECHFEED_MIRROR_DB", "/var/lib/m.db", 1);
+    assert_int_equal (s_cli (NULL, "--print-config", NULL), 0);
+    s_assert_has (s_out, "timeout=700\n");
+    s_assert_has (s_out, "ingest=tcp://db1:5560\n");    // from TECHFEED_SERVER
+    s_assert_has (s_out, "sync=tcp://10.0.0.9:7000\n"); // its own variable wins
+    s_assert_has (s_out, "sector=space,rail\n");
+    s_assert_has (s_out, "db=/var/lib/m.db\n");
+    //  Flags win: over their variables, and --server over endpoint variables
+    assert_int_equal (s_cli (NULL, "--timeout", "300", "--server", "db2", "--sector", "ai",
+                             "--print-config", NULL),
+                      0);
+    s_assert_has (s_out, "timeout=300\n");
+    s_assert_has (s_out, "sync=tcp://db2:5562\n");
+    s_assert_has (s_out, "sector=ai\n");
+}
+
+static void test_bad_values_exit_78 (void **state)
+{
+    assert_int_equal (s_cli (NULL, "--timeout", "abc", "status", NULL), 78);
+    s_assert_has (s_err, "--timeout (TECHFEED_TIMEOUT) from flag: 'abc'");
+    setenv ("TECHFEED_TIMEOUT", "-5", 1);
+    assert_int_equal (s_cli (NULL, "status", NULL), 78);
+    s_assert_has (s_err, "--timeout (TECHFEED_TIMEOUT) from environment: '-5'");
+    unsetenv ("TECHFEED_TIMEOUT");
+    setenv ("TECHFEED_JSON", "maybe", 1);
+    assert_int_equal (s_cli (NULL, "--print-config", NULL), 78);
+    s_assert_has (s_err, "--json (TECHFEED_JSON) from environment: 'maybe'");
+    unsetenv ("TECHFEED_JSON");
+    setenv ("TECHFEED_SECTOR", "space,moon", 1);
+    assert_int_equal (s_cli (NULL, "list", NULL), 78);
+    s_assert_has (s_err, "--sector (TECHFEED_SECTOR) from environment: 'moon' is not a sector");
+    unsetenv ("TECHFEED_SECTOR");
+    assert_int_equal (s_cli (NULL, "--server", "tcp://db1:5560", "status", NULL), 78);
+    s_assert_has (s_err, "--server (TECHFEED_SERVER)");
+    assert_int_equal (s_cli (NULL, "--key", "writer.key_secret", "put", NULL), 78);
+    s_assert_has (s_err, "needs --server-key (TECHFEED_SERVER_KEY)");
+    assert_int_equal (s_cli (NULL, "--sync", "nonsense", "status", NULL), 78);
+    s_assert_has (s_err, "--sync (TECHFEED_SYNC): 'nonsense' is not a valid endpoint");
+    //  The command line's own mistakes stay usage errors
+    assert_int_equal (s_cli (NULL, "bogus", NULL), 64);
+    assert_int_equal (s_cli (NULL, "watch", "--count", "x", NULL), 64);
+    assert_int_equal (s_cli (NULL, "mirror", NULL), 64);
+    s_assert_has (s_err, "--db FILE (or TECHFEED_MIRROR_DB) is needed");
+    assert_int_equal (s_cli (NULL, "keygen", NULL), 64);
+}
+
+static long long s_now_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void test_health (void **state)
+{
+    tf_service_t svc = { 0 };
+    assert_int_equal (tf_service_start (&svc, NULL), 0);
+    assert_int_equal (s_cli (&svc, "health", NULL), 0);
+    s_assert_has (s_out, "\"healthy\":true");
+    assert_string_equal (s_err, "");
+    assert_int_equal (tf_service_stop (&svc, 10000), 0);
+    long long started = s_now_ms ();
+    assert_int_equal (s_cli (&svc, "--timeout", "1000", "health", NULL), 69);
+    long long took = s_now_ms () - started;
+    print_message ("health of a stopped service: exit 69 after %lld ms: %s", took, s_err);
+    assert_true (took < 1000 + 4000); // one try of the timeout, plus start-up under ASan
+    s_assert_has (s_err, "unhealthy: no answer from");
+    assert_int_equal (tf_test_count_lines (s_err), 1);
+    tf_service_cleanup (&svc);
+}
+
+int main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown (test_precedence, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_bad_values_exit_78, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_health, setup, teardown),
+    };
+    return cmocka_run_group_tests_name ("techfeed settings and health", tests, NULL, NULL);
+}
