@@ -345,9 +345,10 @@ static void test_installed_programs (void **state)
     tf_service_cleanup (&svc);
 }
 
-/*  Every "--flag" of `text` whole-word in `man`, as roff writes it (\-\-a\-b). */
-static void s_assert_flags_documented (const char *text, const char *man, const char *page,
-                                       const char *what)
+/*  Every "--flag" of `text` whole-word in `man`, as roff writes it
+    (\-\-a\-b), and every TECHFEED_* variable. */
+static void s_assert_documented (const char *text, const char *man, const char *page,
+                                 const char *what)
 {
     for (const char *at = strstr (text, "--"); at; at = strstr (at + 2, "--")) {
         if (at > text && !strchr (" \t\n([,", at[-1]))
@@ -365,6 +366,12 @@ static void s_assert_flags_documented (const char *text, const char *man, const 
         roff[length] = 0;
         if (!s_has_word (man, roff))
             fail_msg ("%s: --%.*s (from %s) is not documented", page, (int) size, at + 2, what);
+    }
+    for (const char *at = strstr (text, "TECHFEED_"); at; at = strstr (at + 1, "TECHFEED_")) {
+        char name[64];
+        snprintf (name, sizeof name, "%.*s", (int) strspn (at, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_"), at);
+        if (!s_has_word (man, name))
+            fail_msg ("%s: %s (from %s) is not documented", page, name, what);
     }
 }
 
@@ -400,21 +407,15 @@ static void test_man_pages (void **state)
     s_cat (s_installed (f, pages[1]), &man);
     char *help = NULL;
     s_help (f, "techfeed-ingestd --help", &help);
-    s_assert_flags_documented (help, man, pages[1], "techfeed-ingestd --help");
-    for (const char *at = strstr (help, "TECHFEED_"); at; at = strstr (at + 1, "TECHFEED_")) {
-        char name[64];
-        snprintf (name, sizeof name, "%.*s", (int) strspn (at, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_"), at);
-        if (!s_has_word (man, name))
-            fail_msg ("%s: %s is not documented", pages[1], name);
-    }
+    s_assert_documented (help, man, pages[1], "techfeed-ingestd --help");
     free (help);
     free (man);
 
-    //  techfeed(1): every command of --help's COMMANDS, with the flags of
-    //  its own help, and every global flag.
+    //  techfeed(1): every command of --help's COMMANDS, with the flags and
+    //  variables of its own help, and every global flag and variable.
     s_cat (s_installed (f, pages[0]), &man);
     s_help (f, "techfeed --help", &help);
-    s_assert_flags_documented (help, man, pages[0], "techfeed --help");
+    s_assert_documented (help, man, pages[0], "techfeed --help");
     const char *commands = strstr (help, "\nCOMMANDS\n");
     assert_non_null (commands);
     size_t checked = 0;
@@ -430,7 +431,7 @@ static void test_man_pages (void **state)
         snprintf (call, sizeof call, "techfeed help %s", name);
         char *command_help = NULL;
         s_help (f, call, &command_help);
-        s_assert_flags_documented (command_help, man, pages[0], call);
+        s_assert_documented (command_help, man, pages[0], call);
         free (command_help);
         checked++;
     }
