@@ -39,7 +39,8 @@ Techfeed__IngestReply *tf_raw_recv_reply (zsock_t *dealer)
     return reply;
 }
 
-int tf_raw_put (zsock_t *dealer, const char *id, Techfeed__Sector sector)
+void tf_raw_send_put (zsock_t *dealer, const char *id, Techfeed__Sector sector,
+                      const char *request_id)
 {
     Techfeed__Milestone record;
     tf_raw_record (&record, id, sector);
@@ -50,7 +51,13 @@ int tf_raw_put (zsock_t *dealer, const char *id, Techfeed__Sector sector)
     Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
     request.ops = ops;
     request.n_ops = 1;
+    request.request_id = (char *) request_id;
     tf_raw_send_request (dealer, &request);
+}
+
+int tf_raw_put (zsock_t *dealer, const char *id, Techfeed__Sector sector)
+{
+    tf_raw_send_put (dealer, id, sector, NULL);
     Techfeed__IngestReply *reply = tf_raw_recv_reply (dealer);
     if (!reply)
         return -1;
@@ -59,12 +66,13 @@ int tf_raw_put (zsock_t *dealer, const char *id, Techfeed__Sector sector)
     return code;
 }
 
-Techfeed__SyncReply *tf_raw_status (zsock_t *dealer)
+void tf_raw_send_sync (zsock_t *dealer, const Techfeed__SyncRequest *request)
 {
-    Techfeed__SyncRequest request = TECHFEED__SYNC_REQUEST__INIT;
-    request.has_kind = 1;
-    request.kind = TECHFEED__SYNC_KIND__SYNC_STATUS;
-    s_send (dealer, &request.base);
+    s_send (dealer, &request->base);
+}
+
+Techfeed__SyncReply *tf_raw_recv_sync (zsock_t *dealer)
+{
     zmsg_t *msg = zmsg_recv (dealer);
     if (!msg)
         return NULL;
@@ -73,4 +81,13 @@ Techfeed__SyncReply *tf_raw_status (zsock_t *dealer)
         techfeed__sync_reply__unpack (NULL, zframe_size (body), zframe_data (body));
     zmsg_destroy (&msg);
     return reply;
+}
+
+Techfeed__SyncReply *tf_raw_status (zsock_t *dealer)
+{
+    Techfeed__SyncRequest request = TECHFEED__SYNC_REQUEST__INIT;
+    request.has_kind = 1;
+    request.kind = TECHFEED__SYNC_KIND__SYNC_STATUS;
+    tf_raw_send_sync (dealer, &request);
+    return tf_raw_recv_sync (dealer);
 }

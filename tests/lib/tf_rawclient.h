@@ -18,10 +18,20 @@ void tf_raw_send_request (zsock_t *dealer, const Techfeed__IngestRequest *reques
 /*  Receives one IngestReply (caller frees with free_unpacked), NULL on timeout. */
 Techfeed__IngestReply *tf_raw_recv_reply (zsock_t *dealer);
 
+/*  Sends a put of one record with id (tf_raw_record), with request_id
+    unless NULL; does not wait for the reply. */
+void tf_raw_send_put (zsock_t *dealer, const char *id, Techfeed__Sector sector,
+                      const char *request_id);
+
 /*  Puts one record with id; returns the first item's code, the whole
     reply's code when it has no items, or -1 when no reply came within the
     socket's receive timeout. */
 int tf_raw_put (zsock_t *dealer, const char *id, Techfeed__Sector sector);
+
+/*  Sends one SyncRequest on a DEALER connected to the sync socket. */
+void tf_raw_send_sync (zsock_t *dealer, const Techfeed__SyncRequest *request);
+/*  Receives one SyncReply (caller frees with free_unpacked), NULL on timeout. */
+Techfeed__SyncReply *tf_raw_recv_sync (zsock_t *dealer);
 
 /*  SYNC_STATUS over a DEALER connected to the sync socket; NULL on timeout.
     Caller frees with techfeed__sync_reply__free_unpacked. */

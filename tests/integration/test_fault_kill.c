@@ -1,0 +1,194 @@
+/*  Fault: the service killed with SIGKILL at random moments under load.
+
+    Four writer threads (library writers with retries, one request of
+    several records at a time, so the service commits groups of requests
+    with many records each) put records over and over. The service is
+    killed with -9 at a random moment, N times, and restarted each time on
+    the same data directory and endpoints; writers that got no reply send
+    the same request_id again until it is answered. The kills land at
+    random points of group commits under concurrent load, which covers
+    "kill -9 mid-batch": some groups are cut before COMMIT (nothing of them
+    may be acknowledged), some after COMMIT and before the replies (the
+    retry must get the stored reply, not a second change).
+
+    After the last restart:
+      - acknowledged writes lost = 0: every acknowledged put is stored with
+        at least the acknowledged revision;
+      - duplicates = 0: each record's revision equals the number of puts
+        acknowledged for it (each request applied exactly once);
+      - the log has no gap: a catch-up from 0 returns head_sequence changes,
+        and their number is the number of acknowledged puts;
+      - every view (all sectors, two sectors, and all sectors kept in an
+        SQLite file) has the server's digest, the file too.
+
+    20 rounds in `make test`; TF_SOAK=1 runs 200. TF_SEED replays the
+    random moments of a failed run (the seed is printed).
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "tf_faultkit.h"
+#include "tf_wire.h"
+
+typedef struct {
+    tf_service_t svc;
+    tf_fk_views_t *views;
+    tf_fk_load_t *load;
+    zhashx_t *stored;
+} fixture_t;
+
+static const char *s_args[] = { "--heartbeat-ms", "200", NULL };
+
+static int setup (void **state)
+{
+    fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
+    assert_int_equal (tf_fk_fixed_endpoints (&f->svc), 0); // restarts on the same ports
+    assert_int_equal (tf_service_start (&f->svc, s_args), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    tf_fk_views_destroy (&f->views);
+    tf_fk_load_destroy (&f->load);
+    zhashx_destroy (&f->stored);
+    tf_service_cleanup (&f->svc);
+    free (f);
+    return 0;
+}
+
+static void test_kill_9_under_load (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    unsigned seed = tf_fk_seed ();
+    int rounds = tf_fk_soak () ? 200 : 20;
+    print_message ("seed %u (TF_SEED=%u replays it), %d rounds\n", seed, seed, rounds);
+
+    Techfeed__Sector two[] = { TECHFEED__SECTOR__SECTOR_SPACE,
+                               TECHFEED__SECTOR__SECTOR_HIGH_SPEED_RAIL };
+    tf_fk_views_t *views = f->views = tf_fk_views_new (f->svc.events, f->svc.sync);
+    int all = tf_fk_views_add (views, NULL, 0, NULL);
+    int filtered = tf_fk_views_add (views, two, 2, NULL);
+    char store[400];
+    snprintf (store, sizeof store, "%s/view.db", f->svc.dir);
+    int persistent = tf_fk_views_add (views, NULL, 0, store);
+
+    tf_fk_load_config_t config = { .endpoint = f->svc.ingest,
+                                   .prefix = "kill",
+                                   .writers = 4,
+                                   .ids = 300,
+                                   .ops = 5,
+                                   .timeout_ms = 250,
+                                   .tries = 3,
+                                   .persist = true,
+                                   .give_up_ms = 60000,
+                                   .summary_bytes = 200 };
+    tf_fk_load_t *load = f->load = tf_fk_load_start (&config);
+    int under_load = 0; // kills with puts acknowledged in the 100 ms before
+    for (int round = 0; round < rounds; round++) {
+        //  Once this incarnation acknowledges writes, a random moment later
+        uint64_t acked = tf_fk_load_acked (load);
+        int64_t deadline = tf_fk_now_ms () + 10000;
+        while (tf_fk_load_acked (load) == acked && tf_fk_now_ms () < deadline)
+            usleep (2000);
+        int run_ms = tf_fk_rand (&seed, 100, 500);
+        usleep ((useconds_t) (run_ms - 100) * 1000);
+        acked = tf_fk_load_acked (load);
+        usleep (100000);
+        under_load += tf_fk_load_acked (load) > acked;
+        tf_service_kill (&f->svc);
+        usleep ((useconds_t) tf_fk_rand (&seed, 0, 200) * 1000);
+        if (tf_service_start (&f->svc, s_args) != 0) {
+            tf_fk_print_log (&f->svc, 20);
+            fail_msg ("restart %d failed", round + 1);
+        }
+    }
+    usleep (500000); // writes on the last incarnation too
+    tf_fk_load_stop (load);
+    tf_fk_load_stats_t stats;
+    tf_fk_load_stats (load, &stats);
+
+    zhashx_t *stored = f->stored = tf_fk_revisions (&f->svc);
+    assert_non_null (stored);
+    uint64_t lost, doubled, ids, sum = 0;
+    tf_fk_load_check (load, stored, &lost, &doubled, &ids);
+    for (void *r = zhashx_first (stored); r; r = zhashx_next (stored))
+        sum += (uintptr_t) r;
+    tf_status_t status;
+    assert_int_equal (tf_fk_status (&f->svc, &status), 0);
+    uint64_t changes = 0;
+    assert_int_equal (tf_fk_catchup_count (&f->svc, 0, status.epoch, &changes, NULL), 0);
+
+    print_message ("kills: %d, %d of them with puts acknowledged in the 100 ms before\n", rounds,
+                   under_load);
+    print_message ("requests cut by a kill and retried: %" PRIu64 " (committed before the kill, "
+                   "answered from the idempotency cache: %" PRIu64 "; not committed, applied on "
+                   "retry: %" PRIu64 "); calls sent again after every try failed: %" PRIu64 "\n",
+                   stats.retried, stats.retried_replayed, stats.retried - stats.retried_replayed,
+                   stats.no_reply);
+    print_message ("acked lost: %" PRIu64 " of %" PRIu64 " (%" PRIu64 " ids)\n", lost, stats.acked,
+                   ids);
+    print_message ("duplicates: %" PRIu64 " (revisions above the puts acknowledged: %" PRIu64
+                   ", replies with an unexpected revision: %" PRIu64 ")\n",
+                   doubled + stats.mismatches, doubled, stats.mismatches);
+    print_message ("log: head %" PRIu64 ", changes from 0: %" PRIu64 ", sum of revisions: %" PRIu64
+                   ", puts acknowledged: %" PRIu64 "\n",
+                   status.head_sequence, changes, sum, stats.acked);
+    assert_true (under_load >= rounds / 2); // the kills hit a service under load
+    assert_int_equal (stats.uncertain, 0);
+    assert_int_equal (stats.refused, 0);
+    assert_int_equal (lost, 0);
+    assert_int_equal (doubled, 0);
+    assert_int_equal (stats.mismatches, 0);
+    assert_int_equal (changes, status.head_sequence);
+    assert_int_equal (sum, stats.acked);
+    assert_int_equal (status.head_sequence, stats.acked);
+
+    //  Views: the whole database, and its space + rail part
+    uint64_t two_digest, two_count;
+    assert_int_equal (tf_fk_digest (&f->svc, two, 2, &two_digest, &two_count), 0);
+    tf_fk_view_info_t a, b, c;
+    bool a_ok = tf_fk_view_wait (views, all, status.digest, status.head_sequence, 15000, &a);
+    bool b_ok = tf_fk_view_wait (views, filtered, two_digest, status.head_sequence, 15000, &b);
+    bool c_ok = tf_fk_view_wait (views, persistent, status.digest, status.head_sequence, 15000, &c);
+    tf_view_store_status_t file = { 0 };
+    char err[300] = "";
+    int file_rc = tf_view_store_status (store, &file, err, sizeof err);
+    print_message ("view (all): digest %016" PRIx64 " vs server %016" PRIx64 ", %" PRIu64
+                   " records, %" PRIu64 " catch-ups, %" PRIu64 " lost, %" PRIu64
+                   " snapshots, order errors %" PRIu64 "\n",
+                   a.digest, status.digest, a.count, a.stats.catchups, a.stats.lost,
+                   a.stats.snapshots, a.order_errors);
+    print_message ("view (space, rail): digest %016" PRIx64 " vs server %016" PRIx64 ", %" PRIu64
+                   " of %" PRIu64 " records, %" PRIu64 " catch-ups, order errors %" PRIu64 "\n",
+                   b.digest, two_digest, b.count, two_count, b.stats.catchups, b.order_errors);
+    print_message ("view (all, in a file): digest %016" PRIx64 ", file at position %" PRIu64
+                   " with digest %016" PRIx64 "%s%s, %" PRIu64 " batches saved\n",
+                   c.digest, file.position, file.digest, err[0] ? ": " : "", err, c.saved_events);
+    assert_true (a_ok);
+    assert_true (b_ok);
+    assert_true (c_ok);
+    assert_int_equal (file_rc, 0);
+    assert_int_equal (file.digest, status.digest);
+    assert_int_equal (file.position, status.head_sequence);
+    assert_int_equal (c.order_errors, 0);
+    assert_int_equal (a.count, status.record_count);
+    assert_int_equal (b.count, two_count);
+    assert_int_equal (a.order_errors, 0);
+    assert_int_equal (b.order_errors, 0);
+    assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
+}
+
+int main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown (test_kill_9_under_load, setup, teardown),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}

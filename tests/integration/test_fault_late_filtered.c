@@ -1,0 +1,155 @@
+/*  Fault: views that join late, one of them filtered to two sectors,
+    while a continuous stream of puts, updates and deletes goes on.
+
+    Two writer threads put and re-put records of every sector; the main
+    thread puts and deletes records of its own (tombstones in the stream).
+    A view of all sectors starts with the stream, a late joiner of all
+    sectors one second in, a view of space + rail after another half
+    second. Each late view loads its snapshot while changes keep coming,
+    and must end equal to the database restricted to its sectors: same
+    digest and count as a snapshot with the same filter (PROTOCOL.md §10),
+    position at the head, every change applied in sequence order.
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "tf_faultkit.h"
+#include "tf_wire.h"
+
+#define S_STREAM_MS 3500
+
+typedef struct {
+    tf_service_t svc;
+    tf_fk_views_t *views;
+    tf_fk_load_t *load;
+    tf_writer_t *writer;
+} fixture_t;
+
+static int setup (void **state)
+{
+    fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
+    const char *args[] = { "--heartbeat-ms", "200", NULL };
+    assert_int_equal (tf_service_start (&f->svc, args), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    tf_fk_views_destroy (&f->views);
+    tf_fk_load_destroy (&f->load);
+    tf_writer_destroy (&f->writer);
+    assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
+    tf_service_cleanup (&f->svc);
+    free (f);
+    return 0;
+}
+
+/*  Puts and deletes one record of the main thread; its number picks the
+    sector, so the filtered view sees tombstones too. */
+static void s_put_delete (fixture_t *f, int n, uint64_t *deletes)
+{
+    char id[40];
+    snprintf (id, sizeof id, "gone-%d", n);
+    Techfeed__Milestone *record = tf_fk_record_new (id, 1 + n % TF_SECTOR_MAX, 0);
+    tf_result_t result;
+    assert_int_equal (tf_writer_put (f->writer, &record, 1, false, &result), 0);
+    assert_int_equal (result.code, TECHFEED__ERROR_CODE__OK);
+    techfeed__milestone__free_unpacked (record, NULL);
+    if (n % 3 != 0) { // every third stays
+        assert_int_equal (tf_writer_delete (f->writer, id, false, 0, &result), 0);
+        assert_int_equal (result.code, TECHFEED__ERROR_CODE__OK);
+        (*deletes)++;
+    }
+}
+
+static void s_report (const char *name, const tf_fk_view_info_t *info, uint64_t digest,
+                      uint64_t count)
+{
+    print_message ("%-20s digest %016" PRIx64 " vs database %016" PRIx64 ", %" PRIu64 " of %" PRIu64
+                   " records, position %" PRIu64 ", snapshots %" PRIu64 ", changes applied "
+                   "%" PRIu64 ", catch-ups %" PRIu64 ", order errors %" PRIu64 "\n",
+                   name, info->digest, digest, info->count, count, info->position,
+                   info->stats.snapshots, info->stats.changes, info->stats.catchups,
+                   info->order_errors);
+}
+
+static void test_late_joiner_and_filtered (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    Techfeed__Sector two[] = { TECHFEED__SECTOR__SECTOR_SPACE,
+                               TECHFEED__SECTOR__SECTOR_HIGH_SPEED_RAIL };
+    f->views = tf_fk_views_new (f->svc.events, f->svc.sync);
+    int early = tf_fk_views_add (f->views, NULL, 0, NULL);
+    f->writer = tf_writer_new (f->svc.ingest);
+    tf_fk_load_config_t config = { .endpoint = f->svc.ingest,
+                                   .prefix = "late",
+                                   .writers = 2,
+                                   .ids = 400, // cycled: puts first, then updates
+                                   .ops = 4,
+                                   .timeout_ms = 3000,
+                                   .tries = 3,
+                                   .persist = true,
+                                   .give_up_ms = 30000,
+                                   .summary_bytes = 300,
+                                   .pause_us = 2000 };
+    f->load = tf_fk_load_start (&config);
+    int64_t start = tf_fk_now_ms ();
+    int late = -1, filtered = -1, n = 0;
+    uint64_t deletes = 0, at_late = 0, at_filtered = 0;
+    while (tf_fk_now_ms () - start < S_STREAM_MS) {
+        s_put_delete (f, n++, &deletes);
+        int64_t elapsed = tf_fk_now_ms () - start;
+        if (late < 0 && elapsed >= 1000) {
+            late = tf_fk_views_add (f->views, NULL, 0, NULL);
+            at_late = tf_fk_load_acked (f->load);
+        }
+        if (filtered < 0 && elapsed >= 1500) {
+            filtered = tf_fk_views_add (f->views, two, 2, NULL);
+            at_filtered = tf_fk_load_acked (f->load);
+        }
+        usleep (5000);
+    }
+    tf_fk_load_stop (f->load);
+    tf_fk_load_stats_t stats;
+    tf_fk_load_stats (f->load, &stats);
+
+    tf_status_t status;
+    assert_int_equal (tf_fk_status (&f->svc, &status), 0);
+    uint64_t two_digest, two_count;
+    assert_int_equal (tf_fk_digest (&f->svc, two, 2, &two_digest, &two_count), 0);
+    tf_fk_view_info_t a, b, c;
+    bool a_ok = tf_fk_view_wait (f->views, early, status.digest, status.head_sequence, 15000, &a);
+    bool b_ok = tf_fk_view_wait (f->views, late, status.digest, status.head_sequence, 15000, &b);
+    bool c_ok = tf_fk_view_wait (f->views, filtered, two_digest, status.head_sequence, 15000, &c);
+    print_message ("stream: %" PRIu64 " changes (%" PRIu64 " puts by the writers, %d put and "
+                   "%" PRIu64 " deletes by the test); late joiner started after %" PRIu64
+                   " puts, the space+rail view after %" PRIu64 "\n",
+                   status.head_sequence, stats.acked, n, deletes, at_late, at_filtered);
+    s_report ("view from the start", &a, status.digest, status.record_count);
+    s_report ("late joiner", &b, status.digest, status.record_count);
+    s_report ("space + rail", &c, two_digest, two_count);
+    assert_true (a_ok && b_ok && c_ok);
+    assert_int_equal (a.count, status.record_count);
+    assert_int_equal (b.count, status.record_count);
+    assert_int_equal (c.count, two_count);
+    assert_int_equal (a.order_errors + b.order_errors + c.order_errors, 0);
+    //  The late views joined a running stream: a snapshot, then live changes
+    assert_true (at_late > 0 && at_filtered > at_late);
+    assert_true (b.stats.changes > b.count && c.stats.changes > c.count);
+    assert_int_equal (b.resync_events + c.resync_events, 0);
+    assert_true (two_count > 0 && two_count < status.record_count);
+}
+
+int main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown (test_late_joiner_and_filtered, setup, teardown),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}

@@ -1,0 +1,147 @@
+/*  Fault: the service falls silent (SIGSTOP) while views and a writer run,
+    then continues (SIGCONT).
+
+    Heartbeats every 200 ms. Library views (all sectors, and ai alone)
+    must report LOST about three intervals after the last heartbeat they
+    heard — bound: less than five intervals after the stop, and not before
+    one — then, once the service continues, catch up (RECOVERED) and end
+    equal to the database, including what the writer put while the
+    service was stopped (its requests waited in the socket).
+*/
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "tf_faultkit.h"
+
+#define S_INTERVAL_MS 200
+#define S_VIEWS 2
+
+typedef struct {
+    tf_service_t svc;
+    tf_fk_views_t *views;
+    tf_fk_load_t *load;
+} fixture_t;
+
+static int setup (void **state)
+{
+    fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
+    const char *args[] = { "--heartbeat-ms", "200", NULL };
+    assert_int_equal (tf_service_start (&f->svc, args), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    if (f->svc.pid)
+        kill (f->svc.pid, SIGCONT);
+    tf_fk_views_destroy (&f->views);
+    tf_fk_load_destroy (&f->load);
+    assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
+    tf_service_cleanup (&f->svc);
+    free (f);
+    return 0;
+}
+
+static bool s_all (fixture_t *f, const int *index, bool recovered)
+{
+    for (int i = 0; i < S_VIEWS; i++) {
+        tf_fk_view_info_t info;
+        tf_fk_views_info (f->views, index[i], &info);
+        if (recovered ? info.recovered_events == 0 : info.lost_events == 0)
+            return false;
+    }
+    return true;
+}
+
+static void test_service_silent (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    Techfeed__Sector ai[] = { TECHFEED__SECTOR__SECTOR_AI };
+    f->views = tf_fk_views_new (f->svc.events, f->svc.sync);
+    int index[S_VIEWS] = { tf_fk_views_add (f->views, NULL, 0, NULL),
+                           tf_fk_views_add (f->views, ai, 1, NULL) };
+    const char *names[S_VIEWS] = { "all", "ai" };
+    tf_fk_load_config_t config = { .endpoint = f->svc.ingest,
+                                   .prefix = "quiet",
+                                   .writers = 1,
+                                   .ids = 200,
+                                   .ops = 2,
+                                   .timeout_ms = 5000, // waits out the silence
+                                   .tries = 3,
+                                   .persist = true,
+                                   .give_up_ms = 30000,
+                                   .pause_us = 5000 };
+    f->load = tf_fk_load_start (&config);
+    usleep (1000000);
+    for (int i = 0; i < S_VIEWS; i++) {
+        tf_fk_view_info_t info;
+        tf_fk_views_info (f->views, index[i], &info);
+        assert_int_equal (info.state, TF_STATE_LIVE);
+        assert_int_equal (info.lost_events, 0);
+    }
+
+    int64_t stopped = tf_fk_now_ms ();
+    assert_int_equal (kill (f->svc.pid, SIGSTOP), 0);
+    int64_t deadline = stopped + 5 * S_INTERVAL_MS + 500;
+    while (!s_all (f, index, false) && tf_fk_now_ms () < deadline)
+        usleep (5000);
+    //  Silent for at least four intervals in all
+    int64_t until = stopped + 4 * S_INTERVAL_MS;
+    if (tf_fk_now_ms () < until)
+        usleep ((useconds_t) (until - tf_fk_now_ms ()) * 1000);
+    uint64_t acked_at_stop = tf_fk_load_acked (f->load);
+    int64_t continued = tf_fk_now_ms ();
+    assert_int_equal (kill (f->svc.pid, SIGCONT), 0);
+    deadline = continued + 10000;
+    while (!s_all (f, index, true) && tf_fk_now_ms () < deadline)
+        usleep (5000);
+    usleep (300000);
+    tf_fk_load_stop (f->load);
+    tf_fk_load_stats_t stats;
+    tf_fk_load_stats (f->load, &stats);
+
+    tf_status_t status;
+    uint64_t ai_digest;
+    assert_int_equal (tf_fk_status (&f->svc, &status), 0);
+    assert_int_equal (tf_fk_digest (&f->svc, ai, 1, &ai_digest, NULL), 0);
+    uint64_t digests[S_VIEWS] = { status.digest, ai_digest };
+    print_message ("service stopped for %" PRId64 " ms (heartbeat every %d ms); the writer had "
+                   "%" PRIu64 " puts acknowledged by then, %" PRIu64 " at the end\n",
+                   continued - stopped, S_INTERVAL_MS, acked_at_stop, stats.acked);
+    for (int i = 0; i < S_VIEWS; i++) {
+        tf_fk_view_info_t info;
+        bool ok =
+            tf_fk_view_wait (f->views, index[i], digests[i], status.head_sequence, 15000, &info);
+        int64_t lost_after = info.lost_at_ms - stopped;
+        int64_t recovered_after = info.recovered_at_ms - continued;
+        print_message ("view %-4s LOST %" PRId64 " ms after the stop (%.1f intervals; bound 5), "
+                       "RECOVERED %" PRId64 " ms after SIGCONT; digest %016" PRIx64
+                       " vs %016" PRIx64 ", LOST %" PRIu64 " time(s)\n",
+                       names[i], lost_after, (double) lost_after / S_INTERVAL_MS, recovered_after,
+                       info.digest, digests[i], info.lost_events);
+        assert_true (info.lost_at_ms > 0 && info.recovered_at_ms > 0);
+        assert_true (lost_after >= S_INTERVAL_MS);
+        assert_true (lost_after < 5 * S_INTERVAL_MS);
+        assert_true (recovered_after >= 0 && recovered_after < 5000);
+        assert_int_equal (info.lost_events, 1);
+        assert_true (ok);
+        assert_int_equal (info.order_errors, 0);
+    }
+    assert_int_equal (stats.mismatches, 0);
+    assert_int_equal (stats.refused, 0);
+}
+
+int main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown (test_service_silent, setup, teardown),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}

@@ -1,0 +1,128 @@
+/*  Fault: a subscriber stopped (SIGSTOP) for several seconds while the
+    writers go on, then resumed (SIGCONT).
+
+    The subscriber is a library view in a process of its own (this test
+    binary run again with --subscriber), so stopping it stops its ZeroMQ
+    I/O thread too: its socket buffers fill, and the service's PUB queue
+    for it reaches the high-water mark (--pub-hwm 500 here) and drops
+    events. Ingest must not notice (PROTOCOL.md §7, GUIDE §3.8): the
+    writers' p99 ack latency while the subscriber is stopped stays within
+    5x + 20 ms of the p99 before — a bound for "ingest never blocks on a
+    subscriber", not a benchmark. After SIGCONT the subscriber detects what
+    it lost, repairs from the log and ends with the server's digest.
+*/
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "tf_faultkit.h"
+
+#define S_BEFORE_MS 2000
+#define S_STOPPED_MS 4000
+
+typedef struct {
+    tf_service_t svc;
+    tf_fk_subscriber_t sub;
+    tf_fk_load_t *load;
+} fixture_t;
+
+static int setup (void **state)
+{
+    fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
+    f->sub.fd = -1;
+    const char *args[] = { "--heartbeat-ms", "200", "--pub-hwm", "500", NULL };
+    assert_int_equal (tf_service_start (&f->svc, args), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    tf_fk_subscriber_stop (&f->sub);
+    tf_fk_load_destroy (&f->load);
+    assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
+    tf_service_cleanup (&f->svc);
+    free (f);
+    return 0;
+}
+
+static void test_stopped_subscriber (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    assert_int_equal (tf_fk_subscriber_start (&f->sub, &f->svc, NULL, 0, NULL), 0);
+    assert_true (tf_fk_subscriber_wait (&f->sub, 0, 0, 20000)); // live on the empty database
+
+    tf_fk_load_config_t config = { .endpoint = f->svc.ingest,
+                                   .prefix = "stop",
+                                   .writers = 2,
+                                   .ids = 400,
+                                   .ops = 1,
+                                   .timeout_ms = 3000,
+                                   .tries = 3,
+                                   .persist = true,
+                                   .give_up_ms = 30000,
+                                   .summary_bytes = 3000 }; // big events fill buffers sooner
+    f->load = tf_fk_load_start (&config);
+    int64_t start = tf_fk_now_ms ();
+    while (tf_fk_now_ms () - start < S_BEFORE_MS)
+        tf_fk_subscriber_read (&f->sub, 100);
+    tf_fk_view_info_t before = f->sub.info;
+    uint64_t acked_before = tf_fk_load_acked (f->load);
+
+    int64_t stopped = tf_fk_now_ms ();
+    assert_int_equal (kill (f->sub.pid, SIGSTOP), 0);
+    usleep (S_STOPPED_MS * 1000);
+    uint64_t acked_stopped = tf_fk_load_acked (f->load) - acked_before;
+    int64_t resumed = tf_fk_now_ms ();
+    assert_int_equal (kill (f->sub.pid, SIGCONT), 0);
+    usleep (1000000);
+    tf_fk_load_stop (f->load);
+    tf_fk_load_stats_t stats;
+    tf_fk_load_stats (f->load, &stats);
+
+    tf_status_t status;
+    assert_int_equal (tf_fk_status (&f->svc, &status), 0);
+    bool converged = tf_fk_subscriber_wait (&f->sub, status.digest, status.head_sequence, 20000);
+    const tf_fk_view_info_t *after = &f->sub.info;
+
+    size_t n_before, n_stopped;
+    int64_t p99_before = tf_fk_load_latency (f->load, start + 500, stopped, 99, &n_before);
+    int64_t p99_stopped = tf_fk_load_latency (f->load, stopped, resumed, 99, &n_stopped);
+    int64_t p50_before = tf_fk_load_latency (f->load, start + 500, stopped, 50, NULL);
+    int64_t p50_stopped = tf_fk_load_latency (f->load, stopped, resumed, 50, NULL);
+    int64_t bound = 5 * p99_before + 20000;
+    print_message ("subscriber stopped %d ms while %" PRIu64 " puts were acknowledged\n",
+                   S_STOPPED_MS, acked_stopped);
+    print_message ("ack latency p50/p99: before %.2f/%.2f ms (%zu puts), while stopped %.2f/%.2f "
+                   "ms (%zu puts); bound on p99 %.2f ms\n",
+                   p50_before / 1000.0, p99_before / 1000.0, n_before, p50_stopped / 1000.0,
+                   p99_stopped / 1000.0, n_stopped, bound / 1000.0);
+    print_message ("subscriber after SIGCONT: digest %016" PRIx64 " vs server %016" PRIx64
+                   ", position %" PRIu64 " of %" PRIu64 "; gaps %" PRIu64 " (before the stop "
+                   "%" PRIu64 "), catch-ups %" PRIu64 ", snapshots %" PRIu64 ", lost %" PRIu64
+                   ", order errors %" PRIu64 "\n",
+                   after->digest, status.digest, after->position, status.head_sequence,
+                   after->stats.gaps, before.stats.gaps, after->stats.catchups,
+                   after->stats.snapshots, after->stats.lost, after->order_errors);
+    assert_true (converged);
+    assert_int_equal (after->count, status.record_count);
+    assert_int_equal (after->order_errors, 0);
+    assert_int_equal (stats.mismatches, 0);
+    assert_int_equal (stats.refused, 0);
+    assert_true (n_before > 50 && n_stopped > 50); // writes went on all along
+    assert_true (p99_stopped < bound);
+}
+
+int main (int argc, char **argv)
+{
+    tf_fk_subscriber_dispatch (argc, argv);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown (test_stopped_subscriber, setup, teardown),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
