@@ -64,6 +64,7 @@ static const s_row_t s_rows[] = {
       "nats.c8x64.p99" },
     { "concurrent durable put, server CPU", "tf.concurrent.server_cpu", U_PCT },
     { "… server CPU per put", "tf.concurrent.cpu_us", U_US },
+    { "… bench CPU (the 8 writers, one thread)", "tf.concurrent.client_cpu", U_PCT },
     { "… bytes the server writes to storage per put (443-byte record)", "tf.concurrent.written_kib",
       U_KIB },
     { "bulk load, 1000 puts per request", "tf.load.rate", U_RATE, "machine.sqlite.rate" },
