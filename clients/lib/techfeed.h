@@ -303,8 +303,9 @@ int tf_view_start (tf_view_t *self);
     until done, bounded by the timeout of each reply) and fires the
     callbacks. Returns as soon as something was processed, or at the
     timeout: the number of changes applied (ADD/UPDATE/DELETE), or -1 when
-    interrupted (SIGINT/SIGTERM) or not started. Call it at least once per
-    heartbeat interval so LOST is noticed. */
+    interrupted (SIGINT/SIGTERM), not started, or a persistent view's file
+    failed (errstr says which). Call it at least once per heartbeat
+    interval so LOST is noticed. */
 int tf_view_poll (tf_view_t *self, int timeout_ms);
 
 /*  The SUB socket, for applications that poll themselves (zpoller,

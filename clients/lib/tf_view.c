@@ -770,6 +770,7 @@ void tf_view_destroy (tf_view_t **self_p)
     tf_view_t *self = *self_p;
     if (!self)
         return;
+    self->fn = NULL; // the application may be gone: no SAVED now
     s_save (self);
     tf_mirror_destroy (&self->mirror);
     zsock_destroy (&self->sub);

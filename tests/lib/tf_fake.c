@@ -4,8 +4,17 @@
 
 zsock_t *tf_fake_router (char *endpoint, size_t size)
 {
+    return tf_fake_router_curve (endpoint, size, NULL);
+}
+
+zsock_t *tf_fake_router_curve (char *endpoint, size_t size, zcert_t *cert)
+{
     zsock_t *router = zsock_new (ZMQ_ROUTER);
     assert (router);
+    if (cert) {
+        zcert_apply (cert, router);
+        zsock_set_curve_server (router, 1);
+    }
     int port = zsock_bind (router, "tcp://127.0.0.1:*");
     assert (port > 0);
     snprintf (endpoint, size, "tcp://127.0.0.1:%d", port);

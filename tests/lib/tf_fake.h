@@ -12,6 +12,10 @@
 /*  ROUTER on tcp://127.0.0.1:*; its endpoint into `endpoint`. */
 zsock_t *tf_fake_router (char *endpoint, size_t size);
 
+/*  The same as a CURVE server with `cert` (no ZAP handler: any client
+    key is admitted, a plain client never completes its handshake). */
+zsock_t *tf_fake_router_curve (char *endpoint, size_t size, zcert_t *cert);
+
 /*  Sends [identity][packed msg] on `router` (identity is copied). */
 void tf_fake_reply (zsock_t *router, zframe_t *identity, const ProtobufCMessage *msg);
 

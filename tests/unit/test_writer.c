@@ -37,6 +37,7 @@ typedef struct {
     bool same_ids;      /* every request carried first_id */
     int identities;     /* distinct sockets seen (Lazy Pirate: fresh socket per try) */
     int nexts, closes;  /* sync: SYNC_NEXT and SYNC_CLOSE received */
+    zcert_t *curve;     /* ingest: a CURVE server with this certificate, or NULL */
 } fake_t;
 
 /*  An ingest reply: OK per op, sequence 100 + i, revision 1. */
@@ -76,7 +77,7 @@ static void s_ingest_answer (zsock_t *router, zframe_t *identity,
 static void s_ingest_actor (zsock_t *pipe, void *args)
 {
     fake_t *fake = (fake_t *) args;
-    zsock_t *router = tf_fake_router (fake->endpoint, sizeof fake->endpoint);
+    zsock_t *router = tf_fake_router_curve (fake->endpoint, sizeof fake->endpoint, fake->curve);
     fake->same_ids = true;
     zframe_t *last_identity = NULL;
     zsock_signal (pipe, 0);
@@ -303,6 +304,29 @@ static void test_whole_request_error_without_id (void **state)
     assert_non_null (strstr (errstr, "UNAUTHORIZED: not a writer"));
 }
 
+/*  With CURVE, the retry's fresh socket is a CURVE client too: the fake
+    (a CURVE server) drops the first request and answers the retry, which
+    a plain socket could never reach. A key that is not one is refused. */
+static void test_curve_on_every_socket (void **state)
+{
+    fake_t fake = { .mode = FAKE_DROP_FIRST, .curve = zcert_new () };
+    zactor_t *actor = zactor_new (s_ingest_actor, &fake);
+    tf_writer_t *writer = tf_writer_new (fake.endpoint);
+    tf_writer_set_timeout (writer, 500);
+    assert_int_equal (tf_writer_set_curve (writer, "not a key", NULL), -1);
+    assert_non_null (strstr (tf_writer_errstr (writer), "neither a Z85 key"));
+    assert_int_equal (tf_writer_set_curve (writer, zcert_public_txt (fake.curve), NULL), 0);
+    s_records_init ();
+    tf_result_t results[1];
+    assert_int_equal (tf_writer_put (writer, s_pointers, 1, false, results), 0);
+    assert_int_equal (results[0].code, 0);
+    assert_int_equal (fake.requests, 2);
+    assert_int_equal (fake.identities, 2);
+    tf_writer_destroy (&writer);
+    zactor_destroy (&actor);
+    zcert_destroy (&fake.curve);
+}
+
 // --------------------------------------------------------------- sync
 
 /*  A fake sync service: SNAPSHOT streams 5 records two per chunk
@@ -454,6 +478,7 @@ int main (void)
         cmocka_unit_test (test_unavailable_is_resent),
         cmocka_unit_test (test_whole_request_error),
         cmocka_unit_test (test_whole_request_error_without_id),
+        cmocka_unit_test (test_curve_on_every_socket),
         cmocka_unit_test (test_query),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
