@@ -69,6 +69,7 @@ static void s_pending_destroy (s_pending_t *pending)
     free (pending->items);
     free (pending->reply.results);
     free (pending->reply.message);
+    free (pending->reply.request_id);
     free (pending->replayed);
     zlistx_destroy (&pending->events);
     if (pending->request)
@@ -85,8 +86,38 @@ static void s_reply_error (s_pending_t *pending, Techfeed__ErrorCode code, const
     pending->reply.message = strdup (message);
 }
 
+/*  Whether the request as a whole may be processed: OK, or the code of
+    the refusal with `err` saying why. */
+static Techfeed__ErrorCode s_check_request (tf_server_t *self,
+                                            const Techfeed__IngestRequest *request, zframe_t *body,
+                                            char *err, size_t errlen)
+{
+    if (!tf_auth_may_write (self, body, err, errlen))
+        return TECHFEED__ERROR_CODE__UNAUTHORIZED;
+    if (request->request_id && !tf_valid_request_id (request->request_id)) {
+        snprintf (err, errlen, "/request_id: must be 1 to 64 printable ASCII characters");
+        return TECHFEED__ERROR_CODE__INVALID;
+    }
+    if (request->has_version && request->version != TF_PROTOCOL_VERSION) {
+        snprintf (err, errlen, "protocol version %u is not supported (this service speaks %d)",
+                  request->version, TF_PROTOCOL_VERSION);
+        return TECHFEED__ERROR_CODE__UNSUPPORTED;
+    }
+    if (request->n_ops == 0) {
+        snprintf (err, errlen, "/ops: a request needs at least one operation");
+        return TECHFEED__ERROR_CODE__INVALID;
+    }
+    if ((int64_t) request->n_ops > self->config->max_ops) {
+        snprintf (err, errlen,
+                  "/ops: %zu operations exceed the limit of %" PRId64 " per request (--max-ops)",
+                  request->n_ops, self->config->max_ops);
+        return TECHFEED__ERROR_CODE__TOO_LARGE;
+    }
+    return TECHFEED__ERROR_CODE__OK;
+}
+
 /*  Decodes and checks the request as a whole; on failure the reply says
-    why and pending->request stays NULL. */
+    why (echoing a valid request id) and pending->request stays NULL. */
 static void s_pending_decode (tf_server_t *self, s_pending_t *pending)
 {
     tf_envelope_t *envelope = &pending->envelope;
@@ -103,41 +134,15 @@ static void s_pending_decode (tf_server_t *self, s_pending_t *pending)
         s_reply_error (pending, TECHFEED__ERROR_CODE__MALFORMED, err);
         return;
     }
-    if (!tf_auth_may_write (self, envelope->body, err, sizeof err)) {
-        s_reply_error (pending, TECHFEED__ERROR_CODE__UNAUTHORIZED, err);
-        tf_wire_free (&request->base);
-        return;
-    }
-    if (request->request_id) {
-        pending->reply.request_id = request->request_id; /* borrowed from the request */
-        if (!tf_valid_request_id (request->request_id)) {
-            s_reply_error (pending, TECHFEED__ERROR_CODE__INVALID,
-                           "/request_id: must be 1 to 64 printable ASCII characters");
-            pending->reply.request_id = NULL;
-            tf_wire_free (&request->base);
-            return;
-        }
-    }
-    if (request->has_version && request->version != TF_PROTOCOL_VERSION)
-        snprintf (err, sizeof err, "protocol version %u is not supported (this service speaks %d)",
-                  request->version, TF_PROTOCOL_VERSION);
-    else if (request->n_ops == 0)
-        snprintf (err, sizeof err, "/ops: a request needs at least one operation");
-    else if ((int64_t) request->n_ops > self->config->max_ops)
-        snprintf (err, sizeof err,
-                  "/ops: %zu operations exceed the limit of %" PRId64 " per request (--max-ops)",
-                  request->n_ops, self->config->max_ops);
-    else {
+    if (request->request_id && tf_valid_request_id (request->request_id))
+        pending->reply.request_id = strdup (request->request_id);
+    Techfeed__ErrorCode code = s_check_request (self, request, envelope->body, err, sizeof err);
+    if (code == TECHFEED__ERROR_CODE__OK)
         pending->request = request;
-        return;
+    else {
+        s_reply_error (pending, code, err);
+        tf_wire_free (&request->base);
     }
-    Techfeed__ErrorCode code = request->has_version && request->version != TF_PROTOCOL_VERSION
-                                   ? TECHFEED__ERROR_CODE__UNSUPPORTED
-                               : request->n_ops == 0 ? TECHFEED__ERROR_CODE__INVALID
-                                                     : TECHFEED__ERROR_CODE__TOO_LARGE;
-    s_reply_error (pending, code, err);
-    pending->reply.request_id = NULL;
-    tf_wire_free (&request->base);
 }
 
 /*  The change event for a stored put or delete, packed once. */
