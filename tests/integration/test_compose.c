@@ -232,17 +232,6 @@ static int s_run_client (fixture_t *f, json_t *service, int timeout_ms, char **o
     return rc;
 }
 
-/*  Skips the test when the CLI has no such command yet (`techfeed health`
-    and `techfeed mirror` are being written: issues 5 and 3). */
-static void s_require_command (const char *command)
-{
-    const char *argv[] = { tf_test_program ("techfeed"), "help", command, NULL };
-    if (tf_test_run (NULL, argv, NULL, NULL, NULL, 10000) != 0) {
-        print_message ("SKIPPED: techfeed has no '%s' command yet\n", command);
-        skip ();
-    }
-}
-
 /*  ingestd's healthcheck as a service of its own: it runs in the ingestd
     container, with its environment. Caller decrefs. */
 static json_t *s_healthcheck (fixture_t *f)
@@ -474,7 +463,6 @@ static void test_healthcheck (void **state)
 {
     fixture_t *f = (fixture_t *) *state;
     assert_true (f->svc.pid > 0);
-    s_require_command ("health");
     json_t *healthcheck = s_healthcheck (f);
     char *out = NULL;
     assert_int_equal (s_run_client (f, healthcheck, 20000, &out), 0);
@@ -519,7 +507,6 @@ static void test_mirror (void **state)
 {
     fixture_t *f = (fixture_t *) *state;
     assert_true (f->svc.pid > 0);
-    s_require_command ("mirror");
     char path[PATH_MAX + 20];
     snprintf (path, sizeof path, "%s/mirror", f->tmp);
     assert_int_equal (mkdir (path, 0700), 0); /* the volume */
@@ -539,7 +526,6 @@ static void test_healthcheck_when_stopped (void **state)
     assert_true (f->svc.pid > 0);
     //  docker stop: SIGTERM, exit 0 well within the grace period.
     assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
-    s_require_command ("health");
     //  Endpoints where nothing answers (its ports may be another test's
     //  service by now).
     snprintf (f->svc.ingest, sizeof f->svc.ingest, "ipc://%s/gone-ingest", f->tmp);
