@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <sys/stat.h>
 
+#define TF_SUBSCRIPTION_MAX 256 /* bytes of one (un)subscription message */
+
 /*  Binds `socket` to each comma-separated endpoint; the bound endpoints
     (ports resolved when given as '*') are appended to `bound`. */
 static int s_bind_all (zsock_t *socket, const char *name, const char *endpoints, char *bound,
@@ -168,9 +170,12 @@ static zsock_t *s_socket (int type, const tf_server_config_t *config)
     zsock_t *socket = zsock_new (type);
     assert (socket);
     zsock_set_linger (socket, 1000);
-    if (type == ZMQ_PUB)
+    if (type == ZMQ_PUB) {
         zsock_set_sndhwm (socket, (int) config->pub_hwm);
-    else
+        //  What a PUB receives is subscriptions: a topic is a sector slug
+        //  or "heartbeat", so a long one is hostile and drops its peer.
+        zsock_set_maxmsgsize (socket, TF_SUBSCRIPTION_MAX);
+    } else
         zsock_set_maxmsgsize (socket, config->max_frame);
     return socket;
 }
