@@ -181,6 +181,23 @@ static int s_decoded_ok (const ProtobufCMessage *msg, const uint8_t *data, size_
     return rc;
 }
 
+/*  Unpacks `data` as the service does. NULL when it was refused, with *rc
+    saying whether properly, or when the decoded message breaks a property
+    (*rc -1). */
+static ProtobufCMessage *s_unpack (const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                                   size_t size, int *rc)
+{
+    char err[256];
+    ProtobufCMessage *msg =
+        tf_wire_unpack (desc, data, size, tf_decode_budget (size), err, sizeof err);
+    *rc = msg ? s_decoded_ok (msg, data, size) : s_reason_ok ("tf_wire_unpack", err);
+    if (msg && *rc) {
+        tf_wire_free (msg);
+        return NULL;
+    }
+    return msg;
+}
+
 // --------------------------------------------------------------- records
 
 static bool s_str_eq (const char *a, const char *b)
@@ -489,18 +506,16 @@ static int s_ingest_ops (const Techfeed__IngestRequest *request)
 
 int fuzz_ingest_request_one (const uint8_t *data, size_t size)
 {
-    char err[256];
-    Techfeed__IngestRequest *request =
-        (Techfeed__IngestRequest *) tf_wire_unpack (&techfeed__ingest_request__descriptor, data,
-                                                    size, tf_decode_budget (size), err, sizeof err);
+    int rc;
+    Techfeed__IngestRequest *request = (Techfeed__IngestRequest *) s_unpack (
+        &techfeed__ingest_request__descriptor, data, size, &rc);
     if (!request)
-        return s_reason_ok ("tf_wire_unpack", err);
-    int rc = s_decoded_ok (&request->base, data, size);
+        return rc;
     //  The request as a whole (tf_ingest.c s_pending_decode)
     bool taken = (!request->request_id || tf_valid_request_id (request->request_id)) &&
                  (!request->has_version || request->version == TF_PROTOCOL_VERSION) &&
                  request->n_ops >= 1 && request->n_ops <= S_MAX_OPS;
-    if (!rc && taken)
+    if (taken)
         rc = s_ingest_ops (request);
     tf_wire_free (&request->base);
     return rc;
@@ -655,14 +670,13 @@ static int s_get (tf_store_t *store, const Techfeed__SyncRequest *request)
 
 int fuzz_sync_request_one (const uint8_t *data, size_t size)
 {
-    char err[256];
-    Techfeed__SyncRequest *request = (Techfeed__SyncRequest *) tf_wire_unpack (
-        &techfeed__sync_request__descriptor, data, size, tf_decode_budget (size), err, sizeof err);
+    int rc;
+    Techfeed__SyncRequest *request =
+        (Techfeed__SyncRequest *) s_unpack (&techfeed__sync_request__descriptor, data, size, &rc);
     if (!request)
-        return s_reason_ok ("tf_wire_unpack", err);
-    int rc = s_decoded_ok (&request->base, data, size);
+        return rc;
     bool taken = !request->has_version || request->version == TF_PROTOCOL_VERSION;
-    if (!rc && taken) {
+    if (taken) {
         switch (request->kind) {
             case TECHFEED__SYNC_KIND__SYNC_SNAPSHOT:
                 if (s_filter_ok (request->filter))
