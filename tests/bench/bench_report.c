@@ -354,14 +354,14 @@ static void s_rate_plot (FILE *gp)
     fprintf (gp, "unset xlabel\nset logscale y\nset grid ytics\nset ylabel 'records per second'\n");
     fprintf (gp, "set style fill solid 0.7\nset boxwidth 0.6\nset key off\n");
     fprintf (gp, "set xtics rotate by -30 left font ',9'\nset bmargin 8\n");
-    fprintf (gp, "set xrange [-0.6:*]\nset yrange [100:*]\n");
+    fprintf (gp, "set xrange [-0.6:*]\nset offsets 0, 0.6, 0, 0\nset yrange [100:*]\n");
     //  Column 5 picks the colour: machine, techfeed, Redis, NATS.
     fprintf (gp, "human(v) = v >= 1e6 ? sprintf('%%.2fM', v/1e6) : v >= 1e4 ? sprintf('%%.0fk', "
                  "v/1e3) : v >= 1e3 ? sprintf('%%.1fk', v/1e3) : sprintf('%%.0f', v)\n");
     fprintf (gp,
              "colour(g) = g == 1 ? 0x999999 : g == 2 ? 0x1f77b4 : g == 3 ? 0xd62728 : 0x2ca02c\n");
     fprintf (gp,
-             "plot '%s/data/throughput.dat' using 0:2:(colour($5)):xtic(1) with boxes lc rgb "
+             "plot '%s/data/throughput.dat' using 0:2:(0.6):(colour($5)):xtic(1) with boxes lc rgb "
              "variable, \\\n"
              "  '' using 0:2:3:4 with yerrorbars lc rgb 'black' pt 0, \\\n"
              "  '' using 0:($2*1.3):(human($2)) with labels font ',8'\n",
@@ -380,8 +380,12 @@ static void s_plots (void)
     for (size_t i = 0; i < sizeof s_rate_series / sizeof s_rate_series[0]; i++) {
         const char *key = s_rate_series[i].key;
         if (bench_count (key))
-            rows += fprintf (data, "\"%s\" %g %g %g\n", s_rate_series[i].title, bench_median (key),
-                             bench_min (key), bench_max (key)) > 0;
+            rows += fprintf (data, "\"%s\" %g %g %g %d\n", s_rate_series[i].title,
+                             bench_median (key), bench_min (key), bench_max (key),
+                             !strncmp (key, "machine", 7) ? 1
+                             : !strncmp (key, "tf.", 3)   ? 2
+                             : !strncmp (key, "redis", 5) ? 3
+                                                          : 4) > 0;
     }
     fclose (data);
     snprintf (path, sizeof path, "%s/data/plots.gp", bench_opts.out);
