@@ -381,3 +381,37 @@ int tf_validate_milestone (const Techfeed__Milestone *record, tf_verror_t *err)
         return -1;
     return 0;
 }
+
+int tf_validate_filter (const Techfeed__Filter *filter, tf_verror_t *err)
+{
+    if (!filter)
+        return 0;
+    if (filter->n_sectors > TF_SECTOR_MAX * 4)
+        return tf_verror_set (err, "/filter/sectors", "more than %d entries", TF_SECTOR_MAX * 4);
+    for (size_t i = 0; i < filter->n_sectors; i++)
+        if (!tf_sector_slug (filter->sectors[i])) {
+            char field[48];
+            snprintf (field, sizeof field, "/filter/sectors/%zu", i);
+            return tf_verror_set (err, field, "not a sector");
+        }
+    if (filter->organization && (!tf_valid_text (filter->organization, false) ||
+                                 strlen (filter->organization) > TF_NAME_MAX))
+        return tf_verror_set (err, "/filter/organization", "not a valid organization name");
+    if (filter->country && !tf_valid_country (filter->country))
+        return tf_verror_set (err, "/filter/country", "must be two upper-case letters");
+    if (filter->date_from && !tf_valid_date (filter->date_from))
+        return tf_verror_set (err, "/filter/date_from", "must be YYYY, YYYY-MM or YYYY-MM-DD");
+    if (filter->date_to && !tf_valid_date (filter->date_to))
+        return tf_verror_set (err, "/filter/date_to", "must be YYYY, YYYY-MM or YYYY-MM-DD");
+    return 0;
+}
+
+bool tf_valid_epoch (const char *epoch)
+{
+    if (!epoch || strlen (epoch) != 32)
+        return false;
+    for (const char *c = epoch; *c; c++)
+        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
+            return false;
+    return true;
+}

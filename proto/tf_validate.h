@@ -15,11 +15,11 @@
 #define TF_ID_MAX 128
 #define TF_TITLE_MAX 300
 #define TF_SUMMARY_MAX 4000
-#define TF_NAME_MAX 200        /* organization, metric name */
+#define TF_NAME_MAX 200 /* organization, metric name */
 #define TF_UNIT_MAX 32
 #define TF_URL_MAX 2048
 #define TF_TAG_MAX 64
-#define TF_LIST_MAX 32         /* organizations, metrics, sources, tags */
+#define TF_LIST_MAX 32 /* organizations, metrics, sources, tags */
 #define TF_REQUEST_ID_MAX 64
 
 typedef struct {
@@ -37,10 +37,17 @@ int tf_verror_set (tf_verror_t *err, const char *field, const char *format, ...)
     assigned fields (revision, updated_at_ms) are ignored. */
 int tf_validate_milestone (const Techfeed__Milestone *record, tf_verror_t *err);
 
+/*  0 when a sync filter may be used (NULL is fine); -1 with `err` naming
+    the field ("/filter/country") otherwise. */
+int tf_validate_filter (const Techfeed__Filter *filter, tf_verror_t *err);
+
+/*  True for an epoch as the service makes them: 32 lower-case hex digits. */
+bool tf_valid_epoch (const char *epoch);
+
 /*  Single rules, also used for delete ids, request ids and filters. */
-bool tf_valid_id (const char *id);                 /* [a-z0-9][a-z0-9._-]{0,127} */
-bool tf_valid_date (const char *date);             /* YYYY, YYYY-MM, YYYY-MM-DD, real calendar date */
-bool tf_valid_country (const char *country);       /* two upper-case ASCII letters */
+bool tf_valid_id (const char *id);           /* [a-z0-9][a-z0-9._-]{0,127} */
+bool tf_valid_date (const char *date);       /* YYYY, YYYY-MM, YYYY-MM-DD, real calendar date */
+bool tf_valid_country (const char *country); /* two upper-case ASCII letters */
 bool tf_valid_request_id (const char *request_id); /* 1..64 printable ASCII */
 /*  Well-formed UTF-8 (no overlongs, no surrogates) with no control
     characters except tab/newline where `multiline` is true. */

@@ -169,36 +169,14 @@ static void s_send_chunk (tf_server_t *self, const tf_envelope_t *envelope, void
     s_reply_clear (&reply);
 }
 
-/*  Filter fields come from the network: check them like record fields. */
-static int s_check_filter (const Techfeed__Filter *filter, char *err, size_t errlen)
-{
-    if (!filter)
-        return 0;
-    if (filter->n_sectors > TF_SECTOR_MAX * 4)
-        return snprintf (err, errlen, "/filter/sectors: more than %d entries", TF_SECTOR_MAX * 4),
-               -1;
-    for (size_t i = 0; i < filter->n_sectors; i++)
-        if (!tf_sector_slug (filter->sectors[i]))
-            return snprintf (err, errlen, "/filter/sectors/%zu: not a sector", i), -1;
-    if (filter->organization && (!tf_valid_text (filter->organization, false) ||
-                                 strlen (filter->organization) > TF_NAME_MAX))
-        return snprintf (err, errlen, "/filter/organization: not a valid organization name"), -1;
-    if (filter->country && !tf_valid_country (filter->country))
-        return snprintf (err, errlen, "/filter/country: must be two upper-case letters"), -1;
-    if (filter->date_from && !tf_valid_date (filter->date_from))
-        return snprintf (err, errlen, "/filter/date_from: must be YYYY, YYYY-MM or YYYY-MM-DD"), -1;
-    if (filter->date_to && !tf_valid_date (filter->date_to))
-        return snprintf (err, errlen, "/filter/date_to: must be YYYY, YYYY-MM or YYYY-MM-DD"), -1;
-    return 0;
-}
-
 static void s_open_cursor (tf_server_t *self, const tf_envelope_t *envelope,
                            const Techfeed__SyncRequest *request)
 {
     bool changes = request->kind == TECHFEED__SYNC_KIND__SYNC_CATCHUP;
-    char err[256];
-    if (s_check_filter (request->filter, err, sizeof err)) {
-        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__INVALID, "%s", err);
+    tf_verror_t verr;
+    if (tf_validate_filter (request->filter, &verr)) {
+        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__INVALID, "%s: %s", verr.field,
+                       verr.message);
         return;
     }
     if ((int64_t) tf_sync_open_cursors (self) >= self->config->max_cursors) {
@@ -218,8 +196,9 @@ static void s_open_cursor (tf_server_t *self, const tf_envelope_t *envelope,
         if (request->epoch && strcmp (request->epoch, self->epoch) != 0) {
             atomic_fetch_add (&self->metrics.trimmed, 1);
             s_reply_error (self, envelope, TECHFEED__ERROR_CODE__TRIMMED,
-                           "epoch %.40s is not this database's epoch %s: take a snapshot",
-                           request->epoch, self->epoch);
+                           "epoch %s is not this database's epoch %s: take a snapshot",
+                           tf_valid_epoch (request->epoch) ? request->epoch : "(not an epoch)",
+                           self->epoch);
             return;
         }
         cursor = tf_store_changes_open (self->store, request->since_sequence, request->filter, &rc);

@@ -523,21 +523,10 @@ int fuzz_ingest_request_one (const uint8_t *data, size_t size)
 
 // --------------------------------------------------------------- sync
 
-/*  The rules tf_sync.c s_check_filter applies before a cursor opens. */
+/*  The service's own filter rules (tf_sync.c uses the same call). */
 static bool s_filter_ok (const Techfeed__Filter *filter)
 {
-    if (!filter)
-        return true;
-    if (filter->n_sectors > TF_SECTOR_MAX * 4)
-        return false;
-    for (size_t i = 0; i < filter->n_sectors; i++)
-        if (!tf_sector_slug (filter->sectors[i]))
-            return false;
-    bool org = !filter->organization || (tf_valid_text (filter->organization, false) &&
-                                         strlen (filter->organization) <= TF_NAME_MAX);
-    return org && (!filter->country || tf_valid_country (filter->country)) &&
-           (!filter->date_from || tf_valid_date (filter->date_from)) &&
-           (!filter->date_to || tf_valid_date (filter->date_to));
+    return tf_validate_filter (filter, NULL) == 0;
 }
 
 static bool s_given (const char *text)

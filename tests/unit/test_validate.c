@@ -412,6 +412,42 @@ static void test_verror_set (void **state)
     assert_true (tf_valid_text (err.message, false));
 }
 
+static void test_filter_and_epoch (void **state)
+{
+    tf_verror_t err;
+    assert_int_equal (tf_validate_filter (NULL, &err), 0);
+    Techfeed__Filter filter = TECHFEED__FILTER__INIT;
+    Techfeed__Sector sectors[] = { TECHFEED__SECTOR__SECTOR_SPACE, (Techfeed__Sector) 42 };
+    filter.sectors = sectors;
+    filter.n_sectors = 1;
+    filter.country = (char *) "CN";
+    filter.date_from = (char *) "2019";
+    filter.date_to = (char *) "2021-06";
+    filter.organization = (char *) "China National Space Administration";
+    assert_int_equal (tf_validate_filter (&filter, &err), 0);
+    filter.n_sectors = 2;
+    assert_int_equal (tf_validate_filter (&filter, &err), -1);
+    assert_string_equal (err.field, "/filter/sectors/1");
+    filter.n_sectors = 1;
+    filter.country = (char *) "cn";
+    assert_int_equal (tf_validate_filter (&filter, &err), -1);
+    assert_string_equal (err.field, "/filter/country");
+    filter.country = NULL;
+    filter.date_to = (char *) "2021-13";
+    assert_int_equal (tf_validate_filter (&filter, &err), -1);
+    assert_string_equal (err.field, "/filter/date_to");
+    filter.date_to = NULL;
+    filter.organization = (char *) "bad\x01name";
+    assert_int_equal (tf_validate_filter (&filter, &err), -1);
+    assert_string_equal (err.field, "/filter/organization");
+
+    assert_true (tf_valid_epoch ("0123456789abcdef0123456789abcdef"));
+    assert_false (tf_valid_epoch ("0123456789ABCDEF0123456789abcdef"));
+    assert_false (tf_valid_epoch ("0123456789abcdef"));
+    assert_false (tf_valid_epoch ("\xff\xfe not an epoch"));
+    assert_false (tf_valid_epoch (NULL));
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
@@ -428,6 +464,7 @@ int main (void)
         cmocka_unit_test (test_utf8),
         cmocka_unit_test (test_request_id),
         cmocka_unit_test (test_verror_set),
+        cmocka_unit_test (test_filter_and_epoch),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
