@@ -1011,31 +1011,51 @@ bool tf_fk_subscriber_wait (tf_fk_subscriber_t *sub, uint64_t digest, uint64_t p
 
 int tf_fk_subscriber_stop (tf_fk_subscriber_t *sub)
 {
-    int result = -1;
-    if (sub->pid) {
-        kill (sub->pid, SIGCONT);
-        kill (sub->pid, SIGTERM);
-        int64_t deadline = tf_fk_now_ms () + 10000;
-        int status;
-        while (true) {
-            pid_t done = waitpid (sub->pid, &status, WNOHANG);
-            if (done == sub->pid) {
-                result = WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
-                break;
-            }
-            if (tf_fk_now_ms () > deadline) {
-                kill (sub->pid, SIGKILL);
-                waitpid (sub->pid, NULL, 0);
-                break;
-            }
-            usleep (5000);
-        }
-        sub->pid = 0;
-    }
+    int result = sub->pid ? tf_fk_terminate (sub->pid, 10000) : -1;
+    sub->pid = 0;
     if (sub->fd >= 0)
         close (sub->fd);
     sub->fd = -1;
     return result;
+}
+
+// --------------------------------------------------------------- other processes
+
+pid_t tf_fk_spawn (const tf_service_t *svc, const char *const *argv, const char *log)
+{
+    pid_t pid = fork ();
+    if (pid == 0) {
+        int fd = open (log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2 (fd, STDOUT_FILENO);
+            dup2 (fd, STDERR_FILENO);
+        }
+        setenv ("TECHFEED_INGEST", svc->ingest, 1);
+        setenv ("TECHFEED_EVENTS", svc->events, 1);
+        setenv ("TECHFEED_SYNC", svc->sync, 1);
+        execv (argv[0], (char *const *) argv);
+        _exit (127);
+    }
+    return pid;
+}
+
+int tf_fk_terminate (pid_t pid, int timeout_ms)
+{
+    kill (pid, SIGCONT);
+    kill (pid, SIGTERM);
+    int64_t deadline = tf_fk_now_ms () + timeout_ms;
+    int status;
+    while (true) {
+        pid_t done = waitpid (pid, &status, WNOHANG);
+        if (done == pid)
+            return WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
+        if (done < 0 || tf_fk_now_ms () > deadline)
+            break;
+        usleep (5000);
+    }
+    kill (pid, SIGKILL);
+    waitpid (pid, NULL, 0);
+    return -1;
 }
 
 // --------------------------------------------------------------- lossy proxy

@@ -213,6 +213,16 @@ bool tf_fk_subscriber_wait (tf_fk_subscriber_t *sub, uint64_t digest, uint64_t p
     The exit status, -1 if it had to be killed. */
 int tf_fk_subscriber_stop (tf_fk_subscriber_t *sub);
 
+// ------------------------------------------------------------------ other processes
+
+/*  Starts argv (argv[0] a path) with the TECHFEED_* endpoint variables of
+    `svc`, stdout and stderr appended to the file `log`. Its pid, -1. */
+pid_t tf_fk_spawn (const tf_service_t *svc, const char *const *argv, const char *log);
+/*  SIGCONT (it may be stopped) and SIGTERM, waits up to timeout_ms, then
+    SIGKILL. The exit status (128 + signal when killed by one), -1 when it
+    had to be killed. */
+int tf_fk_terminate (pid_t pid, int timeout_ms);
+
 // ------------------------------------------------------------------ lossy proxy
 
 /*  A proxy between writers and the ingest socket: a ROUTER on
