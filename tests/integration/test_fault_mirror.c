@@ -109,8 +109,9 @@ static int s_mirror_stop (fixture_t *f, bool cli)
     return rc;
 }
 
-/*  Waits until the file is at the database's head with its digest. */
-static void s_mirror_converges (fixture_t *f, tf_status_t *status)
+/*  Waits until the file is at the database's head with its digest (and
+    the library view in the child says so too). */
+static void s_mirror_converges (fixture_t *f, bool cli, tf_status_t *status)
 {
     assert_int_equal (tf_fk_status (&f->svc, status), 0);
     tf_view_store_status_t stored = { 0 };
@@ -118,8 +119,12 @@ static void s_mirror_converges (fixture_t *f, tf_status_t *status)
     do {
         char err[300];
         if (tf_view_store_status (f->store, &stored, err, sizeof err) == 0 &&
-            stored.position == status->head_sequence && stored.digest == status->digest)
+            stored.position == status->head_sequence && stored.digest == status->digest) {
+            if (!cli)
+                assert_true (
+                    tf_fk_subscriber_wait (&f->sub, status->digest, status->head_sequence, 10000));
             return;
+        }
         usleep (10000);
     } while (tf_fk_now_ms () < deadline);
     fail_msg ("mirror file at position %" PRIu64 " digest %016" PRIx64 ", database at %" PRIu64
@@ -131,11 +136,9 @@ static void s_mirror_converges (fixture_t *f, tf_status_t *status)
     its checks) and the figures it prints. */
 static void s_cli_status (fixture_t *f, uint64_t *position, uint64_t *digest, uint64_t *count)
 {
-    const char *argv[] = {
-        tf_test_program ("techfeed"), "mirror", "--db", f->store, "--status", "--json", NULL
-    };
     char *out = NULL, *err = NULL;
-    int rc = tf_test_run (&f->svc, argv, NULL, &out, &err, 10000);
+    int rc = tf_test_cli (&f->svc, NULL, &out, &err, "mirror", "--db", f->store, "--status",
+                          "--json", NULL);
     if (rc != 0)
         print_message ("techfeed mirror --status: exit %d: %s\n", rc, err);
     assert_int_equal (rc, 0);
@@ -191,7 +194,7 @@ static void s_killed_during_catchup (fixture_t *f, bool cli)
     tf_view_store_status_t stored;
     assert_int_equal (tf_fk_put_many (f->svc.ingest, "mk", 0, 100, 100, 200), 0);
     s_mirror_start (f, cli, 0);
-    s_mirror_converges (f, &status);
+    s_mirror_converges (f, cli, &status);
     assert_int_equal (s_mirror_stop (f, cli), 0);
     unsigned seed = tf_fk_seed ();
     print_message ("%s; seed %u (TF_SEED replays it)\n", what, seed);
@@ -229,7 +232,7 @@ static void s_killed_during_catchup (fixture_t *f, bool cli)
         }
     }
     s_mirror_start (f, cli, 4);
-    s_mirror_converges (f, &status);
+    s_mirror_converges (f, cli, &status);
     s_store_status (f, &stored);
     if (cli) {
         char *log = NULL;
@@ -245,9 +248,7 @@ static void s_killed_during_catchup (fixture_t *f, bool cli)
         free (log);
         assert_false (snapshot);
     } else {
-        tf_fk_view_info_t back;
-        assert_true (tf_fk_subscriber_wait (&f->sub, status.digest, status.head_sequence, 5000));
-        back = f->sub.info;
+        tf_fk_view_info_t back = f->sub.info;
         print_message ("restarted: converged by catch-up (snapshots %" PRIu64 ", catch-ups "
                        "%" PRIu64 "), digest %016" PRIx64 " = server, file position %" PRIu64 "\n",
                        back.stats.snapshots, back.stats.catchups, back.digest, stored.position);
@@ -270,10 +271,8 @@ static bool s_trimmed_below (void *arg)
     `techfeed mirror`'s lines ("snapshot: N changes..."). */
 static uint64_t s_snapshots (fixture_t *f, bool cli)
 {
-    if (!cli) {
-        tf_fk_subscriber_read (&f->sub, 200);
-        return f->sub.info.stats.snapshots;
-    }
+    if (!cli)
+        return f->sub.info.stats.snapshots; // as of s_mirror_converges
     FILE *file = fopen (f->log, "r");
     assert_non_null (file);
     char line[512];
@@ -290,7 +289,7 @@ static void s_trimmed_while_down (fixture_t *f, bool cli)
     tf_view_store_status_t stored;
     assert_int_equal (tf_fk_put_many (f->svc.ingest, "trim", 0, 20, 10, 100), 0);
     s_mirror_start (f, cli, 0);
-    s_mirror_converges (f, &status);
+    s_mirror_converges (f, cli, &status);
     assert_int_equal (s_mirror_stop (f, cli), 0); // down, its position in its file
     s_store_status (f, &stored);
     uint64_t position = stored.position;
@@ -311,7 +310,7 @@ static void s_trimmed_while_down (fixture_t *f, bool cli)
     assert_int_equal (code, TECHFEED__ERROR_CODE__TRIMMED);
 
     s_mirror_start (f, cli, 1);
-    s_mirror_converges (f, &status);
+    s_mirror_converges (f, cli, &status);
     uint64_t snapshots = s_snapshots (f, cli);
     assert_int_equal (s_mirror_stop (f, cli), 0);
     s_store_status (f, &stored);
@@ -326,7 +325,7 @@ static void s_trimmed_while_down (fixture_t *f, bool cli)
     assert_int_equal (tf_fk_put_many (f->svc.ingest, "trim", 35, 5, 5, 100), 0);
     usleep (300000); // a few maintenance rounds
     s_mirror_start (f, cli, 2);
-    s_mirror_converges (f, &status);
+    s_mirror_converges (f, cli, &status);
     snapshots = s_snapshots (f, cli);
     assert_int_equal (s_mirror_stop (f, cli), 0);
     print_message ("down for 5 changes (log %" PRIu64 "..%" PRIu64 "): %" PRIu64

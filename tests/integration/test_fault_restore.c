@@ -38,7 +38,6 @@ static int setup (void **state)
 {
     fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
     f->sub.fd = -1;
-    assert_int_equal (tf_fk_fixed_endpoints (&f->svc), 0); // restarts on the same ports
     *state = f;
     return 0;
 }
@@ -56,10 +55,7 @@ static int teardown (void **state)
 static void s_start (fixture_t *f, const char *heartbeat_ms)
 {
     const char *args[] = { "--heartbeat-ms", heartbeat_ms, NULL };
-    if (tf_service_start (&f->svc, args) != 0) {
-        tf_fk_print_log (&f->svc, 20);
-        fail_msg ("the service did not start");
-    }
+    assert_int_equal (tf_service_start (&f->svc, args), 0);
     snprintf (f->db, sizeof f->db, "%s/data/techfeed.db", f->svc.dir);
     snprintf (f->backup, sizeof f->backup, "%s/backup.db", f->svc.dir);
 }

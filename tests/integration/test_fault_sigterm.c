@@ -32,7 +32,6 @@ typedef struct {
 static int setup (void **state)
 {
     fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
-    assert_int_equal (tf_fk_fixed_endpoints (&f->svc), 0); // restarts on the same ports
     assert_int_equal (tf_service_start (&f->svc, NULL), 0);
     *state = f;
     return 0;

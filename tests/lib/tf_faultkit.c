@@ -4,9 +4,7 @@
 #include "tf_wire.h"
 
 #include <errno.h>
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
@@ -16,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -79,56 +76,6 @@ Techfeed__Milestone *tf_fk_record_new (const char *id, int sector, size_t summar
 }
 
 // --------------------------------------------------------------- server side
-
-/*  Lowest port of the ephemeral range (net.ipv4.ip_local_port_range). */
-static int s_ephemeral_low (void)
-{
-    int low = 32768, high;
-    FILE *file = fopen ("/proc/sys/net/ipv4/ip_local_port_range", "r");
-    if (file) {
-        if (fscanf (file, "%d %d", &low, &high) != 2)
-            low = 32768;
-        fclose (file);
-    }
-    return low;
-}
-
-/*  A loopback port nobody listens on now, below `below`, or -1. */
-static int s_free_port (unsigned *seed, int below)
-{
-    for (int attempt = 0; attempt < 200; attempt++) {
-        int port = tf_fk_rand (seed, below / 2, below - 1);
-        int fd = socket (AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons ((uint16_t) port) };
-        addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-        int rc = bind (fd, (struct sockaddr *) &addr, sizeof addr);
-        close (fd);
-        if (rc == 0)
-            return port;
-    }
-    return -1;
-}
-
-int tf_fk_fixed_endpoints (tf_service_t *svc)
-{
-    unsigned seed = (unsigned) tf_fk_now_us () ^ (unsigned) getpid ();
-    int below = s_ephemeral_low ();
-    char *slots[] = { svc->ingest, svc->events, svc->sync };
-    int used[3] = { 0 };
-    for (int i = 0; i < 3; i++) {
-        if (slots[i][0])
-            continue;
-        int port;
-        do
-            port = s_free_port (&seed, below);
-        while (port > 0 && (port == used[0] || port == used[1]));
-        if (port < 0)
-            return -1;
-        used[i] = port;
-        snprintf (slots[i], sizeof svc->ingest, "tcp://127.0.0.1:%d", port);
-    }
-    return 0;
-}
 
 static tf_query_t *s_query (const tf_service_t *svc)
 {
@@ -1258,25 +1205,4 @@ long long tf_fk_file_size (const char *path)
 {
     struct stat st;
     return stat (path, &st) == 0 ? (long long) st.st_size : -1;
-}
-
-void tf_fk_print_log (const tf_service_t *svc, int lines)
-{
-    FILE *file = fopen (svc->log, "r");
-    if (!file)
-        return;
-    char **ring = (char **) calloc ((size_t) lines, sizeof *ring);
-    char line[2048];
-    int next = 0;
-    while (fgets (line, sizeof line, file)) {
-        free (ring[next % lines]);
-        ring[next++ % lines] = strdup (line);
-    }
-    fclose (file);
-    fprintf (stderr, "--- last lines of %s\n", svc->log);
-    for (int i = next > lines ? next - lines : 0; i < next; i++) {
-        fputs (ring[i % lines], stderr);
-        free (ring[i % lines]);
-    }
-    free (ring);
 }

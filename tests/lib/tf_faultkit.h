@@ -37,14 +37,6 @@ Techfeed__Milestone *tf_fk_record_new (const char *id, int sector, size_t summar
 
 // ------------------------------------------------------------------ server side
 
-/*  Fills svc's empty endpoints with tcp://127.0.0.1:PORT, ports free now
-    and below the kernel's ephemeral range. For tests that restart the
-    service on the same endpoints: while it is down, clients reconnect
-    over and over, and a connect from an ephemeral port may pick the very
-    port it connects to (TCP self-connect on loopback), which then holds
-    the port and the restart fails with "Address already in use". 0 or -1. */
-int tf_fk_fixed_endpoints (tf_service_t *svc);
-
 /*  SYNC_STATUS through the library; 0 or -1. */
 int tf_fk_status (const tf_service_t *svc, tf_status_t *status);
 /*  Digest and count of the records in `sectors` (n = 0: all), from one
@@ -243,10 +235,6 @@ void tf_fk_proxy_counts (tf_fk_proxy_t *self, uint64_t *requests, uint64_t *repl
 
 /*  Copies a file (0 or -1); a missing source is an error. */
 int tf_fk_copy_file (const char *from, const char *to);
-/*  Prints the last `lines` lines of the service's log to stderr (for a
-    failure's context). */
-void tf_fk_print_log (const tf_service_t *svc, int lines);
-
 /*  Online copy of an SQLite database (the SQLite backup API, one
     consistent snapshot while the service writes), as a backup tool would
     take it. 0 or -1 (the reason on stderr). */
