@@ -53,7 +53,7 @@ static const tf_cfg_option_t s_options[] = {
     { "writers", 0, TF_CFG_STRING, NULL, 0, 0, false, S (writers),
       "directory of public certificates allowed to write (with CURVE)" },
     { "readers", 0, TF_CFG_STRING, NULL, 0, 0, false, S (readers),
-      "directory of keys allowed to connect at all, writers included (unset: any valid key)" },
+      "directory of keys allowed to read (unset: any key; writers always may)" },
     { "insecure", 0, TF_CFG_BOOL, "false", 0, 0, false, S (insecure),
       "allow plain TCP beyond loopback (no encryption, no authentication)" },
     { "http-addr", 0, TF_CFG_STRING, NULL, 0, 0, false, S (http_addr),

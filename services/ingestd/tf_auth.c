@@ -1,14 +1,16 @@
 /*  Who may connect and who may write.
 
-    With --curve-secret every socket is a CURVE server. zauth (ZAP) admits
-    a client during the handshake: any valid key, or only those in the
-    --readers directory when it is set (that list must then hold the
-    writers' keys too, since it governs every socket). Writing is a
-    second check per ingest request: the client's key, which zauth puts in
-    the "User-Id" property of each frame, must be in the --writers
-    directory. Both directories are zcertstores that reload themselves
-    when their files change, so keys are added and removed without a
-    restart.
+    With --curve-secret every socket is a CURVE server, and this file is
+    its ZAP handler (ZeroMQ RFC 27), served by the server thread itself.
+    CZMQ's zauth cannot be used: with "any key may read" it admits clients
+    without telling who they are, and the write check needs to know. The
+    policy: a key in the --writers directory is admitted and may write; a
+    key in the --readers directory is admitted and may only read; when
+    --readers is unset, any key is admitted to read. Every admitted
+    connection carries its key as the ZAP user id, which the ingest path
+    reads per request ("User-Id" of each frame). Both directories are
+    zcertstores that reload themselves when their files change, so keys
+    are added and removed without a restart.
 
     Without CURVE the service refuses to listen beyond loopback unless
     told --insecure.
@@ -63,6 +65,92 @@ static bool s_is_dir (const char *path)
     return path && stat (path, &st) == 0 && S_ISDIR (st.st_mode);
 }
 
+/*  ZAP request (RFC 27), CURVE:
+    +---------+------------+--------+---------+----------+-----------+-----------+
+    | "1.0"   | request id | domain | address | identity | "CURVE"   | key (32B) |
+    +---------+------------+--------+---------+----------+-----------+-----------+
+    reply: "1.0", request id, status code, status text, user id, metadata. */
+static void s_zap_answer (zsock_t *zap, zcertstore_t *writers, zcertstore_t *readers)
+{
+    zmsg_t *request = zmsg_recv (zap);
+    if (!request)
+        return;
+    char *version = zmsg_popstr (request);
+    char *request_id = zmsg_popstr (request);
+    char *domain = zmsg_popstr (request);
+    char *address = zmsg_popstr (request);
+    char *identity = zmsg_popstr (request);
+    char *mechanism = zmsg_popstr (request);
+    zframe_t *key = zmsg_pop (request);
+    char client[41] = "";
+    const char *status = "400", *text = "only CURVE clients are admitted";
+    if (mechanism && streq (mechanism, "CURVE") && key && zframe_size (key) == 32) {
+        zmq_z85_encode (client, zframe_data (key), 32);
+        bool writer = zcertstore_lookup (writers, client) != NULL;
+        bool reader = !readers || zcertstore_lookup (readers, client) != NULL;
+        if (writer || reader)
+            status = "200", text = writer ? "writer" : "reader";
+        else
+            text = "key not in the readers' or writers' directory";
+    }
+    if (*status != '2')
+        tf_info ("refused connection from %s: %s%s%s", address ? address : "?", text,
+                 *client ? ", key " : "", client);
+    else
+        tf_debug ("admitted %s %s from %s (domain %s)", text, client, address ? address : "?",
+                  domain ? domain : "");
+    zmsg_t *reply = zmsg_new ();
+    zmsg_addstr (reply, "1.0");
+    zmsg_addstr (reply, request_id ? request_id : "");
+    zmsg_addstr (reply, status);
+    zmsg_addstr (reply, text);
+    zmsg_addstr (reply, *status == '2' ? client : "");
+    zmsg_addmem (reply, NULL, 0);
+    zmsg_send (&reply, zap);
+    zframe_destroy (&key);
+    zstr_free (&version);
+    zstr_free (&request_id);
+    zstr_free (&domain);
+    zstr_free (&address);
+    zstr_free (&identity);
+    zstr_free (&mechanism);
+    zmsg_destroy (&request);
+}
+
+/*  The ZAP handler runs on a thread of its own, like CZMQ's zauth: a
+    handshake must not wait for a group commit. It has its own certificate
+    stores (a zcertstore belongs to one thread). */
+static void s_zap_actor (zsock_t *pipe, void *args)
+{
+    const tf_server_config_t *config = (const tf_server_config_t *) args;
+    zsock_t *zap = zsock_new_rep ("inproc://zeromq.zap.01");
+    zsock_signal (pipe, 0);           /* zactor_new waits for this one */
+    zsock_signal (pipe, zap ? 0 : 1); /* tf_auth_start for this one */
+    if (!zap)
+        return;
+    zcertstore_t *writers = zcertstore_new (config->writers);
+    zcertstore_t *readers =
+        config->readers && *config->readers ? zcertstore_new (config->readers) : NULL;
+    zpoller_t *poller = zpoller_new (pipe, zap, NULL);
+    while (true) {
+        void *which = zpoller_wait (poller, -1);
+        if (which == zap)
+            s_zap_answer (zap, writers, readers);
+        else if (which == pipe) {
+            char *command = zstr_recv (pipe);
+            bool term = !command || streq (command, "$TERM");
+            zstr_free (&command);
+            if (term)
+                break;
+        } else if (zpoller_terminated (poller))
+            break;
+    }
+    zpoller_destroy (&poller);
+    zcertstore_destroy (&writers);
+    zcertstore_destroy (&readers);
+    zsock_destroy (&zap);
+}
+
 int tf_auth_start (tf_server_t *self)
 {
     const tf_server_config_t *config = self->config;
@@ -86,13 +174,13 @@ int tf_auth_start (tf_server_t *self)
         zcert_destroy (&cert);
         return -1;
     }
-    self->auth = zactor_new (zauth, NULL);
-    if (config->readers && *config->readers)
-        zstr_sendx (self->auth, "CURVE", config->readers, NULL);
-    else
-        zstr_sendx (self->auth, "CURVE", CURVE_ALLOW_ANY, NULL);
-    zsock_wait (self->auth);
     self->writers = zcertstore_new (config->writers);
+    self->zap = zactor_new (s_zap_actor, (void *) config);
+    if (zsock_wait (self->zap) != 0) {
+        tf_error ("cannot bind the ZAP handler (another one runs in this process)");
+        zcert_destroy (&cert);
+        return -1;
+    }
     zsock_t *sockets[] = { self->ingest, self->events, self->sync };
     for (int i = 0; i < 3; i++) {
         zcert_apply (cert, sockets[i]);
@@ -108,8 +196,8 @@ int tf_auth_start (tf_server_t *self)
 
 void tf_auth_stop (tf_server_t *self)
 {
+    zactor_destroy (&self->zap);
     zcertstore_destroy (&self->writers);
-    zactor_destroy (&self->auth);
 }
 
 bool tf_auth_may_write (tf_server_t *self, zframe_t *frame, char *why, size_t whylen)

@@ -7,7 +7,9 @@
 #include <errno.h>
 #include <sys/stat.h>
 
-#define TF_SUBSCRIPTION_MAX 256 /* bytes of one (un)subscription message */
+/*  Largest message the events socket accepts: subscriptions, and the
+    handshake (a CURVE INITIATE is a few hundred bytes, so not less). */
+#define TF_SUBSCRIPTION_MAX 4096
 
 /*  Binds `socket` to each comma-separated endpoint; the bound endpoints
     (ports resolved when given as '*') are appended to `bound`. */

@@ -28,7 +28,7 @@ typedef struct {
     int64_t log_keep;       /* changes kept in the log, 0 = no count bound */
     int64_t log_max_age_ms;
     int64_t maintenance_ms;
-        /* how often the log is trimmed and request ids expire */ /* changes older than this are trimmed, 0 = none */
+    /* how often the log is trimmed and request ids expire */ /* changes older than this are trimmed, 0 = none */
     int64_t chunk_max;      /* records per sync reply, upper bound */
     int64_t cursor_idle_ms; /* idle cursors are closed after this */
     int64_t max_cursors;    /* open snapshot/catch-up cursors */

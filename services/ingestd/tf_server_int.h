@@ -25,7 +25,7 @@ typedef struct {
     char epoch[33];                  /* the database's epoch */
     uint64_t head;                   /* last committed sequence */
     zactor_t *monitor;               /* zmonitor of the events socket: counts subscribers */
-    zactor_t *auth;                  /* zauth (ZAP) when CURVE is on, else NULL */
+    zactor_t *zap;                   /* ZAP handler thread when CURVE is on, else NULL */
     zcertstore_t *writers;           /* keys allowed to write; reloads when its directory changes */
     tf_http_t *http;                 /* health and metrics, or NULL */
     tf_metrics_t metrics;            /* counters shared with the HTTP thread */

@@ -33,7 +33,9 @@ static void s_save_public (zcert_t *cert, const char *dir, const char *name)
     assert_int_equal (zcert_save_public (cert, path), 0);
 }
 
-static int setup (void **state)
+/*  Keys and a CURVE service; readers restricted unless `open_readers`. The
+    writer is not listed among the readers: writers are admitted anyway. */
+static int s_setup (void **state, bool open_readers)
 {
     fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
     char *dir = tf_test_tempdir ();
@@ -51,13 +53,24 @@ static int setup (void **state)
     f->stranger = zcert_new ();
     assert_int_equal (zcert_save (f->server, secret), 0);
     s_save_public (f->writer, writers, "writer");
-    s_save_public (f->writer, readers, "writer");
     s_save_public (f->reader, readers, "reader");
-    const char *extra[] = { "--curve-secret", secret,  "--writers", writers,
-                            "--readers",      readers, NULL };
+    const char *extra[] = {
+        "--curve-secret", secret, "--writers", writers, open_readers ? NULL : "--readers",
+        readers,          NULL
+    };
     assert_int_equal (tf_service_start (&f->svc, extra), 0);
     *state = f;
     return 0;
+}
+
+static int setup (void **state)
+{
+    return s_setup (state, false);
+}
+
+static int setup_open (void **state)
+{
+    return s_setup (state, true);
 }
 
 static int teardown (void **state)
@@ -192,6 +205,31 @@ static void test_subscribers (void **state)
     zsock_destroy (&writer);
 }
 
+/*  Readers open: any key reads, and the service still tells writers from
+    the rest (the key each request came with). */
+static void test_open_readers (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    const char *server_key = zcert_public_txt (f->server);
+    zsock_t *writer = s_client (ZMQ_DEALER, f->svc.ingest, f->writer, server_key);
+    zsock_t *stranger = s_client (ZMQ_DEALER, f->svc.ingest, f->stranger, server_key);
+    zsock_set_rcvtimeo (writer, 5000);
+    zsock_set_rcvtimeo (stranger, 5000);
+    assert_int_equal (tf_raw_put (writer, "open-1", TECHFEED__SECTOR__SECTOR_QUANTUM), 0);
+    assert_int_equal (tf_raw_put (stranger, "open-2", TECHFEED__SECTOR__SECTOR_QUANTUM),
+                      TECHFEED__ERROR_CODE__UNAUTHORIZED);
+    zsock_destroy (&writer);
+    zsock_destroy (&stranger);
+    //  The stranger may read: its status shows the writer's record.
+    zsock_t *sync = s_client (ZMQ_DEALER, f->svc.sync, f->stranger, server_key);
+    zsock_set_rcvtimeo (sync, 5000);
+    Techfeed__SyncReply *reply = tf_raw_status (sync);
+    assert_non_null (reply);
+    assert_int_equal (reply->status->record_count, 1);
+    techfeed__sync_reply__free_unpacked (reply, NULL);
+    zsock_destroy (&sync);
+}
+
 /*  Plain TCP beyond loopback is refused before anything is bound. */
 static void test_refuses_exposed_plain (void **state)
 {
@@ -216,6 +254,7 @@ int main (void)
         cmocka_unit_test_setup_teardown (test_matrix, setup, teardown),
         cmocka_unit_test_setup_teardown (test_removed_writer, setup, teardown),
         cmocka_unit_test_setup_teardown (test_subscribers, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_open_readers, setup_open, teardown),
         cmocka_unit_test (test_refuses_exposed_plain),
     };
     return cmocka_run_group_tests_name ("CURVE access control", tests, NULL, NULL);
