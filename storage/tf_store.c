@@ -160,6 +160,7 @@ struct _tf_store_t {
     s_figures_t working;                   /* figures of the open transaction */
     s_figures_t saved[TF_STORE_DEPTH_MAX]; /* working at each open savepoint */
     bool savepoint_began;                  /* sp1 began the transaction (RELEASE commits) */
+    int wal_pages;                         /* WAL size after the last commit (wal hook) */
     sqlite3_stmt *stmt[ST_COUNT];          /* prepared statements, see s_sql */
     char errstr[1024];                     /* last error */
 };
@@ -482,8 +483,11 @@ static int s_set_wal (tf_store_t *self, char *err, size_t errlen)
     if (rc == SQLITE_OK && wal)
         //  temp_store: savepoint journals stay in memory instead of a temp
         //  file written page by page (most of the write path's syscalls).
-        rc = sqlite3_exec (self->db, "PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY", NULL,
-                           NULL, NULL);
+        //  journal_size_limit: a WAL that grew under load shrinks back.
+        rc = sqlite3_exec (self->db,
+                           "PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY;"
+                           " PRAGMA journal_size_limit = 67108864",
+                           NULL, NULL, NULL);
     if (rc != SQLITE_OK || !wal) {
         snprintf (err, errlen, "%s: cannot enable WAL mode: %s", self->path,
                   rc != SQLITE_OK ? sqlite3_errmsg (self->db) : "journal_mode stayed as it was");
@@ -844,10 +848,37 @@ int tf_store_new_epoch (tf_store_t *self)
     return result;
 }
 
+/*  Called by SQLite after each commit with the WAL's size in pages. */
+static int s_wal_hook (void *arg, sqlite3 *db, const char *name, int pages)
+{
+    ((tf_store_t *) arg)->wal_pages = pages;
+    return SQLITE_OK;
+}
+
 int tf_store_set_autocheckpoint (tf_store_t *self, int pages)
 {
     assert (self);
     sqlite3_wal_autocheckpoint (self->db, pages);
+    if (pages == 0) // watch the WAL's size instead (tf_store_wal_pages)
+        sqlite3_wal_hook (self->db, s_wal_hook, self);
+    return 0;
+}
+
+int tf_store_wal_pages (tf_store_t *self)
+{
+    assert (self);
+    return self->wal_pages;
+}
+
+int tf_store_checkpoint (tf_store_t *self)
+{
+    assert (self);
+    int frames = 0, copied = 0;
+    int rc =
+        sqlite3_wal_checkpoint_v2 (self->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames, &copied);
+    if (rc != SQLITE_OK)
+        return s_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "checkpoint");
+    self->wal_pages = frames - copied;
     return 0;
 }
 

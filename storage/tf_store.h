@@ -73,6 +73,15 @@ int tf_store_new_epoch (tf_store_t *self);
 /*  SQLite's automatic checkpoint threshold in WAL pages (0: off, when a
     tf_checkpointer does it off the commit path). */
 int tf_store_set_autocheckpoint (tf_store_t *self, int pages);
+/*  With automatic checkpoints off: the WAL's size in pages after the last
+    commit, and a PASSIVE checkpoint made by the writer itself between
+    transactions. Under sustained writes a checkpointer on another
+    connection never catches up with the writer, so the WAL would only
+    grow; a checkpoint between two of the writer's transactions copies
+    everything (unless a reader still needs old pages) and the next commit
+    starts the WAL over. */
+int tf_store_wal_pages (tf_store_t *self);
+int tf_store_checkpoint (tf_store_t *self);
 
 /*  Schema version this code writes (PRAGMA user_version). */
 int tf_store_schema_version (void);

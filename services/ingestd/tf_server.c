@@ -11,6 +11,9 @@
     handshake (a CURVE INITIATE is a few hundred bytes, so not less). */
 #define TF_SUBSCRIPTION_MAX 4096
 
+/*  WAL pages (4 KiB) past which the writer checkpoints between groups. */
+#define TF_WAL_PAGES_MAX 16384
+
 /*  Binds `socket` to each comma-separated endpoint; the bound endpoints
     (ports resolved when given as '*') are appended to `bound`. */
 static int s_bind_all (zsock_t *socket, const char *name, const char *endpoints, char *bound,
@@ -369,6 +372,9 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
         //  Drain both sockets on every wake-up, writes first.
         if (zsock_events (self->ingest) & ZMQ_POLLIN)
             tf_ingest_handle (self);
+        if (tf_store_wal_pages (self->store) > TF_WAL_PAGES_MAX &&
+            tf_store_checkpoint (self->store))
+            tf_warn ("%s", tf_store_errstr (self->store));
         if (zsock_events (self->sync) & ZMQ_POLLIN)
             tf_sync_handle (self);
     }

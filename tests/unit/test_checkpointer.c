@@ -70,10 +70,48 @@ static void test_checkpoints_off_the_commit_path (void **state)
     free (dir);
 }
 
+/*  The writer's own checkpoint between transactions copies the whole WAL,
+    and the next commit starts it over. */
+static void test_writer_checkpoint_rewinds_the_wal (void **state)
+{
+    char *dir = tf_test_tempdir ();
+    char path[300], err[256];
+    snprintf (path, sizeof path, "%s/wal.db", dir);
+    tf_store_t *store = tf_store_new (path, err, sizeof err);
+    assert_non_null (store);
+    tf_store_set_autocheckpoint (store, 0);
+    Techfeed__Milestone record = TECHFEED__MILESTONE__INIT;
+    record.has_sector = 1;
+    record.sector = TECHFEED__SECTOR__SECTOR_HIGH_SPEED_RAIL;
+    record.title = (char *) "Beijing-Shanghai high-speed railway opens";
+    record.date = (char *) "2011-06-30";
+    char id[32];
+    assert_int_equal (tf_store_begin (store), 0);
+    for (int i = 0; i < 2000; i++) {
+        snprintf (id, sizeof id, "line-%d", i);
+        record.id = id;
+        assert_int_equal (tf_store_put (store, &record, false, 0, 1, NULL), 0);
+    }
+    assert_int_equal (tf_store_commit (store), 0);
+    int grown = tf_store_wal_pages (store);
+    assert_true (grown > 100);
+    assert_int_equal (tf_store_checkpoint (store), 0);
+    assert_int_equal (tf_store_wal_pages (store), 0);
+    record.id = (char *) "one-more";
+    assert_int_equal (tf_store_put (store, &record, false, 0, 1, NULL), 0);
+    print_message ("WAL %d pages, after the checkpoint and one put %d\n", grown,
+                   tf_store_wal_pages (store));
+    assert_true (tf_store_wal_pages (store) < 20);
+    tf_store_destroy (&store);
+    tf_test_rmtree (dir);
+    free (dir);
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_checkpoints_off_the_commit_path),
+        cmocka_unit_test (test_writer_checkpoint_rewinds_the_wal),
     };
     return cmocka_run_group_tests_name ("checkpointer", tests, NULL, NULL);
 }
