@@ -249,7 +249,12 @@ static int s_sql_error (char *buf, size_t size, sqlite3 *db, int rc, const char 
     va_start (ap, fmt);
     vsnprintf (context, sizeof context, fmt, ap);
     va_end (ap);
+    int c_errno = errno; /* before anything below can change it */
     int sys = db ? sqlite3_system_errno (db) : 0;
+    //  A write past RLIMIT_FSIZE fails with EFBIG, but SQLite does not keep
+    //  that errno for a failed WAL append: errno still holds it.
+    if (!sys && rc == SQLITE_IOERR_WRITE && c_errno == EFBIG)
+        sys = EFBIG;
     bool full = (rc & 0xff) == SQLITE_FULL ||
                 ((rc & 0xff) == SQLITE_IOERR && (sys == ENOSPC || sys == EDQUOT || sys == EFBIG));
     const char *message = db ? sqlite3_errmsg (db) : sqlite3_errstr (rc);

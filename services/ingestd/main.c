@@ -4,6 +4,7 @@
 #include "tf_log.h"
 #include "tf_server.h"
 
+#include <signal.h>
 #include <stddef.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -97,6 +98,9 @@ static int s_check (tf_server_config_t *config)
 
 int main (int argc, char *argv[])
 {
+    //  Past a file size limit, let writes fail (STORAGE errors) instead of
+    //  being killed by SIGXFSZ.
+    signal (SIGXFSZ, SIG_IGN);
     tf_server_config_t config = { 0 };
     char err[512];
     int rc = tf_config_load (s_options, OPTION_COUNT, &config, argc, argv, err, sizeof err);

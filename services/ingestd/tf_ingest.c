@@ -383,6 +383,18 @@ static void s_log_refusals (const s_pending_t *pending)
     }
 }
 
+/*  Last sequence the group committed (`head` when it changed nothing). */
+static uint64_t s_group_head (zlistx_t *group, uint64_t head)
+{
+    for (s_pending_t *p = (s_pending_t *) zlistx_first (group); p;
+         p = (s_pending_t *) zlistx_next (group)) {
+        s_event_t *last = (s_event_t *) zlistx_last (p->events);
+        if (last && last->sequence > head)
+            head = last->sequence;
+    }
+    return head;
+}
+
 /*  Counts what a reply says, for /metrics. */
 static void s_count_reply (tf_server_t *self, const s_pending_t *pending)
 {
@@ -444,8 +456,8 @@ void tf_ingest_handle (tf_server_t *self)
         zlistx_add_end (group, pending);
         decoded += pending->request != NULL;
     }
-    if (decoded)
-        s_commit_group (self, group, decoded);
+    if (decoded && s_commit_group (self, group, decoded) == 0)
+        tf_server_served (self, s_group_head (group, self->head));
     for (s_pending_t *p = (s_pending_t *) zlistx_first (group); p;
          p = (s_pending_t *) zlistx_next (group)) {
         s_log_refusals (p);
@@ -463,4 +475,25 @@ void tf_ingest_handle (tf_server_t *self)
                   self->head);
     atomic_store (&self->metrics.head, self->head);
     zlistx_destroy (&group);
+}
+
+void tf_ingest_refuse_waiting (tf_server_t *self)
+{
+    size_t refused = 0;
+    while (refused < 100000 && (zsock_events (self->ingest) & ZMQ_POLLIN)) {
+        s_pending_t *pending = s_pending_new (self);
+        if (!pending)
+            break;
+        if (pending->request) {
+            tf_wire_free (&pending->request->base);
+            pending->request = NULL;
+            s_reply_error (pending, TECHFEED__ERROR_CODE__UNAVAILABLE,
+                           "the service is shutting down: retry with the same request_id");
+        }
+        s_send_reply (self, pending);
+        s_pending_destroy (pending);
+        refused++;
+    }
+    if (refused)
+        tf_info ("shutting down: %zu waiting request(s) answered UNAVAILABLE", refused);
 }

@@ -5,6 +5,7 @@
 #include "tf_server_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 
 /*  Largest message the events socket accepts: subscriptions, and the
@@ -68,18 +69,18 @@ static void s_hwm_path (const tf_server_t *self, char *out, size_t size)
     snprintf (out, size, "%s.hwm", tf_store_path (self->store));
 }
 
-static void s_hwm_write (tf_server_t *self)
+/*  One fixed-width line, rewritten in place: a pwrite per committed group
+    is cheap, and a crash cannot leave half a rename behind. */
+void tf_server_served (tf_server_t *self, uint64_t head)
 {
-    char path[4096], tmp[4200];
-    s_hwm_path (self, path, sizeof path);
-    snprintf (tmp, sizeof tmp, "%s.tmp", path);
-    FILE *file = fopen (tmp, "w");
-    if (file) {
-        fprintf (file, "%s %" PRIu64 "\n", self->epoch, self->head);
-        if (fclose (file) == 0 && rename (tmp, path) == 0)
-            return;
-    }
-    tf_warn ("cannot write %s: %s", path, strerror (errno));
+    if (self->hwm_fd < 0 || head == self->hwm_written)
+        return;
+    char line[64];
+    int n = snprintf (line, sizeof line, "%s %020" PRIu64 "\n", self->epoch, head);
+    if (pwrite (self->hwm_fd, line, (size_t) n, 0) != n)
+        tf_warn ("cannot write the high-water file: %s", strerror (errno));
+    else
+        self->hwm_written = head;
 }
 
 static int s_hwm_check (tf_server_t *self)
@@ -131,7 +132,6 @@ static void s_heartbeat (tf_server_t *self)
         tf_error ("cannot read state for the heartbeat: %s", tf_store_errstr (self->store));
         return;
     }
-    bool moved = state.head_sequence != self->head;
     self->head = state.head_sequence;
     s_update_gauges (self, &state);
     Techfeed__SectorHead heads[TF_SECTOR_MAX], *head_ptrs[TF_SECTOR_MAX];
@@ -152,10 +152,7 @@ static void s_heartbeat (tf_server_t *self)
     zmq_send (handle, data, size, 0);
     free (data);
     atomic_fetch_add (&self->metrics.heartbeats, 1);
-    if (moved || self->hwm_written != self->head) {
-        s_hwm_write (self);
-        self->hwm_written = self->head;
-    }
+    tf_server_served (self, self->head);
 }
 
 static void s_maintenance (tf_server_t *self)
@@ -198,8 +195,8 @@ static void s_server_destroy (tf_server_t **self_p)
     tf_server_t *self = *self_p;
     if (!self)
         return;
-    if (self->store && self->events)
-        s_hwm_write (self);
+    if (self->hwm_fd >= 0)
+        close (self->hwm_fd);
     tf_http_destroy (&self->http);
     zactor_destroy (&self->monitor);
     tf_auth_stop (self);
@@ -261,6 +258,7 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
     self->config = config;
     self->cursors = tf_sync_new ();
     self->hwm_written = UINT64_MAX;
+    self->hwm_fd = -1;
     char path[4096], err[512];
     if (config->db && *config->db)
         snprintf (path, sizeof path, "%s", config->db);
@@ -294,6 +292,13 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
         s_server_destroy (&self);
         return NULL;
     }
+    char hwm[4200];
+    s_hwm_path (self, hwm, sizeof hwm);
+    self->hwm_fd = open (hwm, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (self->hwm_fd < 0)
+        tf_warn ("cannot open %s: %s (a restored older copy would go unnoticed)", hwm,
+                 strerror (errno));
+    tf_server_served (self, self->head);
     self->ingest = s_socket (ZMQ_ROUTER, config);
     self->events = s_socket (ZMQ_PUB, config);
     self->sync = s_socket (ZMQ_ROUTER, config);
@@ -378,6 +383,7 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
         if (zsock_events (self->sync) & ZMQ_POLLIN)
             tf_sync_handle (self);
     }
+    tf_ingest_refuse_waiting (self);
     zpoller_destroy (&poller);
 }
 

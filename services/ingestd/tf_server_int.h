@@ -29,6 +29,7 @@ typedef struct {
     zcertstore_t *writers;           /* keys allowed to write; reloads when its directory changes */
     tf_http_t *http;                 /* health and metrics, or NULL */
     tf_metrics_t metrics;            /* counters shared with the HTTP thread */
+    int hwm_fd;                      /* the high-water file beside the database, or -1 */
     uint64_t hwm_written;            /* head last written to the high-water file */
 } tf_server_t;
 
@@ -59,6 +60,10 @@ void tf_envelope_clear (tf_envelope_t *envelope);
     bounded for hostile input. */
 size_t tf_decode_budget (size_t frame_size);
 
+/*  Records in the high-water file that changes up to `head` were
+    committed and are about to be acknowledged (tf_server.c). */
+void tf_server_served (tf_server_t *self, uint64_t head);
+
 /*  Access (tf_auth.c). check_exposure: -1 when plain TCP would reach
     beyond loopback without --insecure. start: CURVE and ZAP on the
     sockets, before they bind. may_write: false with a reason when the
@@ -70,6 +75,8 @@ bool tf_auth_may_write (tf_server_t *self, zframe_t *frame, char *why, size_t wh
 
 /*  Ingest (tf_ingest.c): drains pending requests into one transaction. */
 void tf_ingest_handle (tf_server_t *self);
+/*  At shutdown: answers what is still waiting UNAVAILABLE, storing nothing. */
+void tf_ingest_refuse_waiting (tf_server_t *self);
 
 /*  Sync (tf_sync.c). */
 tf_sync_t *tf_sync_new (void);

@@ -168,16 +168,9 @@ static void test_disk_full (void **state)
                    stats.acked, tf_fk_file_size (f->db), tf_fk_file_size (wal), stats.refused,
                    stats.full, stats.storage, stats.last_error, stats.uncertain);
     assert_true (stats.refused > 0);
-    if (rlimit && !getenv ("TF_KNOWN_BUGS")) {
-        //  Known bug: past RLIMIT_FSIZE SQLite says SQLITE_IOERR_WRITE and
-        //  sqlite3_system_errno () is 0, so the store cannot see EFBIG and
-        //  answers STORAGE; a full disk (ENOSPC) is SQLITE_FULL and answered
-        //  STORAGE_FULL (the tmpfs way)
-        if (stats.storage)
-            print_message ("known bug: STORAGE instead of STORAGE_FULL past RLIMIT_FSIZE\n");
-        assert_int_equal (stats.refused, stats.full + stats.storage);
-    } else
-        assert_int_equal (stats.refused, stats.full); // the error names the cause
+    //  Either way the error names the cause: ENOSPC on the tmpfs, EFBIG
+    //  past RLIMIT_FSIZE (the store reads it from errno).
+    assert_int_equal (stats.refused, stats.full);
     assert_int_equal (stats.uncertain, 0);
     assert_int_equal (status_rc, 0); // status while full
     uint64_t acked;
