@@ -18,44 +18,22 @@
 
 #define MAX_FRAME 65536
 
-typedef struct {
-    tf_service_t svc;
-    zsock_t *ingest; /* DEALER */
-    zsock_t *sync;   /* DEALER */
-} fixture_t;
+typedef tf_raw_fixture_t fixture_t;
 
 static int setup (void **state)
 {
-    fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
     const char *extra[] = { "--max-frame", "65536", NULL };
-    assert_int_equal (tf_service_start (&f->svc, extra), 0);
-    f->ingest = zsock_new_dealer (f->svc.ingest);
-    f->sync = zsock_new_dealer (f->svc.sync);
-    zsock_set_rcvtimeo (f->ingest, 5000);
-    zsock_set_rcvtimeo (f->sync, 5000);
-    *state = f;
-    return 0;
+    return tf_raw_fixture_setup (state, extra);
 }
 
 static int teardown (void **state)
 {
-    fixture_t *f = (fixture_t *) *state;
-    zsock_destroy (&f->ingest);
-    zsock_destroy (&f->sync);
-    assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
-    tf_service_cleanup (&f->svc);
-    free (f);
-    return 0;
+    return tf_raw_fixture_teardown (state);
 }
 
 static uint64_t s_count (fixture_t *f)
 {
-    Techfeed__SyncReply *reply = tf_raw_status (f->sync);
-    assert_non_null (reply);
-    assert_non_null (reply->status);
-    uint64_t count = reply->status->record_count;
-    techfeed__sync_reply__free_unpacked (reply, NULL);
-    return count;
+    return tf_raw_count (f->sync);
 }
 
 /*  Resident memory of the service, KiB. */
@@ -76,15 +54,7 @@ static long s_rss_kib (pid_t pid)
 /*  Sends a put of `record` and returns the reply (caller frees). */
 static Techfeed__IngestReply *s_put_record (fixture_t *f, Techfeed__Milestone *record)
 {
-    Techfeed__Operation op = TECHFEED__OPERATION__INIT, *ops[] = { &op };
-    op.has_kind = 1;
-    op.kind = TECHFEED__OP_KIND__OP_PUT;
-    op.record = record;
-    Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
-    request.ops = ops;
-    request.n_ops = 1;
-    tf_raw_send_request (f->ingest, &request);
-    Techfeed__IngestReply *reply = tf_raw_recv_reply (f->ingest);
+    Techfeed__IngestReply *reply = tf_raw_put_record (f->ingest, record);
     assert_non_null (reply);
     return reply;
 }

@@ -10,48 +10,25 @@
 #include <cmocka.h>
 #include <czmq.h>
 
+#include "tf_rawclient.h"
 #include "tf_testkit.h"
 #include "tf_wire.h"
 
-typedef struct {
-    tf_service_t svc;
-    zsock_t *ingest; /* DEALER */
-    zsock_t *sync;   /* DEALER */
-} fixture_t;
+typedef tf_raw_fixture_t fixture_t;
 
 static int setup (void **state)
 {
-    fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
-    assert_int_equal (tf_service_start (&f->svc, NULL), 0);
-    f->ingest = zsock_new_dealer (f->svc.ingest);
-    f->sync = zsock_new_dealer (f->svc.sync);
-    zsock_set_rcvtimeo (f->ingest, 5000);
-    zsock_set_rcvtimeo (f->sync, 5000);
-    *state = f;
-    return 0;
+    return tf_raw_fixture_setup (state, NULL);
 }
 
 static int teardown (void **state)
 {
-    fixture_t *f = (fixture_t *) *state;
-    zsock_destroy (&f->ingest);
-    zsock_destroy (&f->sync);
-    assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
-    tf_service_cleanup (&f->svc);
-    free (f);
-    return 0;
+    return tf_raw_fixture_teardown (state);
 }
 
-/*  A valid record; strings are literals, so never free_unpacked. */
 static void s_record (Techfeed__Milestone *m, const char *id)
 {
-    techfeed__milestone__init (m);
-    m->id = (char *) id;
-    m->has_sector = 1;
-    m->sector = TECHFEED__SECTOR__SECTOR_SPACE;
-    m->title = (char *) "Chang'e-4 lands on the far side of the Moon";
-    m->date = (char *) "2019-01-03";
-    m->country = (char *) "CN";
+    tf_raw_record (m, id, TECHFEED__SECTOR__SECTOR_SPACE);
 }
 
 /*  Sends frames given as (data, size) pairs, NULL-terminated. */
@@ -71,57 +48,21 @@ static void s_send_frames (zsock_t *socket, ...)
 
 static Techfeed__IngestReply *s_recv_reply (zsock_t *socket)
 {
-    zmsg_t *msg = zmsg_recv (socket);
-    assert_non_null (msg);
-    zframe_t *body = zmsg_last (msg);
-    Techfeed__IngestReply *reply =
-        techfeed__ingest_reply__unpack (NULL, zframe_size (body), zframe_data (body));
+    Techfeed__IngestReply *reply = tf_raw_recv_reply (socket);
     assert_non_null (reply);
-    zmsg_destroy (&msg);
     return reply;
-}
-
-static void s_send_request (zsock_t *socket, const Techfeed__IngestRequest *request)
-{
-    size_t size;
-    uint8_t *data = tf_wire_pack (&request->base, &size);
-    s_send_frames (socket, data, size, NULL);
-    free (data);
 }
 
 static Techfeed__IngestReply *s_put (fixture_t *f, Techfeed__Milestone *record)
 {
-    Techfeed__Operation op = TECHFEED__OPERATION__INIT, *ops[] = { &op };
-    op.has_kind = 1;
-    op.kind = TECHFEED__OP_KIND__OP_PUT;
-    op.record = record;
-    Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
-    request.ops = ops;
-    request.n_ops = 1;
-    s_send_request (f->ingest, &request);
-    return s_recv_reply (f->ingest);
+    Techfeed__IngestReply *reply = tf_raw_put_record (f->ingest, record);
+    assert_non_null (reply);
+    return reply;
 }
 
 static uint64_t s_record_count (fixture_t *f)
 {
-    Techfeed__SyncRequest request = TECHFEED__SYNC_REQUEST__INIT;
-    request.has_kind = 1;
-    request.kind = TECHFEED__SYNC_KIND__SYNC_STATUS;
-    size_t size;
-    uint8_t *data = tf_wire_pack (&request.base, &size);
-    s_send_frames (f->sync, data, size, NULL);
-    free (data);
-    zmsg_t *msg = zmsg_recv (f->sync);
-    assert_non_null (msg);
-    zframe_t *body = zmsg_last (msg);
-    Techfeed__SyncReply *reply =
-        techfeed__sync_reply__unpack (NULL, zframe_size (body), zframe_data (body));
-    assert_non_null (reply);
-    assert_non_null (reply->status);
-    uint64_t count = reply->status->record_count;
-    techfeed__sync_reply__free_unpacked (reply, NULL);
-    zmsg_destroy (&msg);
-    return count;
+    return tf_raw_count (f->sync);
 }
 
 static void s_expect_error (Techfeed__IngestReply *reply, Techfeed__ErrorCode code,
@@ -158,7 +99,7 @@ static void test_put_from_dealer_and_req (void **state)
     Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
     request.ops = ops;
     request.n_ops = 1;
-    s_send_request (req, &request);
+    tf_raw_send_request (req, &request);
     reply = s_recv_reply (req);
     assert_int_equal (reply->results[0]->code, TECHFEED__ERROR_CODE__OK);
     assert_int_equal (reply->results[0]->revision, 2);
@@ -224,7 +165,7 @@ static void test_invalid_record (void **state)
     request.n_ops = 2;
     //  Atomic: the bad record stops both.
     request.has_atomic = request.atomic = 1;
-    s_send_request (f->ingest, &request);
+    tf_raw_send_request (f->ingest, &request);
     Techfeed__IngestReply *reply = s_recv_reply (f->ingest);
     assert_int_equal (reply->results[0]->code, TECHFEED__ERROR_CODE__INVALID);
     assert_string_equal (reply->results[0]->field, "/date");
@@ -233,7 +174,7 @@ static void test_invalid_record (void **state)
     assert_int_equal (s_record_count (f), 0);
     //  Not atomic: the good one is stored, the bad one is not.
     request.atomic = 0;
-    s_send_request (f->ingest, &request);
+    tf_raw_send_request (f->ingest, &request);
     reply = s_recv_reply (f->ingest);
     assert_int_equal (reply->results[0]->code, TECHFEED__ERROR_CODE__INVALID);
     assert_int_equal (reply->results[1]->code, TECHFEED__ERROR_CODE__OK);
@@ -277,14 +218,14 @@ static void test_request_limits (void **state)
     fixture_t *f = (fixture_t *) *state;
     Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
     request.request_id = (char *) "no-ops"; /* an empty message would be an empty frame */
-    s_send_request (f->ingest, &request);
+    tf_raw_send_request (f->ingest, &request);
     Techfeed__IngestReply *refused = s_recv_reply (f->ingest);
     assert_non_null (refused->request_id); /* a refusal still names its request */
     assert_string_equal (refused->request_id, "no-ops");
     s_expect_error (refused, TECHFEED__ERROR_CODE__INVALID, "at least one");
     request.has_version = 1;
     request.version = 7;
-    s_send_request (f->ingest, &request);
+    tf_raw_send_request (f->ingest, &request);
     s_expect_error (s_recv_reply (f->ingest), TECHFEED__ERROR_CODE__UNSUPPORTED, "version 7");
     //  More operations than --max-ops (1000 by default).
     Techfeed__Operation op = TECHFEED__OPERATION__INIT;
@@ -298,7 +239,7 @@ static void test_request_limits (void **state)
     request.request_id = NULL;
     request.ops = ops;
     request.n_ops = 1001;
-    s_send_request (f->ingest, &request);
+    tf_raw_send_request (f->ingest, &request);
     free (ops);
     s_expect_error (s_recv_reply (f->ingest), TECHFEED__ERROR_CODE__TOO_LARGE, "max-ops");
     //  And the service still answers a good request.

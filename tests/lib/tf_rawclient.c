@@ -55,15 +55,65 @@ void tf_raw_send_put (zsock_t *dealer, const char *id, Techfeed__Sector sector,
     tf_raw_send_request (dealer, &request);
 }
 
+Techfeed__IngestReply *tf_raw_put_record (zsock_t *dealer, Techfeed__Milestone *record)
+{
+    Techfeed__Operation op = TECHFEED__OPERATION__INIT, *ops[] = { &op };
+    op.has_kind = 1;
+    op.kind = TECHFEED__OP_KIND__OP_PUT;
+    op.record = record;
+    Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
+    request.ops = ops;
+    request.n_ops = 1;
+    tf_raw_send_request (dealer, &request);
+    return tf_raw_recv_reply (dealer);
+}
+
 int tf_raw_put (zsock_t *dealer, const char *id, Techfeed__Sector sector)
 {
-    tf_raw_send_put (dealer, id, sector, NULL);
-    Techfeed__IngestReply *reply = tf_raw_recv_reply (dealer);
+    Techfeed__Milestone record;
+    tf_raw_record (&record, id, sector);
+    Techfeed__IngestReply *reply = tf_raw_put_record (dealer, &record);
     if (!reply)
         return -1;
     int code = reply->n_results ? (int) reply->results[0]->code : (int) reply->code;
     techfeed__ingest_reply__free_unpacked (reply, NULL);
     return code;
+}
+
+uint64_t tf_raw_count (zsock_t *sync)
+{
+    Techfeed__SyncReply *reply = tf_raw_status (sync);
+    uint64_t count = reply && reply->status ? reply->status->record_count : UINT64_MAX;
+    if (reply)
+        techfeed__sync_reply__free_unpacked (reply, NULL);
+    return count;
+}
+
+int tf_raw_fixture_setup (void **state, const char *const *extra)
+{
+    tf_raw_fixture_t *f = (tf_raw_fixture_t *) zmalloc (sizeof *f);
+    if (tf_service_start (&f->svc, extra) != 0) {
+        tf_service_cleanup (&f->svc);
+        free (f);
+        return -1;
+    }
+    f->ingest = zsock_new_dealer (f->svc.ingest);
+    f->sync = zsock_new_dealer (f->svc.sync);
+    zsock_set_rcvtimeo (f->ingest, 5000);
+    zsock_set_rcvtimeo (f->sync, 5000);
+    *state = f;
+    return 0;
+}
+
+int tf_raw_fixture_teardown (void **state)
+{
+    tf_raw_fixture_t *f = (tf_raw_fixture_t *) *state;
+    zsock_destroy (&f->ingest);
+    zsock_destroy (&f->sync);
+    int status = tf_service_stop (&f->svc, 10000);
+    tf_service_cleanup (&f->svc);
+    free (f);
+    return status == 0 ? 0 : -1;
 }
 
 void tf_raw_send_sync (zsock_t *dealer, const Techfeed__SyncRequest *request)

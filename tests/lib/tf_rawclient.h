@@ -8,6 +8,19 @@
 #include <stdint.h>
 
 #include "techfeed.pb-c.h"
+#include "tf_testkit.h"
+
+/*  A cmocka fixture: the real service and a DEALER on each of its ingest
+    and sync sockets (5 s receive timeouts). */
+typedef struct {
+    tf_service_t svc;
+    zsock_t *ingest;
+    zsock_t *sync;
+} tf_raw_fixture_t;
+
+/*  Starts the service with `extra` arguments (NULL-terminated, or NULL). */
+int tf_raw_fixture_setup (void **state, const char *const *extra);
+int tf_raw_fixture_teardown (void **state);
 
 /*  A minimal valid record in `sector`; its strings are literals except
     id, which must outlive the record. Never free_unpacked. */
@@ -22,6 +35,12 @@ Techfeed__IngestReply *tf_raw_recv_reply (zsock_t *dealer);
     unless NULL; does not wait for the reply. */
 void tf_raw_send_put (zsock_t *dealer, const char *id, Techfeed__Sector sector,
                       const char *request_id);
+
+/*  Puts `record` alone; the reply (caller frees), NULL on timeout. */
+Techfeed__IngestReply *tf_raw_put_record (zsock_t *dealer, Techfeed__Milestone *record);
+
+/*  Record count from SYNC_STATUS; UINT64_MAX when no reply came. */
+uint64_t tf_raw_count (zsock_t *sync);
 
 /*  Puts one record with id; returns the first item's code, the whole
     reply's code when it has no items, or -1 when no reply came within the
