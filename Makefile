@@ -67,7 +67,7 @@ CLI         := $(O)/techfeed
 UNIT_TESTS  := $(patsubst tests/unit/%.c,$(O)/tests/%,$(wildcard tests/unit/test_*.c))
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(O)/tests/%,$(wildcard tests/integration/test_*.c))
 
-.PHONY: all deps run test check asan install uninstall fuzz bench clean format
+.PHONY: all deps run test soak check asan install uninstall fuzz bench clean format
 # Generated code and objects are kept, not treated as intermediate.
 .SECONDARY:
 .DEFAULT_GOAL := all
@@ -237,6 +237,11 @@ asan:
 
 test: deps
 	$(Q)$(MAKE) --no-print-directory O=build/asan SAN=1 check
+
+# The long kill -9 variant of the fault test: 200 rounds (about 7 minutes).
+soak: deps
+	$(Q)$(MAKE) --no-print-directory O=build/asan SAN=1 all build/asan/tests/test_fault_kill
+	$(Q)TF_SOAK=1 tests/run.sh build/asan build/asan/tests/test_fault_kill
 
 check: all $(UNIT_TESTS) $(INTEG_TESTS)
 	$(Q)tests/run.sh $(O) $(UNIT_TESTS) $(INTEG_TESTS)
