@@ -241,7 +241,7 @@ test: deps
 # The long kill -9 variant of the fault test: 200 rounds (about 7 minutes).
 soak: deps
 	$(Q)$(MAKE) --no-print-directory O=build/asan SAN=1 all build/asan/tests/test_fault_kill
-	$(Q)TF_SOAK=1 tests/run.sh build/asan build/asan/tests/test_fault_kill
+	$(Q)TF_SOAK=1 TF_TEST_TIMEOUT=1500 tests/run.sh build/asan build/asan/tests/test_fault_kill
 
 check: all $(UNIT_TESTS) $(INTEG_TESTS)
 	$(Q)tests/run.sh $(O) $(UNIT_TESTS) $(INTEG_TESTS)

@@ -11,7 +11,7 @@ passed=0; failed=0; broken=""
 log=$(mktemp)
 for t in "$@"; do
     echo "=== $(basename "$t")"
-    timeout -k 5 300 "$t" >"$log" 2>&1
+    timeout -k 5 "${TF_TEST_TIMEOUT:-300}" "$t" >"$log" 2>&1
     rc=$?
     cat "$log"
     p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
