@@ -260,10 +260,11 @@ static void test_config_validates (void **state)
     free (out);
     free (err);
 
-    //  The normalised file, as JSON (PyYAML comes with docker-compose).
+    //  The normalised file, as JSON (Debian's PyYAML comes with docker-compose:
+    //  the system python, not whichever python3 is first on PATH).
     char *command = NULL;
     if (asprintf (&command,
-                  "docker-compose -f '%s' config | python3 -c "
+                  "docker-compose -f '%s' config | /usr/bin/python3 -c "
                   "'import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)'",
                   f->compose) < 0)
         abort ();
