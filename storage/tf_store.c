@@ -1379,17 +1379,28 @@ static int s_cursor_step (tf_store_cursor_t *cursor)
     return s_sql_error (cursor->errstr, sizeof cursor->errstr, cursor->db, rc, "cursor: read");
 }
 
-int tf_store_cursor_next_record (tf_store_cursor_t *cursor, Techfeed__Milestone **record)
+int tf_store_cursor_next_body (tf_store_cursor_t *cursor, const void **body, size_t *size)
 {
-    assert (cursor && record);
+    assert (cursor && body && size);
     assert (!cursor->changes);
-    *record = NULL;
     int rc = s_cursor_step (cursor);
     if (rc != SQLITE_ROW)
         return rc;
-    const uint8_t *body = sqlite3_column_blob (cursor->stmt, 1);
-    size_t size = (size_t) sqlite3_column_bytes (cursor->stmt, 1);
-    *record = techfeed__milestone__unpack (NULL, size, body);
+    *body = sqlite3_column_blob (cursor->stmt, 1);
+    *size = (size_t) sqlite3_column_bytes (cursor->stmt, 1);
+    return 1;
+}
+
+int tf_store_cursor_next_record (tf_store_cursor_t *cursor, Techfeed__Milestone **record)
+{
+    assert (cursor && record);
+    *record = NULL;
+    const void *body = NULL;
+    size_t size = 0;
+    int rc = tf_store_cursor_next_body (cursor, &body, &size);
+    if (rc != 1)
+        return rc;
+    *record = techfeed__milestone__unpack (NULL, size, (const uint8_t *) body);
     if (!*record) {
         snprintf (cursor->errstr, sizeof cursor->errstr, "%.128s: stored body does not decode",
                   (const char *) sqlite3_column_text (cursor->stmt, 0));

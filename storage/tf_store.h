@@ -158,6 +158,9 @@ const uint64_t *tf_store_cursor_sector_heads (tf_store_cursor_t *cursor);
 const char *tf_store_cursor_errstr (tf_store_cursor_t *cursor);
 /*  1 with *record set (caller-owned), 0 at the end, TF_STORE_ERROR. */
 int tf_store_cursor_next_record (tf_store_cursor_t *cursor, Techfeed__Milestone **record);
+/*  Snapshot cursors: 1 with the next record's stored bytes (a packed
+    Milestone, borrowed until the next call), 0 at the end, TF_STORE_ERROR. */
+int tf_store_cursor_next_body (tf_store_cursor_t *cursor, const void **body, size_t *size);
 /*  1 with *event set (caller-owned, epoch filled), 0 at the end, TF_STORE_ERROR. */
 int tf_store_cursor_next_change (tf_store_cursor_t *cursor, Techfeed__ChangeEvent **event);
 void tf_store_cursor_destroy (tf_store_cursor_t **cursor_p);

@@ -114,37 +114,87 @@ static void s_reply_error (tf_server_t *self, const tf_envelope_t *envelope,
 
 /*  Sends the next chunk of `cursor`; at its end, the end mark, and the
     cursor is closed. */
+/*  A growing byte buffer for a snapshot chunk. */
+typedef struct {
+    uint8_t *data;
+    size_t size, used;
+} s_bytes_t;
+
+static void s_bytes_add (s_bytes_t *bytes, const void *data, size_t size)
+{
+    if (bytes->used + size > bytes->size) {
+        bytes->size = (bytes->used + size) * 2;
+        bytes->data = (uint8_t *) realloc (bytes->data, bytes->size);
+        if (!bytes->data)
+            abort ();
+    }
+    memcpy (bytes->data + bytes->used, data, size);
+    bytes->used += size;
+}
+
+/*  Appends `body` as one element of the length-delimited field `field`. */
+static void s_bytes_add_field (s_bytes_t *bytes, uint32_t field, const void *body, size_t size)
+{
+    uint8_t head[16];
+    size_t n = 0;
+    head[n++] = (uint8_t) (field << 3 | 2);
+    uint64_t length = size;
+    do {
+        head[n++] = (uint8_t) ((length & 0x7f) | (length > 0x7f ? 0x80 : 0));
+        length >>= 7;
+    } while (length);
+    s_bytes_add (bytes, head, n);
+    s_bytes_add (bytes, body, size);
+}
+
+/*  Reads the next chunk: snapshot records as the bytes the database holds
+    (appended to `records` as SyncReply field 6: protobuf merges
+    concatenated encodings, so the service decodes nothing), catch-up
+    changes as messages in the reply. Returns the last cursor result: 1
+    more to come, 0 at the end, < 0 on error. */
+static int s_read_chunk (s_cursor_t *c, Techfeed__SyncReply *reply, s_bytes_t *records)
+{
+    size_t count = 0;
+    int rc = 1;
+    if (!c->changes) {
+        while (count < c->chunk && records->used < TF_CHUNK_BYTES) {
+            const void *body;
+            size_t size;
+            if ((rc = tf_store_cursor_next_body (c->cursor, &body, &size)) != 1)
+                break;
+            s_bytes_add_field (records, 6, body, size);
+            count++;
+        }
+        c->sent += count;
+        return rc;
+    }
+    Techfeed__ChangeEvent **items = (Techfeed__ChangeEvent **) zmalloc (c->chunk * sizeof (void *));
+    size_t bytes = 0;
+    while (count < c->chunk && bytes < TF_CHUNK_BYTES) {
+        if ((rc = tf_store_cursor_next_change (c->cursor, &items[count])) != 1)
+            break;
+        bytes += protobuf_c_message_get_packed_size (&items[count]->base);
+        count++;
+    }
+    reply->changes = items;
+    reply->n_changes = count;
+    c->sent += count;
+    return rc;
+}
+
 static void s_send_chunk (tf_server_t *self, const tf_envelope_t *envelope, void *handle)
 {
     zlistx_t *list = self->cursors->cursors;
     s_cursor_t *c = (s_cursor_t *) zlistx_handle_item (handle);
     Techfeed__SyncReply reply;
     s_reply_init (self, &reply);
-    void **items = (void **) zmalloc (c->chunk * sizeof (void *));
-    size_t count = 0, bytes = 0;
-    int rc = 1;
-    while (count < c->chunk && bytes < TF_CHUNK_BYTES) {
-        rc = c->changes
-                 ? tf_store_cursor_next_change (c->cursor, (Techfeed__ChangeEvent **) &items[count])
-                 : tf_store_cursor_next_record (c->cursor, (Techfeed__Milestone **) &items[count]);
-        if (rc != 1)
-            break;
-        bytes += protobuf_c_message_get_packed_size ((ProtobufCMessage *) items[count]);
-        count++;
-    }
-    if (c->changes) {
-        reply.changes = (Techfeed__ChangeEvent **) items;
-        reply.n_changes = count;
-    } else {
-        reply.records = (Techfeed__Milestone **) items;
-        reply.n_records = count;
-    }
-    c->sent += count;
+    s_bytes_t records = { NULL, 0, 0 };
+    int rc = s_read_chunk (c, &reply, &records);
     c->last_used_ms = tf_now_ms ();
     Techfeed__SectorHead heads[TF_SECTOR_MAX], *head_ptrs[TF_SECTOR_MAX];
     if (rc < 0) {
         reply.code = TECHFEED__ERROR_CODE__STORAGE;
-        reply.message = (char *) tf_store_errstr (self->store);
+        reply.message = (char *) tf_store_cursor_errstr (c->cursor);
         tf_error ("cursor %" PRIu64 " failed: %s", c->id, reply.message);
     }
     if (rc == 1) {
@@ -160,7 +210,14 @@ static void s_send_chunk (tf_server_t *self, const tf_envelope_t *envelope, void
     }
     //  A full chunk may have been the last one; the client learns it from
     //  the next (empty) end mark.
-    tf_envelope_reply (self->sync, envelope, &reply.base);
+    size_t size;
+    uint8_t *data = tf_wire_pack (&reply.base, &size);
+    s_bytes_t frame = { data, size, size };
+    if (records.used)
+        s_bytes_add (&frame, records.data, records.used);
+    tf_envelope_send_bytes (self->sync, envelope, frame.data, frame.used);
+    free (frame.data);
+    free (records.data);
     if (rc != 1) {
         tf_info ("%s %" PRIu64 " done: %" PRIu64 " items up to seq %" PRIu64,
                  c->changes ? "catch-up" : "snapshot", c->id, c->sent, reply.sequence);
