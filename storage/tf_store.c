@@ -1410,36 +1410,49 @@ int tf_store_cursor_next_record (tf_store_cursor_t *cursor, Techfeed__Milestone 
     return 1;
 }
 
-int tf_store_cursor_next_change (tf_store_cursor_t *cursor, Techfeed__ChangeEvent **event)
+int tf_store_cursor_next_change_body (tf_store_cursor_t *cursor, Techfeed__ChangeEvent *event,
+                                      const void **body, size_t *size)
 {
-    assert (cursor && event);
+    assert (cursor && event && body && size);
     assert (cursor->changes);
-    *event = NULL;
     int rc = s_cursor_step (cursor);
     if (rc != SQLITE_ROW)
         return rc;
     sqlite3_stmt *stmt = cursor->stmt;
-    Techfeed__ChangeEvent *change = s_alloc (sizeof *change);
-    techfeed__change_event__init (change);
-    change->epoch = s_strdup (cursor->epoch);
-    change->has_sequence = 1;
-    change->sequence = s_column_seq (stmt, 0);
-    change->has_kind = 1;
-    change->kind = (Techfeed__ChangeKind) sqlite3_column_int (stmt, 1);
-    change->has_sector = 1;
-    change->sector = (Techfeed__Sector) sqlite3_column_int (stmt, 2);
+    techfeed__change_event__init (event);
+    event->epoch = cursor->epoch;
+    event->has_sequence = event->has_kind = event->has_sector = event->has_revision = 1;
+    event->has_sector_prev_sequence = event->has_timestamp_ms = 1;
+    event->sequence = s_column_seq (stmt, 0);
+    event->kind = (Techfeed__ChangeKind) sqlite3_column_int (stmt, 1);
+    event->sector = (Techfeed__Sector) sqlite3_column_int (stmt, 2);
     const char *id = (const char *) sqlite3_column_text (stmt, 3);
-    change->id = s_strdup (id ? id : "");
-    change->has_revision = 1;
-    change->revision = s_column_seq (stmt, 4);
-    change->has_sector_prev_sequence = 1;
-    change->sector_prev_sequence = s_column_seq (stmt, 5);
-    change->has_timestamp_ms = 1;
-    change->timestamp_ms = sqlite3_column_int64 (stmt, 6);
-    if (change->kind == TECHFEED__CHANGE_KIND__CHANGE_PUT) {
-        const uint8_t *body = sqlite3_column_blob (stmt, 7);
-        size_t size = (size_t) sqlite3_column_bytes (stmt, 7);
-        change->record = techfeed__milestone__unpack (NULL, size, body);
+    event->id = (char *) (id ? id : "");
+    event->revision = s_column_seq (stmt, 4);
+    event->sector_prev_sequence = s_column_seq (stmt, 5);
+    event->timestamp_ms = sqlite3_column_int64 (stmt, 6);
+    bool put = event->kind == TECHFEED__CHANGE_KIND__CHANGE_PUT;
+    *body = put ? sqlite3_column_blob (stmt, 7) : NULL;
+    *size = put ? (size_t) sqlite3_column_bytes (stmt, 7) : 0;
+    return 1;
+}
+
+int tf_store_cursor_next_change (tf_store_cursor_t *cursor, Techfeed__ChangeEvent **event)
+{
+    assert (cursor && event);
+    *event = NULL;
+    Techfeed__ChangeEvent row;
+    const void *body = NULL;
+    size_t size = 0;
+    int rc = tf_store_cursor_next_change_body (cursor, &row, &body, &size);
+    if (rc != 1)
+        return rc;
+    Techfeed__ChangeEvent *change = s_alloc (sizeof *change);
+    *change = row;
+    change->epoch = s_strdup (row.epoch);
+    change->id = s_strdup (row.id);
+    if (body) {
+        change->record = techfeed__milestone__unpack (NULL, size, (const uint8_t *) body);
         if (!change->record) {
             snprintf (cursor->errstr, sizeof cursor->errstr,
                       "change %llu: stored body does not decode",

@@ -161,6 +161,11 @@ int tf_store_cursor_next_record (tf_store_cursor_t *cursor, Techfeed__Milestone 
 /*  Snapshot cursors: 1 with the next record's stored bytes (a packed
     Milestone, borrowed until the next call), 0 at the end, TF_STORE_ERROR. */
 int tf_store_cursor_next_body (tf_store_cursor_t *cursor, const void **body, size_t *size);
+/*  Catch-up cursors: 1 with `event` (caller's struct) filled but for its
+    record, strings borrowed, and the stored record bytes in *body (NULL for
+    a delete), all valid until the next call; 0 at the end, TF_STORE_ERROR. */
+int tf_store_cursor_next_change_body (tf_store_cursor_t *cursor, Techfeed__ChangeEvent *event,
+                                      const void **body, size_t *size);
 /*  1 with *event set (caller-owned, epoch filled), 0 at the end, TF_STORE_ERROR. */
 int tf_store_cursor_next_change (tf_store_cursor_t *cursor, Techfeed__ChangeEvent **event);
 void tf_store_cursor_destroy (tf_store_cursor_t **cursor_p);

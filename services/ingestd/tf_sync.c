@@ -132,52 +132,81 @@ static void s_bytes_add (s_bytes_t *bytes, const void *data, size_t size)
     bytes->used += size;
 }
 
-/*  Appends `body` as one element of the length-delimited field `field`. */
-static void s_bytes_add_field (s_bytes_t *bytes, uint32_t field, const void *body, size_t size)
+/*  Appends the key and length of one element of the length-delimited
+    field `field`; its `length` bytes must follow. */
+static void s_bytes_add_head (s_bytes_t *bytes, uint32_t field, size_t length)
 {
     uint8_t head[16];
     size_t n = 0;
     head[n++] = (uint8_t) (field << 3 | 2);
-    uint64_t length = size;
     do {
         head[n++] = (uint8_t) ((length & 0x7f) | (length > 0x7f ? 0x80 : 0));
         length >>= 7;
     } while (length);
     s_bytes_add (bytes, head, n);
+}
+
+static void s_bytes_add_field (s_bytes_t *bytes, uint32_t field, const void *body, size_t size)
+{
+    s_bytes_add_head (bytes, field, size);
     s_bytes_add (bytes, body, size);
 }
 
-/*  Reads the next chunk: snapshot records as the bytes the database holds
-    (appended to `records` as SyncReply field 6: protobuf merges
-    concatenated encodings, so the service decodes nothing), catch-up
-    changes as messages in the reply. Returns the last cursor result: 1
-    more to come, 0 at the end, < 0 on error. */
-static int s_read_chunk (s_cursor_t *c, Techfeed__SyncReply *reply, s_bytes_t *records)
+/*  Bytes of the key and length of a length-delimited field of `size`. */
+static size_t s_head_size (size_t size)
+{
+    size_t n = 2;
+    while (size > 0x7f) {
+        size >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/*  One catch-up change as SyncReply field 7: the event's own fields packed,
+    then the stored record bytes as its field 7 (record). */
+static void s_bytes_add_change (s_bytes_t *bytes, const Techfeed__ChangeEvent *event,
+                                const void *body, size_t size)
+{
+    uint8_t fields[512];
+    size_t packed = protobuf_c_message_get_packed_size (&event->base);
+    uint8_t *head = packed <= sizeof fields ? fields : (uint8_t *) malloc (packed);
+    if (!head)
+        abort ();
+    protobuf_c_message_pack (&event->base, head);
+    size_t record = body ? s_head_size (size) + size : 0;
+    s_bytes_add_head (bytes, 7, packed + record);
+    s_bytes_add (bytes, head, packed);
+    if (body)
+        s_bytes_add_field (bytes, 7, body, size);
+    if (head != fields)
+        free (head);
+}
+
+/*  Reads the next chunk into `items` as the bytes the database holds:
+    records as SyncReply field 6, changes as field 7 around their stored
+    record bytes. Protobuf merges concatenated encodings, so the client
+    decodes one SyncReply and the service decodes nothing. Returns the last
+    cursor result: 1 more to come, 0 at the end, < 0 on error. */
+static int s_read_chunk (s_cursor_t *c, s_bytes_t *items)
 {
     size_t count = 0;
     int rc = 1;
-    if (!c->changes) {
-        while (count < c->chunk && records->used < TF_CHUNK_BYTES) {
-            const void *body;
-            size_t size;
+    while (count < c->chunk && items->used < TF_CHUNK_BYTES) {
+        const void *body = NULL;
+        size_t size = 0;
+        if (c->changes) {
+            Techfeed__ChangeEvent event;
+            if ((rc = tf_store_cursor_next_change_body (c->cursor, &event, &body, &size)) != 1)
+                break;
+            s_bytes_add_change (items, &event, body, size);
+        } else {
             if ((rc = tf_store_cursor_next_body (c->cursor, &body, &size)) != 1)
                 break;
-            s_bytes_add_field (records, 6, body, size);
-            count++;
+            s_bytes_add_field (items, 6, body, size);
         }
-        c->sent += count;
-        return rc;
-    }
-    Techfeed__ChangeEvent **items = (Techfeed__ChangeEvent **) zmalloc (c->chunk * sizeof (void *));
-    size_t bytes = 0;
-    while (count < c->chunk && bytes < TF_CHUNK_BYTES) {
-        if ((rc = tf_store_cursor_next_change (c->cursor, &items[count])) != 1)
-            break;
-        bytes += protobuf_c_message_get_packed_size (&items[count]->base);
         count++;
     }
-    reply->changes = items;
-    reply->n_changes = count;
     c->sent += count;
     return rc;
 }
@@ -189,7 +218,7 @@ static void s_send_chunk (tf_server_t *self, const tf_envelope_t *envelope, void
     Techfeed__SyncReply reply;
     s_reply_init (self, &reply);
     s_bytes_t records = { NULL, 0, 0 };
-    int rc = s_read_chunk (c, &reply, &records);
+    int rc = s_read_chunk (c, &records);
     c->last_used_ms = tf_now_ms ();
     Techfeed__SectorHead heads[TF_SECTOR_MAX], *head_ptrs[TF_SECTOR_MAX];
     if (rc < 0) {
