@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,8 @@ int tf_spawn_start (tf_spawn_t *self, const tf_service_t *svc, const char *dir, 
         return -1;
     pid_t pid = fork ();
     if (pid == 0) {
+        //  A failed or crashed test must not leave its programs running.
+        prctl (PR_SET_PDEATHSIG, SIGKILL);
         dup2 (out, STDOUT_FILENO);
         dup2 (err, STDERR_FILENO);
         int null = open ("/dev/null", O_RDONLY);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -152,6 +153,8 @@ int tf_service_start (tf_service_t *svc, const char *const *extra)
     if (pid < 0)
         return -1;
     if (pid == 0) {
+        //  A failed or crashed test must not leave its programs running.
+        prctl (PR_SET_PDEATHSIG, SIGKILL);
         int log = open (svc->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (log >= 0) {
             dup2 (log, STDERR_FILENO);
@@ -267,6 +270,8 @@ int tf_test_run (const tf_service_t *svc, const char *const *argv, const char *i
         return -1;
     pid_t pid = fork ();
     if (pid == 0) {
+        //  A failed or crashed test must not leave its programs running.
+        prctl (PR_SET_PDEATHSIG, SIGKILL);
         dup2 (in_pipe[0], STDIN_FILENO);
         dup2 (out_pipe[1], STDOUT_FILENO);
         dup2 (err_pipe[1], STDERR_FILENO);
