@@ -19,6 +19,19 @@ typedef struct {
     size_t line;                 /* where it starts in the input */
 } s_item_t;
 
+/*  A record refused before sending, reported once the results of the
+    records before it are out, so that output follows the input's order. */
+typedef struct {
+    size_t line;
+    char *id, *code, *field, *message; /* owned */
+} s_early_t;
+
+typedef struct {
+    s_early_t *items;
+    size_t count, cap;
+    size_t next; /* first not yet reported */
+} s_earlies_t;
+
 /*  A writer with the settings, or NULL with *status set. */
 static tf_writer_t *s_writer (cli_t *cli, int *status)
 {
@@ -124,14 +137,57 @@ static void s_result_message (const tf_result_t *r, char *out, size_t outlen)
         snprintf (out, outlen, "%s", tf_error_name (r->code));
 }
 
+static char *s_strdup (const char *text)
+{
+    char *copy = strdup (text ? text : "");
+    if (!copy)
+        abort ();
+    return copy;
+}
+
+static void s_defer (s_earlies_t *earlies, size_t line, const char *id, const char *code,
+                     const char *field, const char *message)
+{
+    if (earlies->count == earlies->cap) {
+        earlies->cap = earlies->cap ? earlies->cap * 2 : 16;
+        earlies->items = (s_early_t *) realloc (earlies->items, earlies->cap * sizeof (s_early_t));
+        if (!earlies->items)
+            abort ();
+    }
+    earlies->items[earlies->count++] =
+        (s_early_t){ line, id ? s_strdup (id) : NULL, s_strdup (code), s_strdup (field),
+                     s_strdup (message) };
+}
+
+/*  Reports the deferred refusals of lines before `line` (SIZE_MAX: all). */
+static void s_report_before (cli_t *cli, const char *name, s_earlies_t *earlies, size_t line)
+{
+    for (; earlies->next < earlies->count && earlies->items[earlies->next].line < line;
+         earlies->next++) {
+        s_early_t *e = &earlies->items[earlies->next];
+        s_rejected (cli, name, e->line, e->id, e->code, e->field, e->message);
+    }
+}
+
+static void s_earlies_free (s_earlies_t *earlies)
+{
+    for (size_t i = 0; i < earlies->count; i++) {
+        free (earlies->items[i].id);
+        free (earlies->items[i].code);
+        free (earlies->items[i].field);
+        free (earlies->items[i].message);
+    }
+    free (earlies->items);
+}
+
 /*  Decodes and validates one JSON value. The record, or NULL when
-    rejected (reported). */
-static Techfeed__Milestone *s_record (cli_t *cli, const char *name, size_t line, json_t *value)
+    rejected (deferred into `earlies`). */
+static Techfeed__Milestone *s_record (s_earlies_t *earlies, size_t line, json_t *value)
 {
     tf_verror_t verr;
     const char *id = json_string_value (json_object_get (value, "id"));
     if (!json_is_object (value)) {
-        s_rejected (cli, name, line, NULL, "INVALID", "", "a record is a JSON object");
+        s_defer (earlies, line, NULL, "INVALID", "", "a record is a JSON object");
         return NULL;
     }
     Techfeed__Milestone *m = tf_json_to_milestone (value, &verr);
@@ -140,7 +196,7 @@ static Techfeed__Milestone *s_record (cli_t *cli, const char *name, size_t line,
         m = NULL;
     }
     if (!m)
-        s_rejected (cli, name, line, id, "INVALID", verr.field, verr.message);
+        s_defer (earlies, line, id, "INVALID", verr.field, verr.message);
     return m;
 }
 
@@ -148,7 +204,7 @@ static Techfeed__Milestone *s_record (cli_t *cli, const char *name, size_t line,
     Counts into *stored and *rejected. 0, or EX_UNAVAILABLE when
     the service did not answer. */
 static int s_send (cli_t *cli, const char *name, s_item_t *items, size_t n, size_t batch,
-                   size_t *stored, size_t *rejected)
+                   s_earlies_t *earlies, size_t *stored, size_t *rejected)
 {
     int status = 0;
     tf_writer_t *writer = s_writer (cli, &status);
@@ -179,6 +235,7 @@ static int s_send (cli_t *cli, const char *name, s_item_t *items, size_t n, size
         for (size_t j = 0; j < k; j++) {
             const tf_result_t *r = &results[j];
             size_t line = items[i + j].line;
+            s_report_before (cli, name, earlies, line);
             if (r->code == TECHFEED__ERROR_CODE__OK) {
                 s_stored (cli, "ok", r, line, tf_writer_replayed (writer));
                 (*stored)++;
@@ -212,17 +269,18 @@ int cli_put (cli_t *cli)
     tf_reader_t *reader = tf_reader_new (data, size);
     s_item_t *items = NULL;
     size_t n = 0, cap = 0, stored = 0, rejected = 0;
+    s_earlies_t earlies = { NULL, 0, 0, 0 };
     json_t *value;
     size_t line;
     char err[200];
     int rc;
     while ((rc = tf_reader_next (reader, &value, &line, err, sizeof err)) != 0) {
         if (rc < 0) {
-            s_rejected (cli, name, line, NULL, "MALFORMED", "", err);
+            s_defer (&earlies, line, NULL, "MALFORMED", "", err);
             rejected++;
             continue;
         }
-        Techfeed__Milestone *m = s_record (cli, name, line, value);
+        Techfeed__Milestone *m = s_record (&earlies, line, value);
         json_decref (value);
         if (!m) {
             rejected++;
@@ -240,6 +298,10 @@ int cli_put (cli_t *cli)
     free (data);
 
     int status = 0;
+    bool sending = n > 0 && !(cli->has_expect && n + rejected != 1) &&
+                   !(cli->atomic && (rejected > 0 || n > CLI_ATOMIC_MAX));
+    if (!sending)
+        s_report_before (cli, name, &earlies, SIZE_MAX);
     if (n + rejected == 0) {
         cli_error ("%s: no records", name);
         status = EX_DATAERR;
@@ -253,7 +315,9 @@ int cli_put (cli_t *cli)
         cli_error ("--atomic takes at most %d records, %s has %zu", CLI_ATOMIC_MAX, name, n);
         status = EX_USAGE;
     } else if (n > 0)
-        status = s_send (cli, name, items, n, cli->atomic ? n : CLI_BATCH, &stored, &rejected);
+        status =
+            s_send (cli, name, items, n, cli->atomic ? n : CLI_BATCH, &earlies, &stored, &rejected);
+    s_report_before (cli, name, &earlies, SIZE_MAX);
     if (status == 0 && rejected > 0) {
         if (!cli->json)
             cli_error ("%zu stored, %zu rejected", stored, rejected);
@@ -262,6 +326,7 @@ int cli_put (cli_t *cli)
     for (size_t i = 0; i < n; i++)
         techfeed__milestone__free_unpacked (items[i].record, NULL);
     free (items);
+    s_earlies_free (&earlies);
     return status;
 }
 

@@ -307,9 +307,13 @@ static void test_bad_ndjson_file (void **state)
     for (const char *p = s_err; (p = strstr (p, count)); p++)
         n++;
     assert_int_equal (n, 6);
-    //  stdout: a result per record, ok or not, with its line
+    //  stdout: a result per record, ok or not, with its line, in file order
     json_t *results = s_out_json ();
     assert_int_equal (json_array_size (results), 9);
+    for (size_t i = 0; i < json_array_size (results); i++)
+        assert_int_equal (
+            json_integer_value (json_object_get (json_array_get (results, i), "line")),
+            (json_int_t) i + 1);
     json_decref (results);
     //  The good ones are stored, the bad ones not
     assert_int_equal (s_cli (svc, NULL, "list"), 0);
