@@ -54,13 +54,14 @@
 #define TF_BEHIND_PROOF 2              /* heartbeats in a row below P that prove it */
 
 struct _tf_view_t {
-    char *events_ep;                         /* PUB endpoint to connect */
-    char *sync_ep;                           /* sync ROUTER endpoint to connect */
-    zsock_t *sub;                            /* SUB socket; NULL before start and detached */
-    tf_rpc_t *rpc;                           /* DEALER to sync; NULL before start and detached */
-    int timeout_ms;                          /* wait for one sync reply */
-    bool filtered;                           /* holds some sectors only */
-    bool held[TF_SECTOR_MAX + 1];            /* sectors held, by value */
+    char *events_ep;                    /* PUB endpoint to connect */
+    char *sync_ep;                      /* sync ROUTER endpoint to connect */
+    zsock_t *sub;                       /* SUB socket; NULL before start and detached */
+    tf_rpc_t *rpc;                      /* DEALER to sync; NULL before start and detached */
+    int timeout_ms;                     /* wait for one sync reply */
+    const Techfeed__ChangeEvent *owned; /* event decoded here, being fed: its record may be taken */
+    bool filtered;                      /* holds some sectors only */
+    bool held[TF_SECTOR_MAX + 1];       /* sectors held, by value */
     Techfeed__Sector sectors[TF_SECTOR_MAX]; /* the same as a list, for filters */
     size_t n_sectors;                        /* entries in sectors; 0 when not filtered */
     tf_view_state_t state;                   /* where in §9 */
@@ -345,7 +346,13 @@ static int s_change (tf_view_t *self, const Techfeed__ChangeEvent *event, bool c
         return -1;
     }
     if (event->kind == TECHFEED__CHANGE_KIND__CHANGE_PUT) {
-        Techfeed__Milestone *copy = tf_milestone_dup (event->record);
+        Techfeed__Milestone *copy;
+        if (event == self->owned) {
+            //  Decoded by the view for this call: take its record, no copy
+            copy = event->record;
+            ((Techfeed__ChangeEvent *) event)->record = NULL;
+        } else
+            copy = tf_milestone_dup (event->record);
         if (!copy->has_revision) {
             copy->has_revision = 1;
             copy->revision = event->revision;
@@ -537,8 +544,11 @@ void tf_view_feed_message (tf_view_t *self, const char *topic, size_t topic_size
     const char *slug = event->has_sector ? tf_sector_slug (event->sector) : NULL;
     if (!slug || strlen (slug) != topic_size || memcmp (slug, topic, topic_size) != 0)
         s_bad (self, "event", "topic is not the event's sector");
-    else
+    else {
+        self->owned = event;
         tf_view_feed_event (self, event, now_ms);
+        self->owned = NULL;
+    }
     tf_wire_free (&event->base);
 }
 
