@@ -18,6 +18,8 @@
 #include "tf_log.h"
 #include "tf_server_int.h"
 
+#define TF_WRITER_RECHECK_MS 1000
+
 /*  True for endpoints only this machine can reach. */
 static bool s_is_local_endpoint (const char *endpoint)
 {
@@ -175,6 +177,7 @@ int tf_auth_start (tf_server_t *self)
         return -1;
     }
     self->writers = zcertstore_new (config->writers);
+    self->writers_seen = zhashx_new ();
     self->zap = zactor_new (s_zap_actor, (void *) config);
     if (zsock_wait (self->zap) != 0) {
         tf_error ("cannot bind the ZAP handler (another one runs in this process)");
@@ -198,6 +201,7 @@ void tf_auth_stop (tf_server_t *self)
 {
     zactor_destroy (&self->zap);
     zcertstore_destroy (&self->writers);
+    zhashx_destroy (&self->writers_seen);
 }
 
 bool tf_auth_may_write (tf_server_t *self, zframe_t *frame, char *why, size_t whylen)
@@ -205,8 +209,19 @@ bool tf_auth_may_write (tf_server_t *self, zframe_t *frame, char *why, size_t wh
     if (!self->writers)
         return true;
     const char *key = zframe_meta (frame, "User-Id");
-    if (key && zcertstore_lookup (self->writers, key))
-        return true;
+    if (key) {
+        //  zcertstore_lookup rereads the directory on every call: confirm a
+        //  writer at most once a second (a removed key stops within that).
+        int64_t now = tf_now_ms ();
+        intptr_t confirmed = (intptr_t) zhashx_lookup (self->writers_seen, key);
+        if (confirmed && now - confirmed < TF_WRITER_RECHECK_MS)
+            return true;
+        if (zcertstore_lookup (self->writers, key)) {
+            zhashx_update (self->writers_seen, key, (void *) (intptr_t) now);
+            return true;
+        }
+        zhashx_delete (self->writers_seen, key);
+    }
     snprintf (why, whylen, "key %.40s is not allowed to write (not in the writers' directory)",
               key ? key : "(none)");
     return false;

@@ -27,6 +27,7 @@ typedef struct {
     zactor_t *monitor;               /* zmonitor of the events socket: counts subscribers */
     zactor_t *zap;                   /* ZAP handler thread when CURVE is on, else NULL */
     zcertstore_t *writers;           /* keys allowed to write; reloads when its directory changes */
+    zhashx_t *writers_seen;          /* writer key -> when (ms) the store last confirmed it */
     tf_http_t *http;                 /* health and metrics, or NULL */
     tf_metrics_t metrics;            /* counters shared with the HTTP thread */
     int hwm_fd;                      /* the high-water file beside the database, or -1 */

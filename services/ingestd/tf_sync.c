@@ -65,27 +65,23 @@ void tf_sync_expire (tf_server_t *self, int64_t now_ms)
 {
     zlistx_t *list = self->cursors->cursors;
     void *handle = zlistx_first (list) ? zlistx_cursor (list) : NULL;
-    for (s_cursor_t *c = (s_cursor_t *) zlistx_first (list); c;) {
-        handle = zlistx_cursor (list);
-        c = (s_cursor_t *) zlistx_next (list);
-        s_cursor_t *current = (s_cursor_t *) zlistx_handle_item (handle);
-        if (now_ms - current->last_used_ms > self->config->cursor_idle_ms) {
-            tf_info ("closed idle cursor %" PRIu64 " after %" PRIu64 " items", current->id,
-                     current->sent);
+    while (handle) {
+        s_cursor_t *c = (s_cursor_t *) zlistx_handle_item (handle);
+        void *next = zlistx_next (list) ? zlistx_cursor (list) : NULL;
+        if (now_ms - c->last_used_ms > self->config->cursor_idle_ms) {
+            tf_info ("closed idle cursor %" PRIu64 " after %" PRIu64 " items", c->id, c->sent);
             zlistx_delete (list, handle);
         }
+        handle = next;
     }
 }
 
-/*  Frees what a reply owns: records, changes. The struct is the caller's. */
+/*  Frees the records a GET reply owns. The struct is the caller's. */
 static void s_reply_clear (Techfeed__SyncReply *reply)
 {
     for (size_t i = 0; i < reply->n_records; i++)
         techfeed__milestone__free_unpacked (reply->records[i], NULL);
-    for (size_t i = 0; i < reply->n_changes; i++)
-        techfeed__change_event__free_unpacked (reply->changes[i], NULL);
     free (reply->records);
-    free (reply->changes);
 }
 
 static void s_reply_init (tf_server_t *self, Techfeed__SyncReply *reply)
@@ -252,7 +248,6 @@ static void s_send_chunk (tf_server_t *self, const tf_envelope_t *envelope, void
                  c->changes ? "catch-up" : "snapshot", c->id, c->sent, reply.sequence);
         zlistx_delete (list, handle);
     }
-    s_reply_clear (&reply);
 }
 
 static void s_open_cursor (tf_server_t *self, const tf_envelope_t *envelope,

@@ -251,6 +251,58 @@ static void test_request_limits (void **state)
     assert_int_equal (s_record_count (f), 1);
 }
 
+static int setup_short_cursors (void **state)
+{
+    const char *extra[] = { "--cursor-idle-ms", "200", NULL };
+    return tf_raw_fixture_setup (state, extra);
+}
+
+static bool s_log_has_idle_close (void *arg)
+{
+    fixture_t *f = (fixture_t *) arg;
+    FILE *file = fopen (f->svc.log, "r");
+    char line[512];
+    bool found = false;
+    while (file && !found && fgets (line, sizeof line, file))
+        found = strstr (line, "closed idle cursor") != NULL;
+    if (file)
+        fclose (file);
+    return found;
+}
+
+/*  A snapshot cursor left idle past --cursor-idle-ms is closed: NEXT on
+    it gets NOT_FOUND, and a busy one is not touched. */
+static void test_idle_cursor_closed (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    for (int i = 0; i < 3; i++) {
+        char id[32];
+        snprintf (id, sizeof id, "cursor-%d", i);
+        assert_int_equal (tf_raw_put (f->ingest, id, TECHFEED__SECTOR__SECTOR_SPACE), 0);
+    }
+    Techfeed__SyncRequest request = TECHFEED__SYNC_REQUEST__INIT;
+    request.has_kind = request.has_chunk_size = 1;
+    request.kind = TECHFEED__SYNC_KIND__SYNC_SNAPSHOT;
+    request.chunk_size = 1;
+    tf_raw_send_sync (f->sync, &request);
+    Techfeed__SyncReply *reply = tf_raw_recv_sync (f->sync);
+    assert_non_null (reply);
+    assert_int_equal (reply->n_records, 1);
+    assert_false (reply->end);
+    uint64_t cursor = reply->cursor;
+    techfeed__sync_reply__free_unpacked (reply, NULL);
+    assert_true (tf_test_wait_for (s_log_has_idle_close, f, 10000));
+    Techfeed__SyncRequest next = TECHFEED__SYNC_REQUEST__INIT;
+    next.has_kind = next.has_cursor = 1;
+    next.kind = TECHFEED__SYNC_KIND__SYNC_NEXT;
+    next.cursor = cursor;
+    tf_raw_send_sync (f->sync, &next);
+    reply = tf_raw_recv_sync (f->sync);
+    assert_non_null (reply);
+    assert_int_equal (reply->code, TECHFEED__ERROR_CODE__NOT_FOUND);
+    techfeed__sync_reply__free_unpacked (reply, NULL);
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
@@ -260,6 +312,7 @@ int main (void)
         cmocka_unit_test_setup_teardown (test_invalid_record, setup, teardown),
         cmocka_unit_test_setup_teardown (test_unknown_field_and_enum, setup, teardown),
         cmocka_unit_test_setup_teardown (test_request_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_idle_cursor_closed, setup_short_cursors, teardown),
     };
     return cmocka_run_group_tests_name ("ingest wire", tests, NULL, NULL);
 }
