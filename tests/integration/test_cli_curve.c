@@ -36,27 +36,30 @@ typedef struct {
 
 static char *s_out, *s_err; /* output of the last s_cli */
 
-/*  techfeed ARGS... (NULL-terminated) with the service's endpoints and
-    the environment of this process. Exit status. */
-static int s_cli (fixture_t *f, ...)
+static void s_forget_output (void)
 {
-    const char *argv[24] = { tf_test_program ("techfeed") };
-    va_list args;
-    va_start (args, f);
-    size_t argc = 1;
-    for (const char *arg; argc < 23 && (arg = va_arg (args, const char *));)
-        argv[argc++] = arg;
-    va_end (args);
-    argv[argc] = NULL;
     free (s_out);
     free (s_err);
     s_out = s_err = NULL;
-    int rc = tf_test_run (f ? &f->svc : NULL, argv, NULL, &s_out, &s_err, RUN_MS);
+}
+
+static const tf_service_t *s_svc (fixture_t *f)
+{
+    return f ? &f->svc : NULL;
+}
+
+/*  The exit status, said with stderr when it is not 0. */
+static int s_said (int rc)
+{
     if (rc != 0)
-        print_message ("techfeed %s %s: exit %d: %s", argc > 1 ? argv[1] : "",
-                       argc > 2 ? argv[2] : "", rc, s_err);
+        print_message ("techfeed: exit %d: %s", rc, s_err);
     return rc;
 }
+
+/*  techfeed ARGS... (NULL-terminated) with the service's endpoints and
+    the environment of this process; output in s_out and s_err. */
+#define s_cli(f, ...)                                                                              \
+    (s_forget_output (), s_said (tf_test_cli (s_svc (f), NULL, &s_out, &s_err, __VA_ARGS__)))
 
 /*  keygen NAME into f->keys: the public key it printed. */
 static void s_keygen (fixture_t *f, const char *name, char z85[41])

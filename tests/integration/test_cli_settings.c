@@ -20,22 +20,16 @@
 
 static char *s_out, *s_err; /* output of the last s_cli */
 
-/*  techfeed ARGS... (NULL-terminated) with `svc`'s endpoints when not NULL. */
-static int s_cli (const tf_service_t *svc, ...)
+static void s_forget_output (void)
 {
-    const char *argv[16] = { tf_test_program ("techfeed") };
-    va_list args;
-    va_start (args, svc);
-    size_t argc = 1;
-    for (const char *arg; argc < 15 && (arg = va_arg (args, const char *));)
-        argv[argc++] = arg;
-    va_end (args);
-    argv[argc] = NULL;
     free (s_out);
     free (s_err);
     s_out = s_err = NULL;
-    return tf_test_run (svc, argv, NULL, &s_out, &s_err, 20000);
 }
+
+/*  techfeed ARGS... (NULL-terminated) with `svc`'s endpoints when not NULL;
+    its output in s_out and s_err. Exit status. */
+#define s_cli(svc, ...) (s_forget_output (), tf_test_cli ((svc), NULL, &s_out, &s_err, __VA_ARGS__))
 
 static const char *const s_variables[] = {
     "TECHFEED_SERVER",  "TECHFEED_INGEST", "TECHFEED_EVENTS",  "TECHFEED_SYNC",
