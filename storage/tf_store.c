@@ -10,23 +10,21 @@
     value         ANY      'epoch': 32 lower-case hex digits (16 random bytes)
                            'created_ms': Unix ms of creation
 
-    state — exactly one row (one = 1), updated with every change
+    state — exactly one row (one = 1), written once per transaction
     ----------------------------------------------------------------------
     one           INTEGER  PRIMARY KEY, always 1
-    record_count  INTEGER  rows in records
+    record_count  INTEGER  records stored (applied to `records` or not yet)
     digest        INTEGER  sum of tf_digest_item(id, revision) mod 2^64,
                            the uint64 stored as its int64 bit pattern
                            (computed in C: SQL arithmetic overflows to REAL)
+    head          INTEGER  last sequence ever given (schema 2); survives
+                           trimming the whole log, so none is reused
+    applied       INTEGER  last change `records` reflects (schema 2)
 
-    records — one row per stored milestone, the columns of tf_columns.h
-    (`body` is the truth, the other columns copy it so other services can
-    query with plain SQL)
-
-    changes — the change log; seq is the global sequence. AUTOINCREMENT
-    keeps the head in sqlite_sequence, so trimming the whole log never
-    lets a sequence be reused
+    changes — the change log, the truth; seq is the global sequence,
+    given by the store as head + 1 (an append at the end of the b-tree)
     ----------------------------------------------------------------------
-    seq             INTEGER  PRIMARY KEY AUTOINCREMENT
+    seq             INTEGER  PRIMARY KEY
     kind            INTEGER  1 put, 2 delete (Techfeed__ChangeKind)
     sector          INTEGER  sector of the record     (index sector, seq)
     id              TEXT     record id
@@ -35,17 +33,32 @@
     ts_ms           INTEGER  Unix ms of the change
     body            BLOB     packed record for a put, NULL for a delete
 
+    records — one row per stored milestone, the columns of tf_columns.h
+    (`body` is the truth, the other columns copy it so other services can
+    query with plain SQL). Written behind the log, not by the commit that
+    appends a change: tf_store_apply copies changes (applied, head] here in
+    batches, each id once, in id order. Snapshots apply first; a get reads
+    the unapplied tail of the log before `records`.
+
     sector_heads — last change per sector, written with every change;
     survives trimming the log
     ----------------------------------------------------------------------
     sector        INTEGER  PRIMARY KEY
     seq           INTEGER  last sequence in that sector
 
-    requests — idempotency cache
+    replies — idempotency cache, appended in the transaction of the
+    request's changes (schema 2; schema 1 had a `requests` table keyed by
+    request id, a random-key insert per request)
     ----------------------------------------------------------------------
-    request_id    TEXT     PRIMARY KEY
+    n             INTEGER  PRIMARY KEY, 1, 2, ... in order of writing
+    request_id    TEXT     the request's id
+    created_ms    INTEGER  Unix ms
     reply         BLOB     packed IngestReply
-    created_ms    INTEGER  Unix ms               (index, for expiry)
+
+    In memory, loaded at open: id -> (revision, sector) of every stored
+    record and request id -> reply row, so the write path looks nothing up
+    in SQLite. Changes to them inside a transaction are journaled and undone
+    when it (or a savepoint) rolls back.
 */
 #include "tf_store.h"
 
@@ -61,14 +74,25 @@
 #include <unistd.h>
 
 #include "tf_columns.h"
+#include "tf_index.h"
 #include "tf_wire.h"
 
 #define TF_STORE_APPLICATION_ID 0x54464544 /* 'TFED' */
-#define TF_STORE_SCHEMA 1                  /* highest migration below */
+#define TF_STORE_SCHEMA 2                  /* highest migration below */
 #define TF_STORE_BUSY_MS 5000
 #define TF_STORE_SECTORS 11 /* sector_heads index 0..TF_SECTOR_MAX */
 
 // --------------------------------------------------------------- schema
+
+/*  The change log's columns after seq, in both of its migrations. */
+#define S_CHANGE_COLUMNS                                                                           \
+    "  kind INTEGER NOT NULL CHECK (kind IN (1, 2)),"                                              \
+    "  sector INTEGER NOT NULL,"                                                                   \
+    "  id TEXT NOT NULL,"                                                                          \
+    "  revision INTEGER NOT NULL,"                                                                 \
+    "  sector_prev_seq INTEGER NOT NULL,"                                                          \
+    "  ts_ms INTEGER NOT NULL,"                                                                    \
+    "  body BLOB) STRICT;"
 
 /*  Migration 1: everything (the records table is tf_columns.h's). Each
     migration runs in the open transaction; s_migrate sets user_version
@@ -83,14 +107,7 @@ static const char *s_schema_1 =
                       "  digest INTEGER NOT NULL) STRICT;"
                       "INSERT INTO state (one, record_count, digest) VALUES (1, 0, 0);"
                       "CREATE TABLE changes ("
-                      "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-                      "  kind INTEGER NOT NULL CHECK (kind IN (1, 2)),"
-                      "  sector INTEGER NOT NULL,"
-                      "  id TEXT NOT NULL,"
-                      "  revision INTEGER NOT NULL,"
-                      "  sector_prev_seq INTEGER NOT NULL,"
-                      "  ts_ms INTEGER NOT NULL,"
-                      "  body BLOB) STRICT;"
+                      "  seq INTEGER PRIMARY KEY AUTOINCREMENT," S_CHANGE_COLUMNS
                       "CREATE INDEX changes_sector ON changes (sector, seq);"
                       "CREATE TABLE sector_heads ("
                       "  sector INTEGER PRIMARY KEY,"
@@ -101,41 +118,73 @@ static const char *s_schema_1 =
                       "  created_ms INTEGER NOT NULL) STRICT;"
                       "CREATE INDEX requests_created ON requests (created_ms);";
 
+/*  Migration 2: the write path appends only. The log gets its sequence
+    from the store (no AUTOINCREMENT, whose sqlite_sequence row was
+    rewritten by every insert), state keeps the head and how far `records`
+    is applied, and the idempotency cache becomes an append-only table. The
+    state update reads sqlite_sequence before DROP TABLE forgets it. */
+static const char *s_schema_2 =
+    "ALTER TABLE state ADD COLUMN head INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE state ADD COLUMN applied INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE state SET"
+    "  head = coalesce ((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0),"
+    "  applied = coalesce ((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0);"
+    "CREATE TABLE changes_2 ("
+    "  seq INTEGER PRIMARY KEY," S_CHANGE_COLUMNS
+    "INSERT INTO changes_2 SELECT seq, kind, sector, id, revision, sector_prev_seq, ts_ms, body"
+    "  FROM changes ORDER BY seq;"
+    "DROP TABLE changes;"
+    "ALTER TABLE changes_2 RENAME TO changes;"
+    "CREATE INDEX changes_sector ON changes (sector, seq);"
+    "CREATE TABLE replies ("
+    "  n INTEGER PRIMARY KEY,"
+    "  request_id TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  reply BLOB NOT NULL) STRICT;"
+    "INSERT INTO replies (request_id, created_ms, reply)"
+    "  SELECT request_id, created_ms, reply FROM requests ORDER BY created_ms;"
+    "DROP TABLE requests;";
+
 /*  Prepared once at open, kept for the life of the store. */
 enum {
-    ST_LOOKUP,     /* revision, sector of an id */
-    ST_UPSERT,     /* insert or replace a records row */
-    ST_REMOVE,     /* delete a records row */
-    ST_APPEND,     /* append to the change log */
-    ST_HEAD_SET,   /* set the last sequence of a sector */
-    ST_STATE_GET,  /* record_count, digest */
-    ST_STATE_SET,  /* write record_count, digest */
-    ST_GET,        /* body of an id */
-    ST_REQ_GET,    /* cached reply of a request id */
-    ST_REQ_PUT,    /* cache a reply */
-    ST_REQ_EXPIRE, /* forget old request ids */
-    ST_TRIM,       /* delete old changes */
+    ST_UPSERT,      /* insert or replace a records row */
+    ST_REMOVE,      /* delete a records row */
+    ST_APPEND,      /* append to the change log */
+    ST_HEAD_SET,    /* set the last sequence of a sector */
+    ST_STATE_GET,   /* record_count, digest, head, applied */
+    ST_STATE_SET,   /* write record_count, digest, head */
+    ST_APPLIED_SET, /* write applied */
+    ST_UNAPPLIED,   /* changes past `applied`, in order */
+    ST_GET,         /* body of an id in records */
+    ST_GET_TAIL,    /* latest unapplied change of an id */
+    ST_REQ_GET,     /* cached reply by row */
+    ST_REQ_PUT,     /* cache a reply */
+    ST_REQ_EXPIRE,  /* forget old request ids */
+    ST_TRIM,        /* delete old changes */
     ST_COUNT
 };
 
 static const char *s_sql[ST_COUNT] = {
-    [ST_LOOKUP] = "SELECT revision, sector FROM records WHERE id = ?1",
     [ST_UPSERT] = TF_COLUMNS_UPSERT,
     [ST_REMOVE] = "DELETE FROM records WHERE id = ?1",
-    [ST_APPEND] = "INSERT INTO changes (kind, sector, id, revision, sector_prev_seq, ts_ms, body)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_APPEND] = "INSERT INTO changes (seq, kind, sector, id, revision, sector_prev_seq, ts_ms,"
+                  " body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_HEAD_SET] = "INSERT INTO sector_heads (sector, seq) VALUES (?1, ?2)"
                     " ON CONFLICT (sector) DO UPDATE SET seq = excluded.seq",
-    [ST_STATE_GET] = "SELECT record_count, digest FROM state WHERE one = 1",
-    [ST_STATE_SET] = "UPDATE state SET record_count = ?1, digest = ?2 WHERE one = 1",
+    [ST_STATE_GET] = "SELECT record_count, digest, head, applied FROM state WHERE one = 1",
+    [ST_STATE_SET] = "UPDATE state SET record_count = ?1, digest = ?2, head = ?3 WHERE one = 1",
+    [ST_APPLIED_SET] = "UPDATE state SET applied = ?1 WHERE one = 1",
+    [ST_UNAPPLIED] = "SELECT seq, kind, id, body FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     [ST_GET] = "SELECT body FROM records WHERE id = ?1",
-    [ST_REQ_GET] = "SELECT reply FROM requests WHERE request_id = ?1",
-    [ST_REQ_PUT] = "INSERT INTO requests (request_id, reply, created_ms) VALUES (?1, ?2, ?3)"
-                   " ON CONFLICT (request_id) DO UPDATE SET reply = excluded.reply,"
-                   " created_ms = excluded.created_ms",
-    [ST_REQ_EXPIRE] = "DELETE FROM requests WHERE created_ms < ?1",
-    [ST_TRIM] = "DELETE FROM changes WHERE (?1 > 0 AND seq <= coalesce((SELECT seq FROM"
-                " sqlite_sequence WHERE name = 'changes'), 0) - ?1) OR ts_ms < ?2",
+    [ST_GET_TAIL] = "SELECT kind, body FROM changes WHERE seq > ?1 AND id = ?2"
+                    " ORDER BY seq DESC LIMIT 1",
+    [ST_REQ_GET] = "SELECT reply FROM replies WHERE n = ?1",
+    [ST_REQ_PUT] = "INSERT INTO replies (n, request_id, created_ms, reply) VALUES (?1, ?2, ?3, ?4)",
+    [ST_REQ_EXPIRE] =
+        "DELETE FROM replies WHERE created_ms < ?1 OR n <= ?2 RETURNING n, request_id",
+    //  Only applied changes go: `records` must never need a trimmed one.
+    [ST_TRIM] =
+        "DELETE FROM changes WHERE seq <= ?3 AND ((?1 > 0 AND seq <= ?4 - ?1) OR ts_ms < ?2)",
 };
 
 // --------------------------------------------------------------- types
@@ -146,8 +195,18 @@ static const char *s_sql[ST_COUNT] = {
 typedef struct {
     uint64_t count;                   /* records */
     uint64_t digest;                  /* tf_digest_item sum */
+    uint64_t head;                    /* last sequence given */
+    uint64_t replies;                 /* last replies row */
     uint64_t heads[TF_STORE_SECTORS]; /* last sequence per sector */
 } s_figures_t;
+
+/*  One change to an in-memory index, to undo it on rollback. */
+typedef struct {
+    tf_index_t *index;
+    char *key;
+    bool existed;           /* else the key was absent */
+    tf_index_value_t value; /* before the change */
+} s_undo_t;
 
 #define TF_STORE_DEPTH_MAX 8 /* nested savepoints */
 
@@ -159,17 +218,36 @@ struct _tf_store_t {
     s_figures_t committed;                 /* figures as last committed */
     s_figures_t working;                   /* figures of the open transaction */
     s_figures_t saved[TF_STORE_DEPTH_MAX]; /* working at each open savepoint */
+    size_t saved_undo[TF_STORE_DEPTH_MAX]; /* undo journal length at each savepoint */
     bool savepoint_began;                  /* sp1 began the transaction (RELEASE commits) */
-    int wal_pages;                         /* WAL size after the last commit (wal hook) */
-    sqlite3_stmt *stmt[ST_COUNT];          /* prepared statements, see s_sql */
-    char errstr[1024];                     /* last error */
+    uint64_t applied;                      /* last change copied into records */
+    tf_index_t *ids;                       /* id -> (revision, sector) */
+    tf_index_t *requests;                  /* request id -> (replies row, created_ms) */
+    s_undo_t *undo;                        /* index changes of the open transaction */
+    size_t undo_len, undo_cap;
+    int wal_pages;                /* WAL size after the last commit (wal hook) */
+    sqlite3_stmt *stmt[ST_COUNT]; /* prepared statements, see s_sql */
+    char errstr[1024];            /* last error */
 };
 
+/*  A change of the log past `applied`, read back. */
+typedef struct {
+    uint64_t seq;
+    int kind;
+    char *id;
+    uint8_t *body;
+    size_t size;
+    bool visible; /* snapshot tail: a put that matches the filter */
+} s_pending_t;
+
 struct _tf_store_cursor_t {
-    sqlite3 *db;                      /* own read-only connection */
-    sqlite3_stmt *stmt;               /* the records or changes query */
-    bool changes;                     /* a catch-up cursor, else a snapshot */
-    bool done;                        /* the query has ended */
+    sqlite3 *db;        /* own read-only connection */
+    sqlite3_stmt *stmt; /* the records or changes query */
+    bool changes;       /* a catch-up cursor, else a snapshot */
+    bool done;          /* the query has ended */
+    bool row_held;      /* snapshot: stmt's row not handed out yet */
+    s_pending_t *tail;  /* snapshot: latest unapplied change per id, by id */
+    size_t tail_len, tail_next;
     char epoch[33];                   /* copied into every event */
     uint64_t sequence;                /* head as of the read transaction */
     uint64_t heads[TF_STORE_SECTORS]; /* sector heads, same transaction */
@@ -179,6 +257,7 @@ struct _tf_store_cursor_t {
 /*  Where the log stands, read in one transaction. */
 typedef struct {
     uint64_t head;                    /* last sequence ever, 0 if none */
+    uint64_t applied;                 /* last change in records */
     uint64_t first;                   /* oldest retained, head+1 if empty */
     uint64_t heads[TF_STORE_SECTORS]; /* per sector */
 } s_position_t;
@@ -343,18 +422,20 @@ static int s_position (sqlite3 *db, s_position_t *pos)
     memset (pos, 0, sizeof *pos);
     sqlite3_stmt *stmt;
     int rc = sqlite3_prepare_v2 (db,
-                                 "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'changes'),"
-                                 " (SELECT min(seq) FROM changes)",
+                                 "SELECT head, applied, (SELECT min(seq) FROM changes)"
+                                 " FROM state WHERE one = 1",
                                  -1, &stmt, NULL);
     if (rc != SQLITE_OK)
         return rc;
     rc = sqlite3_step (stmt);
     if (rc == SQLITE_ROW) {
         pos->head = s_column_seq (stmt, 0);
-        bool empty = sqlite3_column_type (stmt, 1) == SQLITE_NULL;
-        pos->first = empty ? pos->head + 1 : s_column_seq (stmt, 1);
+        pos->applied = s_column_seq (stmt, 1);
+        bool empty = sqlite3_column_type (stmt, 2) == SQLITE_NULL;
+        pos->first = empty ? pos->head + 1 : s_column_seq (stmt, 2);
         rc = SQLITE_OK;
-    }
+    } else if (rc == SQLITE_DONE)
+        rc = SQLITE_CORRUPT; /* no state row */
     sqlite3_finalize (stmt);
     if (rc != SQLITE_OK)
         return rc;
@@ -554,6 +635,11 @@ static int s_migrate (tf_store_t *self, char *err, size_t errlen)
     for (int64_t next = version + 1; result == 0 && next <= TF_STORE_SCHEMA; next++) {
         if (next == 1)
             result = s_migrate_1 (self, err, errlen);
+        if (next == 2 && sqlite3_exec (self->db, s_schema_2, NULL, NULL, NULL) != SQLITE_OK) {
+            snprintf (err, errlen, "%s: cannot migrate to schema 2: %s", self->path,
+                      sqlite3_errmsg (self->db));
+            result = -1;
+        }
         if (result == 0) {
             char sql[64];
             snprintf (sql, sizeof sql, "PRAGMA user_version = %lld", (long long) next);
@@ -597,15 +683,62 @@ static int s_load_epoch (tf_store_t *self, char *err, size_t errlen)
     return 0;
 }
 
+// --------------------------------------------------------------- in-memory indexes
+
+/*  Sets or removes (`remove`) a key of one of the store's indexes,
+    journaling what was there while a transaction is open. */
+static void s_index_change (tf_store_t *self, tf_index_t *index, const char *key, bool remove,
+                            tf_index_value_t value)
+{
+    if (!sqlite3_get_autocommit (self->db)) {
+        if (self->undo_len == self->undo_cap) {
+            self->undo_cap = self->undo_cap ? self->undo_cap * 2 : 256;
+            self->undo = realloc (self->undo, self->undo_cap * sizeof *self->undo);
+            if (!self->undo)
+                s_oom ();
+        }
+        s_undo_t *entry = &self->undo[self->undo_len++];
+        entry->index = index;
+        entry->key = s_strdup (key);
+        entry->existed = tf_index_get (index, key, &entry->value);
+    }
+    if (remove)
+        tf_index_remove (index, key);
+    else
+        tf_index_set (index, key, value);
+}
+
+/*  Undoes the journal back to `mark` entries, newest first. */
+static void s_undo_to (tf_store_t *self, size_t mark)
+{
+    while (self->undo_len > mark) {
+        s_undo_t *entry = &self->undo[--self->undo_len];
+        if (entry->existed)
+            tf_index_set (entry->index, entry->key, entry->value);
+        else
+            tf_index_remove (entry->index, entry->key);
+        free (entry->key);
+    }
+}
+
+/*  The transaction committed: its index changes stay. */
+static void s_undo_forget (tf_store_t *self)
+{
+    for (size_t i = 0; i < self->undo_len; i++)
+        free (self->undo[i].key);
+    self->undo_len = 0;
+}
+
 // --------------------------------------------------------------- transactions
 
 /*  SQLite may end a transaction on its own after an I/O error; forget the
-    savepoints and the uncommitted figures then. */
+    savepoints, the uncommitted figures and index changes then. */
 static void s_sync_depth (tf_store_t *self)
 {
     if (sqlite3_get_autocommit (self->db)) {
         self->depth = 0;
         self->working = self->committed;
+        s_undo_to (self, 0);
     }
 }
 
@@ -614,10 +747,11 @@ static void s_sync_depth (tf_store_t *self)
 static int s_flush_figures (tf_store_t *self)
 {
     s_figures_t *now = &self->working, *was = &self->committed;
-    if (now->count != was->count || now->digest != was->digest) {
+    if (now->count != was->count || now->digest != was->digest || now->head != was->head) {
         sqlite3_stmt *stmt = self->stmt[ST_STATE_SET];
         sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (now->count));
         sqlite3_bind_int64 (stmt, 2, tf_columns_i64 (now->digest));
+        sqlite3_bind_int64 (stmt, 3, tf_columns_i64 (now->head));
         int result = s_run (self, stmt, "update state");
         if (result)
             return result;
@@ -635,24 +769,86 @@ static int s_flush_figures (tf_store_t *self)
     return 0;
 }
 
-/*  The committed figures, read once at open. */
+/*  Runs `sql` and hands every row to `row`; SQLITE_OK at the end. */
+static int s_each_row (sqlite3 *db, const char *sql, void (*row) (tf_store_t *, sqlite3_stmt *),
+                       tf_store_t *self)
+{
+    sqlite3_stmt *stmt;
+    int rc = sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
+        row (self, stmt);
+    sqlite3_finalize (stmt);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static void s_load_record (tf_store_t *self, sqlite3_stmt *stmt)
+{
+    const char *id = (const char *) sqlite3_column_text (stmt, 0);
+    tf_index_value_t value = { s_column_seq (stmt, 1), s_column_seq (stmt, 2) };
+    if (id)
+        tf_index_set (self->ids, id, value);
+}
+
+/*  A change records does not have yet: the index must know it. */
+static void s_load_unapplied (tf_store_t *self, sqlite3_stmt *stmt)
+{
+    const char *id = (const char *) sqlite3_column_text (stmt, 0);
+    if (!id)
+        return;
+    if (sqlite3_column_int (stmt, 1) == TECHFEED__CHANGE_KIND__CHANGE_DELETE)
+        tf_index_remove (self->ids, id);
+    else {
+        tf_index_value_t value = { s_column_seq (stmt, 2), s_column_seq (stmt, 3) };
+        tf_index_set (self->ids, id, value);
+    }
+}
+
+static void s_load_request (tf_store_t *self, sqlite3_stmt *stmt)
+{
+    const char *request_id = (const char *) sqlite3_column_text (stmt, 1);
+    tf_index_value_t value = { s_column_seq (stmt, 0),
+                               tf_columns_u64 (sqlite3_column_int64 (stmt, 2)) };
+    if (request_id)
+        tf_index_set (self->requests, request_id, value);
+    if (value.a > self->committed.replies)
+        self->committed.replies = value.a;
+}
+
+/*  The committed figures and the in-memory indexes, read once at open. */
 static int s_load_figures (tf_store_t *self, char *err, size_t errlen)
 {
     s_figures_t *f = &self->committed;
+    s_position_t pos;
+    int rc = s_position (self->db, &pos);
     sqlite3_stmt *stmt = self->stmt[ST_STATE_GET];
-    int rc = sqlite3_step (stmt);
-    if (rc == SQLITE_ROW) {
+    if (rc == SQLITE_OK && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
         f->count = s_column_seq (stmt, 0);
         f->digest = tf_columns_u64 (sqlite3_column_int64 (stmt, 1));
+        rc = SQLITE_OK;
     }
     sqlite3_reset (stmt);
-    s_position_t pos;
-    if (rc != SQLITE_ROW || s_position (self->db, &pos) != SQLITE_OK) {
+    f->head = pos.head;
+    self->applied = pos.applied;
+    memcpy (f->heads, pos.heads, sizeof f->heads);
+    if (rc == SQLITE_OK)
+        rc = s_each_row (self->db, "SELECT id, revision, sector FROM records", s_load_record, self);
+    if (rc == SQLITE_OK) {
+        char sql[160];
+        snprintf (sql, sizeof sql,
+                  "SELECT id, kind, revision, sector FROM changes WHERE seq > %llu ORDER BY seq",
+                  (unsigned long long) self->applied);
+        rc = s_each_row (self->db, sql, s_load_unapplied, self);
+    }
+    if (rc == SQLITE_OK)
+        rc = s_each_row (self->db, "SELECT n, request_id, created_ms FROM replies ORDER BY n",
+                         s_load_request, self);
+    if (rc != SQLITE_OK) {
         snprintf (err, errlen, "%s: cannot read the state: %s", self->path,
-                  rc == SQLITE_DONE ? "state row missing" : sqlite3_errmsg (self->db));
+                  rc == SQLITE_CORRUPT ? "state row missing" : sqlite3_errmsg (self->db));
         return -1;
     }
-    memcpy (f->heads, pos.heads, sizeof f->heads);
     self->working = self->committed;
     return 0;
 }
@@ -680,6 +876,7 @@ int tf_store_commit (tf_store_t *self)
     if (result == 0) {
         self->depth = 0;
         self->committed = self->working;
+        s_undo_forget (self);
     }
     s_sync_depth (self);
     return result;
@@ -690,6 +887,7 @@ int tf_store_rollback (tf_store_t *self)
     assert (self);
     self->depth = 0;
     self->working = self->committed;
+    s_undo_to (self, 0);
     if (sqlite3_get_autocommit (self->db))
         return 0; // nothing open (SQLite may have rolled back already)
     return s_exec (self, "ROLLBACK", "rollback");
@@ -708,8 +906,10 @@ int tf_store_savepoint (tf_store_t *self)
     if (self->savepoint_began && self->depth == 0)
         self->working = self->committed;
     int result = s_exec (self, sql, "savepoint");
-    if (result == 0)
+    if (result == 0) {
+        self->saved_undo[self->depth] = self->undo_len;
         self->saved[self->depth++] = self->working;
+    }
     return result;
 }
 
@@ -728,8 +928,10 @@ int tf_store_release (tf_store_t *self)
         result = s_exec (self, sql, "release");
     if (result == 0) {
         self->depth--;
-        if (commits)
+        if (commits) {
             self->committed = self->working;
+            s_undo_forget (self);
+        }
     }
     s_sync_depth (self);
     return result;
@@ -744,8 +946,11 @@ int tf_store_rollback_to (tf_store_t *self)
     char sql[64];
     snprintf (sql, sizeof sql, "ROLLBACK TO sp%d; RELEASE sp%d", self->depth, self->depth);
     int result = s_exec (self, sql, "rollback_to");
-    if (result == 0)
-        self->working = self->saved[--self->depth];
+    if (result == 0) {
+        self->depth--;
+        self->working = self->saved[self->depth];
+        s_undo_to (self, self->saved_undo[self->depth]);
+    }
     s_sync_depth (self);
     return result;
 }
@@ -764,9 +969,12 @@ tf_store_t *tf_store_new (const char *path, char *err, size_t errlen)
     }
     tf_store_t *self = s_alloc (sizeof *self);
     self->path = s_strdup (path);
+    self->ids = tf_index_new ();
+    self->requests = tf_index_new ();
     snprintf (self->errstr, sizeof self->errstr, "no error");
 
-    int rc = sqlite3_open_v2 (path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    int rc = sqlite3_open_v2 (
+        path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK)
         rc = s_configure (self->db);
     if (rc != SQLITE_OK) {
@@ -806,6 +1014,10 @@ void tf_store_destroy (tf_store_t **self_p)
     if (self->db && !sqlite3_get_autocommit (self->db))
         sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
     sqlite3_close (self->db);
+    s_undo_forget (self);
+    free (self->undo);
+    tf_index_destroy (&self->ids);
+    tf_index_destroy (&self->requests);
     free (self->path);
     free (self);
     *self_p = NULL;
@@ -903,66 +1115,57 @@ int tf_store_state (tf_store_t *self, tf_store_state_t *state)
     const s_figures_t *f = &self->working;
     state->record_count = f->count;
     state->digest = f->digest;
+    state->head_sequence = f->head;
     memcpy (state->sector_heads, f->heads, sizeof state->sector_heads);
-    s_position_t pos;
-    int rc = s_position (self->db, &pos);
+    int64_t first = 0;
+    int rc = s_query_int (self->db, "SELECT coalesce (min(seq), 0) FROM changes", &first);
     if (rc != SQLITE_OK)
         return s_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "state");
-    state->head_sequence = pos.head;
-    state->log_first_sequence = pos.first;
+    state->log_first_sequence = first > 0 ? (uint64_t) first : f->head + 1;
     return 0;
+}
+
+uint64_t tf_store_unapplied (tf_store_t *self)
+{
+    assert (self);
+    return self->committed.head - self->applied;
 }
 
 // --------------------------------------------------------------- writes
 
-/*  Stored revision and sector of `id`; *revision 0 when absent. */
-static int s_lookup (tf_store_t *self, const char *id, uint64_t *revision, int *sector)
-{
-    sqlite3_stmt *stmt = self->stmt[ST_LOOKUP];
-    *revision = 0;
-    *sector = 0;
-    s_bind_text (stmt, 1, id);
-    int rc = sqlite3_step (stmt);
-    int result = 0;
-    if (rc == SQLITE_ROW) {
-        *revision = s_column_seq (stmt, 0);
-        *sector = sqlite3_column_int (stmt, 1);
-    } else if (rc != SQLITE_DONE)
-        result =
-            s_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "look up %.128s", id);
-    sqlite3_reset (stmt);
-    return result;
-}
-
-/*  Appends a change row and moves the sector head; fills change->sequence
-    and sector_prev_sequence. */
+/*  Appends a change row with the next sequence and moves the sector head;
+    fills change->sequence and sector_prev_sequence. */
 static int s_append (tf_store_t *self, int kind, const char *id, int sector, uint64_t revision,
                      int64_t now_ms, const uint8_t *body, size_t size, tf_change_t *change)
 {
     uint64_t prev = self->working.heads[sector];
+    uint64_t sequence = self->working.head + 1;
     sqlite3_stmt *stmt = self->stmt[ST_APPEND];
-    sqlite3_bind_int (stmt, 1, kind);
-    sqlite3_bind_int (stmt, 2, sector);
-    s_bind_text (stmt, 3, id);
-    sqlite3_bind_int64 (stmt, 4, tf_columns_i64 (revision));
-    sqlite3_bind_int64 (stmt, 5, tf_columns_i64 (prev));
-    sqlite3_bind_int64 (stmt, 6, now_ms);
+    sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (sequence));
+    sqlite3_bind_int (stmt, 2, kind);
+    sqlite3_bind_int (stmt, 3, sector);
+    s_bind_text (stmt, 4, id);
+    sqlite3_bind_int64 (stmt, 5, tf_columns_i64 (revision));
+    sqlite3_bind_int64 (stmt, 6, tf_columns_i64 (prev));
+    sqlite3_bind_int64 (stmt, 7, now_ms);
     if (body)
-        s_bind_blob (stmt, 7, body, size);
+        s_bind_blob (stmt, 8, body, size);
     else
-        sqlite3_bind_null (stmt, 7);
+        sqlite3_bind_null (stmt, 8);
     int rc = sqlite3_step (stmt);
     sqlite3_reset (stmt);
     sqlite3_clear_bindings (stmt);
     if (rc != SQLITE_DONE)
         return s_sql_error (self->errstr, sizeof self->errstr, self->db, rc,
                             "%.128s: insert change", id);
-    change->sequence = tf_columns_u64 (sqlite3_last_insert_rowid (self->db));
+    self->working.head = sequence;
+    change->sequence = sequence;
     change->sector_prev_sequence = prev;
     return 0;
 }
 
-/*  A put or delete succeeded: move the figures of the open transaction. */
+/*  A put or delete succeeded: move the figures of the open transaction
+    and the id index. */
 static void s_count_change (tf_store_t *self, const tf_change_t *change, const char *id,
                             uint64_t old_revision, uint64_t new_revision)
 {
@@ -971,26 +1174,17 @@ static void s_count_change (tf_store_t *self, const tf_change_t *change, const c
     f->count += (old_revision == 0) - (new_revision == 0);
     f->digest -= old_revision ? tf_digest_item (id, old_revision) : 0;
     f->digest += new_revision ? tf_digest_item (id, new_revision) : 0;
+    tf_index_value_t value = { new_revision, (uint64_t) change->sector };
+    s_index_change (self, self->ids, id, new_revision == 0, value);
 }
 
-/*  Writes the records row for `record` (revision and updated_at set). */
-static int s_upsert (tf_store_t *self, const Techfeed__Milestone *record, const uint8_t *body,
-                     size_t size)
+/*  Stored revision (0 when absent) and sector of `id`, from memory. */
+static void s_lookup (tf_store_t *self, const char *id, uint64_t *revision, int *sector)
 {
-    const char *id = record->id;
-    sqlite3_stmt *stmt = self->stmt[ST_UPSERT];
-    int result;
-    if (tf_columns_bind (stmt, record, body, size) != 0)
-        result =
-            s_fail (self, TF_STORE_ERROR,
-                    "%.128s: cannot encode a list column as JSON (not UTF-8 or not finite)", id);
-    else {
-        char context[200];
-        snprintf (context, sizeof context, "%.128s: write record", id);
-        result = s_run (self, stmt, context);
-    }
-    sqlite3_clear_bindings (stmt);
-    return result;
+    tf_index_value_t value = { 0, 0 };
+    tf_index_get (self->ids, id, &value);
+    *revision = value.a;
+    *sector = (int) value.b;
 }
 
 /*  TF_STORE_CONFLICT when an expected revision does not match the stored
@@ -1005,18 +1199,16 @@ static int s_check_expected (tf_store_t *self, const char *id, bool has_expected
                    (unsigned long long) expected, (unsigned long long) stored);
 }
 
-/*  put inside the item savepoint. */
+/*  put inside the open transaction. */
 static int s_put (tf_store_t *self, const Techfeed__Milestone *record, bool has_expected,
                   uint64_t expected, int64_t now_ms, tf_change_t *change)
 {
     const char *id = record->id;
     uint64_t stored;
     int sector;
-    int result = s_lookup (self, id, &stored, &sector);
-    if (result)
-        return result;
+    s_lookup (self, id, &stored, &sector);
     change->sector = stored ? sector : (int) record->sector;
-    result = s_check_expected (self, id, has_expected, expected, stored, change);
+    int result = s_check_expected (self, id, has_expected, expected, stored, change);
     if (result)
         return result;
     if (stored && sector != (int) record->sector)
@@ -1030,10 +1222,8 @@ static int s_put (tf_store_t *self, const Techfeed__Milestone *record, bool has_
     copy.updated_at_ms = now_ms;
     size_t size;
     uint8_t *body = tf_wire_pack (&copy.base, &size);
-    result = s_upsert (self, &copy, body, size);
-    if (result == 0)
-        result = s_append (self, TECHFEED__CHANGE_KIND__CHANGE_PUT, id, copy.sector, copy.revision,
-                           now_ms, body, size, change);
+    result = s_append (self, TECHFEED__CHANGE_KIND__CHANGE_PUT, id, copy.sector, copy.revision,
+                       now_ms, body, size, change);
     free (body);
     if (result == 0) {
         change->revision = copy.revision;
@@ -1042,26 +1232,17 @@ static int s_put (tf_store_t *self, const Techfeed__Milestone *record, bool has_
     return result;
 }
 
-/*  delete inside the item savepoint. */
+/*  delete inside the open transaction. */
 static int s_delete (tf_store_t *self, const char *id, bool has_expected, uint64_t expected,
                      int64_t now_ms, tf_change_t *change)
 {
     uint64_t stored;
     int sector;
-    int result = s_lookup (self, id, &stored, &sector);
-    if (result)
-        return result;
+    s_lookup (self, id, &stored, &sector);
     if (!stored)
         return s_fail (self, TF_STORE_NOT_FOUND, "%.128s: no such record", id);
     change->sector = sector;
-    result = s_check_expected (self, id, has_expected, expected, stored, change);
-    if (result)
-        return result;
-    sqlite3_stmt *stmt = self->stmt[ST_REMOVE];
-    s_bind_text (stmt, 1, id);
-    char context[200];
-    snprintf (context, sizeof context, "%.128s: delete record", id);
-    result = s_run (self, stmt, context);
+    int result = s_check_expected (self, id, has_expected, expected, stored, change);
     if (result == 0)
         result = s_append (self, TECHFEED__CHANGE_KIND__CHANGE_DELETE, id, sector, stored, now_ms,
                            NULL, 0, change);
@@ -1116,7 +1297,7 @@ int tf_store_delete (tf_store_t *self, const char *id, bool has_expected,
     return s_item (self, NULL, id, has_expected, expected_revision, now_ms, change);
 }
 
-// --------------------------------------------------------------- requests, trim
+// --------------------------------------------------------------- requests
 
 int tf_store_request_get (tf_store_t *self, const char *request_id, uint8_t **reply, size_t *size)
 {
@@ -1124,8 +1305,11 @@ int tf_store_request_get (tf_store_t *self, const char *request_id, uint8_t **re
     assert (request_id && reply && size);
     *reply = NULL;
     *size = 0;
+    tf_index_value_t row;
+    if (!tf_index_get (self->requests, request_id, &row))
+        return s_fail (self, TF_STORE_NOT_FOUND, "request %.64s: not cached", request_id);
     sqlite3_stmt *stmt = self->stmt[ST_REQ_GET];
-    s_bind_text (stmt, 1, request_id);
+    sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (row.a));
     int rc = sqlite3_step (stmt);
     int result = 0;
     if (rc == SQLITE_ROW) {
@@ -1149,30 +1333,217 @@ int tf_store_request_put (tf_store_t *self, const char *request_id, const uint8_
 {
     assert (self);
     assert (request_id && (reply || !size));
+    uint64_t n = self->working.replies + 1;
     sqlite3_stmt *stmt = self->stmt[ST_REQ_PUT];
-    s_bind_text (stmt, 1, request_id);
-    s_bind_blob (stmt, 2, reply, size);
+    sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (n));
+    s_bind_text (stmt, 2, request_id);
     sqlite3_bind_int64 (stmt, 3, now_ms);
+    s_bind_blob (stmt, 4, reply, size);
     int result = s_run (self, stmt, "request: cache reply");
     sqlite3_clear_bindings (stmt);
+    if (result == 0) {
+        tf_index_value_t value = { n, tf_columns_u64 (now_ms) };
+        s_index_change (self, self->requests, request_id, false, value);
+        self->working.replies = n;
+        if (sqlite3_get_autocommit (self->db))
+            self->committed.replies = n;
+    }
     return result;
 }
 
-int tf_store_request_expire (tf_store_t *self, int64_t before_ms)
+int tf_store_request_expire (tf_store_t *self, int64_t before_ms, uint64_t keep_max)
 {
     assert (self);
+    if (!sqlite3_get_autocommit (self->db))
+        return s_fail (self, TF_STORE_ERROR, "request expiry: a transaction is open");
+    uint64_t last = self->committed.replies;
     sqlite3_stmt *stmt = self->stmt[ST_REQ_EXPIRE];
     sqlite3_bind_int64 (stmt, 1, before_ms);
-    return s_run (self, stmt, "request: expire");
+    sqlite3_bind_int64 (stmt, 2,
+                        keep_max && last > keep_max ? tf_columns_i64 (last - keep_max) : 0);
+    //  RETURNING hands over every deleted row on the first steps; the
+    //  statement's own transaction commits when it is done.
+    int rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        const char *request_id = (const char *) sqlite3_column_text (stmt, 1);
+        tf_index_value_t row;
+        //  A later reply under the same id stays.
+        if (request_id && tf_index_get (self->requests, request_id, &row) &&
+            row.a == s_column_seq (stmt, 0))
+            tf_index_remove (self->requests, request_id);
+    }
+    sqlite3_reset (stmt);
+    if (rc != SQLITE_DONE)
+        return s_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "request: expire");
+    return 0;
 }
+
+// --------------------------------------------------------------- records behind the log
+
+/*  By id, then sequence: the last of each id's run is its latest change. */
+static int s_pending_cmp (const void *a, const void *b)
+{
+    const s_pending_t *x = (const s_pending_t *) a, *y = (const s_pending_t *) b;
+    int c = strcmp (x->id, y->id);
+    return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/*  Writes the records row for a stored body (revision and updated_at set). */
+static int s_upsert (tf_store_t *self, const s_pending_t *change)
+{
+    Techfeed__Milestone *record = techfeed__milestone__unpack (NULL, change->size, change->body);
+    if (!record)
+        return s_fail (self, TF_STORE_ERROR, "change %llu (%.128s): stored body does not decode",
+                       (unsigned long long) change->seq, change->id);
+    sqlite3_stmt *stmt = self->stmt[ST_UPSERT];
+    int result;
+    if (tf_columns_bind (stmt, record, change->body, change->size) != 0)
+        result = s_fail (self, TF_STORE_ERROR,
+                         "%.128s: cannot encode a list column as JSON (not UTF-8 or not finite)",
+                         change->id);
+    else
+        result = s_run (self, stmt, "write record");
+    sqlite3_clear_bindings (stmt);
+    techfeed__milestone__free_unpacked (record, NULL);
+    return result;
+}
+
+static int s_apply_row (tf_store_t *self, const s_pending_t *change)
+{
+    if (change->kind != TECHFEED__CHANGE_KIND__CHANGE_DELETE)
+        return s_upsert (self, change);
+    sqlite3_stmt *stmt = self->stmt[ST_REMOVE];
+    s_bind_text (stmt, 1, change->id);
+    return s_run (self, stmt, "delete record");
+}
+
+/*  Reads up to `max` rows (seq, kind, id, body) of a bound log query into
+    *out; *count of them. SQLite's code, or SQLITE_DONE when all were read. */
+static int s_read_log (sqlite3_stmt *stmt, size_t max, s_pending_t **out, size_t *count)
+{
+    size_t n = 0, cap = max < 1024 ? max : 1024;
+    s_pending_t *rows = s_alloc (cap * sizeof *rows);
+    int rc = SQLITE_DONE;
+    while (n < max && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap *= 2;
+            rows = realloc (rows, cap * sizeof *rows);
+            if (!rows)
+                s_oom ();
+        }
+        s_pending_t *row = &rows[n++];
+        memset (row, 0, sizeof *row);
+        row->seq = s_column_seq (stmt, 0);
+        row->kind = sqlite3_column_int (stmt, 1);
+        const char *id = (const char *) sqlite3_column_text (stmt, 2);
+        row->id = s_strdup (id ? id : "");
+        row->size = (size_t) sqlite3_column_bytes (stmt, 3);
+        row->body = s_alloc (row->size);
+        if (row->size)
+            memcpy (row->body, sqlite3_column_blob (stmt, 3), row->size);
+    }
+    sqlite3_reset (stmt);
+    *out = rows;
+    *count = n;
+    return n == max ? SQLITE_DONE : rc;
+}
+
+/*  Sorts by id and keeps the latest change of each id; returns how many. */
+static size_t s_latest_per_id (s_pending_t *rows, size_t count)
+{
+    qsort (rows, count, sizeof *rows, s_pending_cmp);
+    size_t kept = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (i + 1 < count && strcmp (rows[i].id, rows[i + 1].id) == 0) {
+            free (rows[i].id);
+            free (rows[i].body);
+        } else
+            rows[kept++] = rows[i];
+    }
+    return kept;
+}
+
+static void s_pending_free (s_pending_t *rows, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        free (rows[i].id);
+        free (rows[i].body);
+    }
+    free (rows);
+}
+
+int tf_store_apply (tf_store_t *self, size_t max)
+{
+    assert (self);
+    if (!sqlite3_get_autocommit (self->db))
+        return s_fail (self, TF_STORE_ERROR, "apply: a transaction is open");
+    uint64_t behind = self->committed.head - self->applied;
+    if (behind == 0)
+        return 0;
+    if (max == 0 || max > behind)
+        max = (size_t) behind;
+    //  No fsync of its own: records are rebuilt from the log, which the
+    //  next commit syncs with these pages; a crash before that leaves
+    //  `applied` where it was and the changes are applied again.
+    int result = s_exec (self, "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE", "apply: begin");
+    if (result) {
+        s_exec (self, "PRAGMA synchronous = FULL", "apply: synchronous");
+        return result;
+    }
+    s_pending_t *rows = NULL;
+    size_t count = 0;
+    sqlite3_stmt *stmt = self->stmt[ST_UNAPPLIED];
+    sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (self->applied));
+    sqlite3_bind_int64 (stmt, 2, (int64_t) max);
+    int rc = s_read_log (stmt, max, &rows, &count);
+    if (rc != SQLITE_DONE)
+        result =
+            s_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "apply: read the log");
+    uint64_t last = count ? rows[count - 1].seq : self->applied;
+    //  Each id once, in id order: neighbouring ids share b-tree pages.
+    count = s_latest_per_id (rows, count);
+    for (size_t i = 0; result == 0 && i < count; i++)
+        result = s_apply_row (self, &rows[i]);
+    if (result == 0) {
+        stmt = self->stmt[ST_APPLIED_SET];
+        sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (last));
+        result = s_run (self, stmt, "apply: state");
+    }
+    if (result == 0)
+        result = s_exec (self, "COMMIT", "apply: commit");
+    if (result == 0)
+        self->applied = last;
+    else if (!sqlite3_get_autocommit (self->db))
+        sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
+    s_pending_free (rows, count);
+    int restored = s_exec (self, "PRAGMA synchronous = FULL", "apply: synchronous");
+    return result ? result : restored;
+}
+
+// --------------------------------------------------------------- trim, get
 
 int tf_store_trim (tf_store_t *self, uint64_t keep_count, int64_t before_ms)
 {
     assert (self);
+    int result = tf_store_apply (self, 0);
+    if (result)
+        return result;
     sqlite3_stmt *stmt = self->stmt[ST_TRIM];
     sqlite3_bind_int64 (stmt, 1, keep_count > INT64_MAX ? INT64_MAX : (int64_t) keep_count);
     sqlite3_bind_int64 (stmt, 2, before_ms > 0 ? before_ms : INT64_MIN);
+    sqlite3_bind_int64 (stmt, 3, tf_columns_i64 (self->applied));
+    sqlite3_bind_int64 (stmt, 4, tf_columns_i64 (self->committed.head));
     return s_run (self, stmt, "trim");
+}
+
+/*  Decodes a stored body into *record. */
+static int s_decode_body (tf_store_t *self, sqlite3_stmt *stmt, int column, const char *id,
+                          Techfeed__Milestone **record)
+{
+    const uint8_t *body = sqlite3_column_blob (stmt, column);
+    size_t size = (size_t) sqlite3_column_bytes (stmt, column);
+    *record = techfeed__milestone__unpack (NULL, size, body);
+    return *record ? 0 : s_fail (self, TF_STORE_ERROR, "%.128s: stored body does not decode", id);
 }
 
 int tf_store_get (tf_store_t *self, const char *id, Techfeed__Milestone **record)
@@ -1180,17 +1551,23 @@ int tf_store_get (tf_store_t *self, const char *id, Techfeed__Milestone **record
     assert (self);
     assert (id && record);
     *record = NULL;
-    sqlite3_stmt *stmt = self->stmt[ST_GET];
-    s_bind_text (stmt, 1, id);
+    //  The log's unapplied tail is newer than records.
+    sqlite3_stmt *stmt = self->stmt[ST_GET_TAIL];
+    sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (self->applied));
+    s_bind_text (stmt, 2, id);
     int rc = sqlite3_step (stmt);
+    bool deleted =
+        rc == SQLITE_ROW && sqlite3_column_int (stmt, 0) == TECHFEED__CHANGE_KIND__CHANGE_DELETE;
+    if (rc != SQLITE_ROW || deleted) {
+        sqlite3_reset (stmt);
+        stmt = self->stmt[ST_GET];
+        s_bind_text (stmt, 1, id);
+        rc = deleted ? SQLITE_DONE : sqlite3_step (stmt);
+    }
     int result = 0;
-    if (rc == SQLITE_ROW) {
-        const uint8_t *body = sqlite3_column_blob (stmt, 0);
-        size_t size = (size_t) sqlite3_column_bytes (stmt, 0);
-        *record = techfeed__milestone__unpack (NULL, size, body);
-        if (!*record)
-            result = s_fail (self, TF_STORE_ERROR, "%.128s: stored body does not decode", id);
-    } else if (rc == SQLITE_DONE)
+    if (rc == SQLITE_ROW)
+        result = s_decode_body (self, stmt, stmt == self->stmt[ST_GET] ? 0 : 1, id, record);
+    else if (rc == SQLITE_DONE)
         result = s_fail (self, TF_STORE_NOT_FOUND, "%.128s: no such record", id);
     else
         result = s_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "get %.128s", id);
@@ -1208,7 +1585,8 @@ static tf_store_cursor_t *s_cursor_new (tf_store_t *self, bool changes, s_positi
     cursor->changes = changes;
     memcpy (cursor->epoch, self->epoch, sizeof cursor->epoch);
     snprintf (cursor->errstr, sizeof cursor->errstr, "no error");
-    int rc = sqlite3_open_v2 (self->path, &cursor->db, SQLITE_OPEN_READONLY, NULL);
+    int rc =
+        sqlite3_open_v2 (self->path, &cursor->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK)
         rc = s_configure (cursor->db);
     if (rc == SQLITE_OK)
@@ -1224,6 +1602,71 @@ static tf_store_cursor_t *s_cursor_new (tf_store_t *self, bool changes, s_positi
     cursor->sequence = pos->head;
     memcpy (cursor->heads, pos->heads, sizeof cursor->heads);
     return cursor;
+}
+
+/*  Whether a record passes a snapshot filter: the same rules as the SQL
+    of tf_store_snapshot_open, for records not in the table yet. */
+static bool s_filter_match (const Techfeed__Filter *filter, const Techfeed__Milestone *record)
+{
+    if (!filter)
+        return true;
+    bool ok = filter->n_sectors == 0;
+    for (size_t i = 0; !ok && i < filter->n_sectors; i++)
+        ok = (int) filter->sectors[i] == (int) record->sector;
+    if (ok && filter->organization && *filter->organization) {
+        ok = false;
+        for (size_t i = 0; !ok && i < record->n_organizations; i++)
+            ok = strcmp (record->organizations[i], filter->organization) == 0;
+    }
+    if (ok && filter->country && *filter->country)
+        ok = record->country && strcmp (record->country, filter->country) == 0;
+    if (ok && filter->date_from && *filter->date_from)
+        ok = record->date && strcmp (record->date, filter->date_from) >= 0;
+    if (ok && filter->date_to && *filter->date_to) {
+        //  Prefix-inclusive, as substr (date, 1, length (date_to)) <= date_to
+        size_t n = strlen (filter->date_to);
+        ok = record->date && strncmp (record->date, filter->date_to, n) <= 0;
+    }
+    return ok;
+}
+
+/*  The snapshot's view of the log past `applied` (what the records table
+    does not have yet): the latest change of each id, by id, puts marked
+    visible when they pass the filter. Merged into the records rows by
+    tf_store_cursor_next_body, so a snapshot is as of the head even when
+    the table could not be brought up to date (a full disk). */
+static int s_cursor_read_tail (tf_store_t *self, tf_store_cursor_t *cursor, const s_position_t *pos,
+                               const Techfeed__Filter *filter)
+{
+    sqlite3_stmt *stmt;
+    int rc = sqlite3_prepare_v2 (
+        cursor->db, "SELECT seq, kind, id, body FROM changes WHERE seq > ?1 ORDER BY seq", -1,
+        &stmt, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (pos->applied));
+        rc = s_read_log (stmt, (size_t) (pos->head - pos->applied), &cursor->tail,
+                         &cursor->tail_len);
+        sqlite3_finalize (stmt);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    if (rc != SQLITE_OK)
+        return s_sql_error (self->errstr, sizeof self->errstr, cursor->db, rc,
+                            "%s: snapshot: read the log", self->path);
+    cursor->tail_len = s_latest_per_id (cursor->tail, cursor->tail_len);
+    for (size_t i = 0; i < cursor->tail_len; i++) {
+        s_pending_t *change = &cursor->tail[i];
+        if (change->kind == TECHFEED__CHANGE_KIND__CHANGE_DELETE)
+            continue;
+        Techfeed__Milestone *record =
+            techfeed__milestone__unpack (NULL, change->size, change->body);
+        if (!record)
+            return s_fail (self, TF_STORE_ERROR,
+                           "change %llu (%.128s): stored body does not decode",
+                           (unsigned long long) change->seq, change->id);
+        change->visible = s_filter_match (filter, record);
+        techfeed__milestone__free_unpacked (record, NULL);
+    }
+    return 0;
 }
 
 /*  " AND sector IN (?n, ...)" for a non-empty sector list; *next is the
@@ -1264,10 +1707,17 @@ static int s_cursor_prepare (tf_store_t *self, tf_store_cursor_t *cursor, s_sql_
 tf_store_cursor_t *tf_store_snapshot_open (tf_store_t *self, const Techfeed__Filter *filter)
 {
     assert (self);
+    //  Best effort: what is applied is read from the table, not decoded
+    //  from the log. A full disk must not stop reads.
+    tf_store_apply (self, 0);
     s_position_t pos;
     tf_store_cursor_t *cursor = s_cursor_new (self, false, &pos);
     if (!cursor)
         return NULL;
+    if (pos.applied < pos.head && s_cursor_read_tail (self, cursor, &pos, filter)) {
+        tf_store_cursor_destroy (&cursor);
+        return NULL;
+    }
     s_sql_t sql = { NULL, 0, 0 };
     int next = 1;
     s_sql_add (&sql, "SELECT id, body FROM records WHERE 1");
@@ -1383,12 +1833,35 @@ int tf_store_cursor_next_body (tf_store_cursor_t *cursor, const void **body, siz
 {
     assert (cursor && body && size);
     assert (!cursor->changes);
-    int rc = s_cursor_step (cursor);
-    if (rc != SQLITE_ROW)
-        return rc;
-    *body = sqlite3_column_blob (cursor->stmt, 1);
-    *size = (size_t) sqlite3_column_bytes (cursor->stmt, 1);
-    return 1;
+    while (true) {
+        if (!cursor->row_held) {
+            int rc = s_cursor_step (cursor);
+            if (rc < 0)
+                return rc;
+            cursor->row_held = rc == SQLITE_ROW;
+        }
+        const char *id =
+            cursor->row_held ? (const char *) sqlite3_column_text (cursor->stmt, 0) : NULL;
+        const s_pending_t *newer =
+            cursor->tail_next < cursor->tail_len ? &cursor->tail[cursor->tail_next] : NULL;
+        int order = !newer ? 1 : !id ? -1 : strcmp (newer->id, id ? id : "");
+        if (order <= 0) {
+            //  The log's change comes first, or replaces the table's row.
+            cursor->tail_next++;
+            cursor->row_held = cursor->row_held && order != 0;
+            if (!newer->visible)
+                continue;
+            *body = newer->body;
+            *size = newer->size;
+            return 1;
+        }
+        if (!id)
+            return 0;
+        cursor->row_held = false;
+        *body = sqlite3_column_blob (cursor->stmt, 1);
+        *size = (size_t) sqlite3_column_bytes (cursor->stmt, 1);
+        return 1;
+    }
 }
 
 int tf_store_cursor_next_record (tf_store_cursor_t *cursor, Techfeed__Milestone **record)
@@ -1474,6 +1947,7 @@ void tf_store_cursor_destroy (tf_store_cursor_t **cursor_p)
         return;
     sqlite3_finalize (cursor->stmt);
     sqlite3_close (cursor->db); // ends the read transaction
+    s_pending_free (cursor->tail, cursor->tail_len);
     free (cursor);
     *cursor_p = NULL;
 }

@@ -2,8 +2,10 @@
 
     One writer connection owned by one thread. A write transaction groups any
     number of puts and deletes (group commit); each appends a row to the
-    change log in the same transaction, so a committed record always has its
-    event and the log's AUTOINCREMENT key is the global sequence.
+    change log, the truth, keyed by the global sequence. Revisions and
+    sectors are checked against an in-memory index, so a write appends and
+    looks nothing up; the records table follows the log in batches
+    (tf_store_apply).
 
     Reads for sync (snapshot, catch-up) go through cursors that each own a
     read-only connection holding one read transaction, so a snapshot is
@@ -120,23 +122,34 @@ int tf_store_delete (tf_store_t *self, const char *id, bool has_expected,
 int tf_store_request_get (tf_store_t *self, const char *request_id, uint8_t **reply, size_t *size);
 int tf_store_request_put (tf_store_t *self, const char *request_id, const uint8_t *reply,
                           size_t size, int64_t now_ms);
-/*  Forgets request ids older than before_ms. One statement: its own
-    transaction, or part of the open one. */
-int tf_store_request_expire (tf_store_t *self, int64_t before_ms);
+/*  Forgets request ids older than before_ms, and the oldest beyond the
+    newest keep_max (0: no count bound). Outside a transaction. The cache
+    is an append-only table; the ids are looked up in memory. */
+int tf_store_request_expire (tf_store_t *self, int64_t before_ms, uint64_t keep_max);
+
+/*  Copies committed changes the records table does not have yet into it:
+    at most `max` (0: all) in one transaction of its own, each id once, in
+    id order. The write path only appends to the log; this brings `records`
+    (what snapshots and plain-SQL readers see) up to date behind it, in
+    batches. Snapshots, trims and the service's idle moments call it. */
+int tf_store_apply (tf_store_t *self, size_t max);
+/*  Committed changes not yet in records. */
+uint64_t tf_store_unapplied (tf_store_t *self);
 
 /*  Log retention: deletes changes so that at most keep_count remain and
     none older than before_ms survives (0 disables either bound). The latest
     change of each record is never needed for a snapshot, so trimming only
     affects catch-up. The head sequence and sector heads survive trimming
-    the whole log. One statement: its own transaction, or part of the open
-    one. */
+    the whole log. Applies the log first, so outside a transaction. */
 int tf_store_trim (tf_store_t *self, uint64_t keep_count, int64_t before_ms);
 
 /*  Record by id. *record is caller-owned (techfeed__milestone__free_unpacked). */
 int tf_store_get (tf_store_t *self, const char *id, Techfeed__Milestone **record);
 
 /*  Snapshot cursor: records matching `filter` (NULL = all) in id order, as
-    of one sequence (tf_store_cursor_sequence). Holds a read transaction on
+    of one sequence (tf_store_cursor_sequence): the head when the log
+    could be applied first (outside a transaction, disk not full), else
+    how far the records table is applied, with the sector heads as of it. Holds a read transaction on
     its own connection until destroyed. NULL on error (errstr says why). */
 tf_store_cursor_t *tf_store_snapshot_open (tf_store_t *self, const Techfeed__Filter *filter);
 

@@ -15,6 +15,10 @@
 /*  WAL pages (4 KiB) past which the writer checkpoints between groups. */
 #define TF_WAL_PAGES_MAX 16384
 
+/*  With changes waiting for the records table, a poll this long without
+    requests counts as a quiet moment to apply them. */
+#define TF_APPLY_IDLE_MS 10
+
 /*  Binds `socket` to each comma-separated endpoint; the bound endpoints
     (ports resolved when given as '*') are appended to `bound`. */
 static int s_bind_all (zsock_t *socket, const char *name, const char *endpoints, char *bound,
@@ -155,11 +159,20 @@ static void s_heartbeat (tf_server_t *self)
     tf_server_served (self, self->head);
 }
 
+/*  Copies a batch of the log into the records table, off the commit path:
+    replies and events for those changes are already out. */
+static void s_apply (tf_server_t *self)
+{
+    if (tf_store_apply (self->store, (size_t) self->config->apply_max))
+        tf_warn ("cannot bring the records table up to date: %s", tf_store_errstr (self->store));
+}
+
 static void s_maintenance (tf_server_t *self)
 {
     const tf_server_config_t *config = self->config;
     int64_t now = tf_now_ms ();
-    if (tf_store_request_expire (self->store, now - config->idempotency_ms))
+    if (tf_store_request_expire (self->store, now - config->idempotency_ms,
+                                 (uint64_t) config->idempotency_max))
         tf_warn ("cannot expire request ids: %s", tf_store_errstr (self->store));
     if ((config->log_keep || config->log_max_age_ms) &&
         tf_store_trim (self->store, (uint64_t) config->log_keep,
@@ -205,6 +218,9 @@ static void s_server_destroy (tf_server_t **self_p)
     zsock_destroy (&self->events);
     zsock_destroy (&self->sync);
     tf_checkpointer_destroy (&self->checkpointer);
+    //  Plain-SQL readers of the file find records complete after a stop.
+    if (self->store && tf_store_apply (self->store, 0))
+        tf_warn ("records table left behind the log: %s", tf_store_errstr (self->store));
     tf_store_destroy (&self->store); /* last close checkpoints the WAL */
     free (self);
     *self_p = NULL;
@@ -275,6 +291,8 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
         s_server_destroy (&self);
         return NULL;
     }
+    if (tf_store_apply (self->store, 0))
+        tf_warn ("records table left behind the log: %s", tf_store_errstr (self->store));
     tf_store_state_t state;
     if (tf_store_state (self->store, &state)) {
         tf_error ("cannot read %s: %s", path, tf_store_errstr (self->store));
@@ -362,9 +380,14 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
             s_maintenance (self);
             next_maintenance = now + self->config->maintenance_ms;
         }
-        void *which = zpoller_wait (poller, (int) (next_beat - now));
+        int64_t wait = next_beat - now;
+        if (tf_store_unapplied (self->store) && wait > TF_APPLY_IDLE_MS)
+            wait = TF_APPLY_IDLE_MS;
+        void *which = zpoller_wait (poller, (int) wait);
         if (zpoller_terminated (poller))
             break;
+        if (!which && zpoller_expired (poller))
+            s_apply (self); /* a quiet moment: bring records up to date */
         if (which == pipe && pipe) {
             char *command = zstr_recv (pipe);
             bool term = !command || streq (command, "$TERM");
@@ -375,8 +398,11 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
         if (which == self->monitor)
             s_monitor_event (self);
         //  Drain both sockets on every wake-up, writes first.
-        if (zsock_events (self->ingest) & ZMQ_POLLIN)
+        if (zsock_events (self->ingest) & ZMQ_POLLIN) {
             tf_ingest_handle (self);
+            if (tf_store_unapplied (self->store) >= (uint64_t) self->config->apply_max)
+                s_apply (self);
+        }
         if (tf_store_wal_pages (self->store) > TF_WAL_PAGES_MAX &&
             tf_store_checkpoint (self->store))
             tf_warn ("%s", tf_store_errstr (self->store));

@@ -13,30 +13,31 @@
 #include <stdint.h>
 
 typedef struct {
-    char *data_dir;         /* holds techfeed.db unless db is set */
-    char *db;               /* database file path */
-    char *ingest;           /* ROUTER endpoint(s), comma-separated */
-    char *events;           /* PUB endpoint(s) */
-    char *sync;             /* ROUTER endpoint(s) */
-    char *endpoints_file;   /* where bound endpoints are written, or NULL */
-    int64_t heartbeat_ms;   /* heartbeat interval */
-    int64_t max_frame;      /* ZMQ_MAXMSGSIZE of the ROUTER sockets, bytes */
-    int64_t max_ops;        /* operations per IngestRequest */
-    int64_t group_max;      /* requests committed in one transaction */
-    int64_t pub_hwm;        /* PUB send high-water mark, messages */
-    int64_t idempotency_ms; /* how long request ids are remembered */
-    int64_t log_keep;       /* changes kept in the log, 0 = no count bound */
-    int64_t log_max_age_ms;
-    int64_t maintenance_ms;
-    /* how often the log is trimmed and request ids expire */ /* changes older than this are trimmed, 0 = none */
-    int64_t chunk_max;      /* records per sync reply, upper bound */
-    int64_t cursor_idle_ms; /* idle cursors are closed after this */
-    int64_t max_cursors;    /* open snapshot/catch-up cursors */
-    char *curve_secret;     /* the service's secret certificate file (enables CURVE) */
-    char *writers;          /* directory of public certificates allowed to write */
-    char *readers;          /* directory of keys allowed to connect, NULL = any valid key */
-    bool insecure;          /* allow plain TCP on non-loopback addresses */
-    char *http_addr;        /* HOST:PORT for /healthz, /readyz, /metrics, or NULL */
+    char *data_dir;          /* holds techfeed.db unless db is set */
+    char *db;                /* database file path */
+    char *ingest;            /* ROUTER endpoint(s), comma-separated */
+    char *events;            /* PUB endpoint(s) */
+    char *sync;              /* ROUTER endpoint(s) */
+    char *endpoints_file;    /* where bound endpoints are written, or NULL */
+    int64_t heartbeat_ms;    /* heartbeat interval */
+    int64_t max_frame;       /* ZMQ_MAXMSGSIZE of the ROUTER sockets, bytes */
+    int64_t max_ops;         /* operations per IngestRequest */
+    int64_t group_max;       /* requests committed in one transaction */
+    int64_t pub_hwm;         /* PUB send high-water mark, messages */
+    int64_t idempotency_ms;  /* how long request ids are remembered */
+    int64_t idempotency_max; /* request ids remembered at most */
+    int64_t apply_max;       /* changes copied into records per transaction */
+    int64_t log_keep;        /* changes kept in the log, 0 = no count bound */
+    int64_t log_max_age_ms;  /* changes older than this are trimmed, 0 = none */
+    int64_t maintenance_ms;  /* how often the log is trimmed and request ids expire */
+    int64_t chunk_max;       /* records per sync reply, upper bound */
+    int64_t cursor_idle_ms;  /* idle cursors are closed after this */
+    int64_t max_cursors;     /* open snapshot/catch-up cursors */
+    char *curve_secret;      /* the service's secret certificate file (enables CURVE) */
+    char *writers;           /* directory of public certificates allowed to write */
+    char *readers;           /* directory of keys allowed to connect, NULL = any valid key */
+    bool insecure;           /* allow plain TCP on non-loopback addresses */
+    char *http_addr;         /* HOST:PORT for /healthz, /readyz, /metrics, or NULL */
     char *log_level;
     char *log_format;
 } tf_server_config_t;
