@@ -66,11 +66,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tf_columns.h"
@@ -80,7 +83,8 @@
 #define TF_STORE_APPLICATION_ID 0x54464544 /* 'TFED' */
 #define TF_STORE_SCHEMA 2                  /* highest migration below */
 #define TF_STORE_BUSY_MS 5000
-#define TF_STORE_SECTORS 11 /* sector_heads index 0..TF_SECTOR_MAX */
+#define TF_STORE_SECTORS 11          /* sector_heads index 0..TF_SECTOR_MAX */
+#define TF_STORE_SNAPSHOT_APPLY 4096 /* a snapshot applies a tail this short first */
 
 // --------------------------------------------------------------- schema
 
@@ -220,12 +224,16 @@ struct _tf_store_t {
     s_figures_t saved[TF_STORE_DEPTH_MAX]; /* working at each open savepoint */
     size_t saved_undo[TF_STORE_DEPTH_MAX]; /* undo journal length at each savepoint */
     bool savepoint_began;                  /* sp1 began the transaction (RELEASE commits) */
-    uint64_t applied;                      /* last change copied into records */
+    _Atomic uint64_t applied;              /* last change copied into records */
+    _Atomic uint64_t head;                 /* committed.head, for the applier's thread */
+    pthread_mutex_t lock;                  /* the connection: writer's thread or applier's */
+    bool holding;                          /* the writer's thread holds `lock` */
+    int calls;                             /* nesting of the writer's calls into the store */
     tf_index_t *ids;                       /* id -> (revision, sector) */
     tf_index_t *requests;                  /* request id -> (replies row, created_ms) */
     s_undo_t *undo;                        /* index changes of the open transaction */
     size_t undo_len, undo_cap;
-    int wal_pages;                /* WAL size after the last commit (wal hook) */
+    _Atomic int wal_pages;        /* WAL size after the last commit (wal hook) */
     sqlite3_stmt *stmt[ST_COUNT]; /* prepared statements, see s_sql */
     char errstr[1024];            /* last error */
 };
@@ -237,7 +245,8 @@ typedef struct {
     char *id;
     uint8_t *body;
     size_t size;
-    bool visible; /* snapshot tail: a put that matches the filter */
+    Techfeed__Milestone *record; /* a put's body decoded (s_decode_pending) */
+    bool visible;                /* snapshot tail: a put that matches the filter */
 } s_pending_t;
 
 struct _tf_store_cursor_t {
@@ -354,23 +363,33 @@ static int s_fail (tf_store_t *self, int code, const char *fmt, ...)
     return code;
 }
 
-/*  Steps a statement that returns no rows and resets it. */
-static int s_run (tf_store_t *self, sqlite3_stmt *stmt, const char *context)
+/*  Steps a statement that returns no rows and resets it; errors into err. */
+static int s_step_done (sqlite3 *db, sqlite3_stmt *stmt, char *err, size_t errlen,
+                        const char *context)
 {
     int rc = sqlite3_step (stmt);
     int result = 0;
     if (rc != SQLITE_DONE)
-        result = s_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "%s", context);
+        result = s_sql_error (err, errlen, db, rc, "%s", context);
     sqlite3_reset (stmt);
     return result;
 }
 
+static int s_exec_on (sqlite3 *db, const char *sql, char *err, size_t errlen, const char *context)
+{
+    int rc = sqlite3_exec (db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : s_sql_error (err, errlen, db, rc, "%s", context);
+}
+
+/*  The same on the writer connection, errors into errstr. */
+static int s_run (tf_store_t *self, sqlite3_stmt *stmt, const char *context)
+{
+    return s_step_done (self->db, stmt, self->errstr, sizeof self->errstr, context);
+}
+
 static int s_exec (tf_store_t *self, const char *sql, const char *context)
 {
-    int rc = sqlite3_exec (self->db, sql, NULL, NULL, NULL);
-    if (rc != SQLITE_OK)
-        return s_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "%s", context);
-    return 0;
+    return s_exec_on (self->db, sql, self->errstr, sizeof self->errstr, context);
 }
 
 static int s_bind_text (sqlite3_stmt *stmt, int index, const char *text)
@@ -830,7 +849,7 @@ static int s_load_figures (tf_store_t *self, char *err, size_t errlen)
     }
     sqlite3_reset (stmt);
     f->head = pos.head;
-    self->applied = pos.applied;
+    atomic_store (&self->applied, pos.applied);
     memcpy (f->heads, pos.heads, sizeof f->heads);
     if (rc == SQLITE_OK)
         rc = s_each_row (self->db, "SELECT id, revision, sector FROM records", s_load_record, self);
@@ -850,10 +869,19 @@ static int s_load_figures (tf_store_t *self, char *err, size_t errlen)
         return -1;
     }
     self->working = self->committed;
+    atomic_store (&self->head, f->head);
     return 0;
 }
 
-int tf_store_begin (tf_store_t *self)
+/*  The open transaction committed: its figures and index changes stay. */
+static void s_committed (tf_store_t *self)
+{
+    self->committed = self->working;
+    atomic_store (&self->head, self->committed.head);
+    s_undo_forget (self);
+}
+
+static int s_locked_begin (tf_store_t *self)
 {
     assert (self);
     s_sync_depth (self);
@@ -863,7 +891,7 @@ int tf_store_begin (tf_store_t *self)
     return s_exec (self, "BEGIN IMMEDIATE", "begin");
 }
 
-int tf_store_commit (tf_store_t *self)
+static int s_locked_commit (tf_store_t *self)
 {
     assert (self);
     if (sqlite3_get_autocommit (self->db)) {
@@ -875,14 +903,13 @@ int tf_store_commit (tf_store_t *self)
         result = s_exec (self, "COMMIT", "commit");
     if (result == 0) {
         self->depth = 0;
-        self->committed = self->working;
-        s_undo_forget (self);
+        s_committed (self);
     }
     s_sync_depth (self);
     return result;
 }
 
-int tf_store_rollback (tf_store_t *self)
+static int s_locked_rollback (tf_store_t *self)
 {
     assert (self);
     self->depth = 0;
@@ -893,7 +920,7 @@ int tf_store_rollback (tf_store_t *self)
     return s_exec (self, "ROLLBACK", "rollback");
 }
 
-int tf_store_savepoint (tf_store_t *self)
+static int s_locked_savepoint (tf_store_t *self)
 {
     assert (self);
     s_sync_depth (self);
@@ -913,7 +940,7 @@ int tf_store_savepoint (tf_store_t *self)
     return result;
 }
 
-int tf_store_release (tf_store_t *self)
+static int s_locked_release (tf_store_t *self)
 {
     assert (self);
     s_sync_depth (self);
@@ -928,16 +955,14 @@ int tf_store_release (tf_store_t *self)
         result = s_exec (self, sql, "release");
     if (result == 0) {
         self->depth--;
-        if (commits) {
-            self->committed = self->working;
-            s_undo_forget (self);
-        }
+        if (commits)
+            s_committed (self);
     }
     s_sync_depth (self);
     return result;
 }
 
-int tf_store_rollback_to (tf_store_t *self)
+static int s_locked_rollback_to (tf_store_t *self)
 {
     assert (self);
     s_sync_depth (self);
@@ -969,6 +994,7 @@ tf_store_t *tf_store_new (const char *path, char *err, size_t errlen)
     }
     tf_store_t *self = s_alloc (sizeof *self);
     self->path = s_strdup (path);
+    pthread_mutex_init (&self->lock, NULL);
     self->ids = tf_index_new ();
     self->requests = tf_index_new ();
     snprintf (self->errstr, sizeof self->errstr, "no error");
@@ -1011,6 +1037,7 @@ void tf_store_destroy (tf_store_t **self_p)
         return;
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize (self->stmt[i]);
+    pthread_mutex_destroy (&self->lock);
     if (self->db && !sqlite3_get_autocommit (self->db))
         sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
     sqlite3_close (self->db);
@@ -1041,7 +1068,7 @@ const char *tf_store_epoch (tf_store_t *self)
     return self->epoch;
 }
 
-int tf_store_new_epoch (tf_store_t *self)
+static int s_locked_new_epoch (tf_store_t *self)
 {
     assert (self);
     //  Inside a transaction a rollback would leave self->epoch wrong
@@ -1072,7 +1099,7 @@ static int s_wal_hook (void *arg, sqlite3 *db, const char *name, int pages)
     return SQLITE_OK;
 }
 
-int tf_store_set_autocheckpoint (tf_store_t *self, int pages)
+static int s_locked_set_autocheckpoint (tf_store_t *self, int pages)
 {
     assert (self);
     sqlite3_wal_autocheckpoint (self->db, pages);
@@ -1087,7 +1114,7 @@ int tf_store_wal_pages (tf_store_t *self)
     return self->wal_pages;
 }
 
-int tf_store_checkpoint (tf_store_t *self)
+static int s_locked_checkpoint (tf_store_t *self)
 {
     assert (self);
     int frames = 0, copied = 0;
@@ -1104,7 +1131,7 @@ int tf_store_schema_version (void)
     return TF_STORE_SCHEMA;
 }
 
-int tf_store_state (tf_store_t *self, tf_store_state_t *state)
+static int s_locked_state (tf_store_t *self, tf_store_state_t *state)
 {
     assert (self);
     assert (state);
@@ -1128,7 +1155,7 @@ int tf_store_state (tf_store_t *self, tf_store_state_t *state)
 uint64_t tf_store_unapplied (tf_store_t *self)
 {
     assert (self);
-    return self->committed.head - self->applied;
+    return atomic_load (&self->head) - atomic_load (&self->applied);
 }
 
 // --------------------------------------------------------------- writes
@@ -1281,16 +1308,16 @@ static int s_item (tf_store_t *self, const Techfeed__Milestone *record, const ch
     return result;
 }
 
-int tf_store_put (tf_store_t *self, const Techfeed__Milestone *record, bool has_expected,
-                  uint64_t expected_revision, int64_t now_ms, tf_change_t *change)
+static int s_locked_put (tf_store_t *self, const Techfeed__Milestone *record, bool has_expected,
+                         uint64_t expected_revision, int64_t now_ms, tf_change_t *change)
 {
     assert (self);
     assert (record && record->id);
     return s_item (self, record, NULL, has_expected, expected_revision, now_ms, change);
 }
 
-int tf_store_delete (tf_store_t *self, const char *id, bool has_expected,
-                     uint64_t expected_revision, int64_t now_ms, tf_change_t *change)
+static int s_locked_delete (tf_store_t *self, const char *id, bool has_expected,
+                            uint64_t expected_revision, int64_t now_ms, tf_change_t *change)
 {
     assert (self);
     assert (id);
@@ -1299,7 +1326,8 @@ int tf_store_delete (tf_store_t *self, const char *id, bool has_expected,
 
 // --------------------------------------------------------------- requests
 
-int tf_store_request_get (tf_store_t *self, const char *request_id, uint8_t **reply, size_t *size)
+static int s_locked_request_get (tf_store_t *self, const char *request_id, uint8_t **reply,
+                                 size_t *size)
 {
     assert (self);
     assert (request_id && reply && size);
@@ -1328,8 +1356,8 @@ int tf_store_request_get (tf_store_t *self, const char *request_id, uint8_t **re
     return result;
 }
 
-int tf_store_request_put (tf_store_t *self, const char *request_id, const uint8_t *reply,
-                          size_t size, int64_t now_ms)
+static int s_locked_request_put (tf_store_t *self, const char *request_id, const uint8_t *reply,
+                                 size_t size, int64_t now_ms)
 {
     assert (self);
     assert (request_id && (reply || !size));
@@ -1351,7 +1379,7 @@ int tf_store_request_put (tf_store_t *self, const char *request_id, const uint8_
     return result;
 }
 
-int tf_store_request_expire (tf_store_t *self, int64_t before_ms, uint64_t keep_max)
+static int s_locked_request_expire (tf_store_t *self, int64_t before_ms, uint64_t keep_max)
 {
     assert (self);
     if (!sqlite3_get_autocommit (self->db))
@@ -1388,33 +1416,30 @@ static int s_pending_cmp (const void *a, const void *b)
     return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
 }
 
-/*  Writes the records row for a stored body (revision and updated_at set). */
-static int s_upsert (tf_store_t *self, const s_pending_t *change)
+/*  Writes the records row for a stored body (revision and updated_at
+    set), on the applier's connection. */
+static int s_upsert (tf_store_t *self, const s_pending_t *change, char *err, size_t errlen)
 {
-    Techfeed__Milestone *record = techfeed__milestone__unpack (NULL, change->size, change->body);
-    if (!record)
-        return s_fail (self, TF_STORE_ERROR, "change %llu (%.128s): stored body does not decode",
-                       (unsigned long long) change->seq, change->id);
     sqlite3_stmt *stmt = self->stmt[ST_UPSERT];
-    int result;
-    if (tf_columns_bind (stmt, record, change->body, change->size) != 0)
-        result = s_fail (self, TF_STORE_ERROR,
-                         "%.128s: cannot encode a list column as JSON (not UTF-8 or not finite)",
-                         change->id);
-    else
-        result = s_run (self, stmt, "write record");
+    int result = 0;
+    if (tf_columns_bind (stmt, change->record, change->body, change->size) != 0) {
+        snprintf (err, errlen,
+                  "%.128s: cannot encode a list column as JSON (not UTF-8 or not finite)",
+                  change->id);
+        result = TF_STORE_ERROR;
+    } else
+        result = s_step_done (self->db, stmt, err, errlen, "write record");
     sqlite3_clear_bindings (stmt);
-    techfeed__milestone__free_unpacked (record, NULL);
     return result;
 }
 
-static int s_apply_row (tf_store_t *self, const s_pending_t *change)
+static int s_apply_row (tf_store_t *self, const s_pending_t *change, char *err, size_t errlen)
 {
     if (change->kind != TECHFEED__CHANGE_KIND__CHANGE_DELETE)
-        return s_upsert (self, change);
+        return s_upsert (self, change, err, errlen);
     sqlite3_stmt *stmt = self->stmt[ST_REMOVE];
     s_bind_text (stmt, 1, change->id);
-    return s_run (self, stmt, "delete record");
+    return s_step_done (self->db, stmt, err, errlen, "delete record");
 }
 
 /*  Reads up to `max` rows (seq, kind, id, body) of a bound log query into
@@ -1468,61 +1493,96 @@ static void s_pending_free (s_pending_t *rows, size_t count)
     for (size_t i = 0; i < count; i++) {
         free (rows[i].id);
         free (rows[i].body);
+        if (rows[i].record)
+            techfeed__milestone__free_unpacked (rows[i].record, NULL);
     }
     free (rows);
 }
 
-int tf_store_apply (tf_store_t *self, size_t max)
+/*  Decodes the body of every put; 0, or TF_STORE_ERROR naming the change. */
+static int s_decode_pending (s_pending_t *rows, size_t count, char *err, size_t errlen)
 {
-    assert (self);
-    if (!sqlite3_get_autocommit (self->db))
-        return s_fail (self, TF_STORE_ERROR, "apply: a transaction is open");
-    uint64_t behind = self->committed.head - self->applied;
+    for (size_t i = 0; i < count; i++) {
+        if (rows[i].kind == TECHFEED__CHANGE_KIND__CHANGE_DELETE)
+            continue;
+        rows[i].record = techfeed__milestone__unpack (NULL, rows[i].size, rows[i].body);
+        if (!rows[i].record) {
+            snprintf (err, errlen, "change %llu (%.128s): stored body does not decode",
+                      (unsigned long long) rows[i].seq, rows[i].id);
+            return TF_STORE_ERROR;
+        }
+    }
+    return 0;
+}
+
+/*  One batch on the applier's connection (apply_lock held). The log is
+    read and decoded before the write lock is taken, so the writer waits
+    only for the records rows themselves. */
+static int s_apply_batch (tf_store_t *self, size_t max, char *err, size_t errlen)
+{
+    uint64_t applied = atomic_load (&self->applied);
+    uint64_t behind = atomic_load (&self->head) - applied;
     if (behind == 0)
         return 0;
     if (max == 0 || max > behind)
         max = (size_t) behind;
-    //  No fsync of its own: records are rebuilt from the log, which the
-    //  next commit syncs with these pages; a crash before that leaves
-    //  `applied` where it was and the changes are applied again.
-    int result = s_exec (self, "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE", "apply: begin");
-    if (result) {
-        s_exec (self, "PRAGMA synchronous = FULL", "apply: synchronous");
-        return result;
-    }
     s_pending_t *rows = NULL;
     size_t count = 0;
     sqlite3_stmt *stmt = self->stmt[ST_UNAPPLIED];
-    sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (self->applied));
+    sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (applied));
     sqlite3_bind_int64 (stmt, 2, (int64_t) max);
     int rc = s_read_log (stmt, max, &rows, &count);
+    int result = 0;
     if (rc != SQLITE_DONE)
-        result =
-            s_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "apply: read the log");
-    uint64_t last = count ? rows[count - 1].seq : self->applied;
+        result = s_sql_error (err, errlen, self->db, rc, "apply: read the log");
+    uint64_t last = count ? rows[count - 1].seq : applied;
     //  Each id once, in id order: neighbouring ids share b-tree pages.
     count = s_latest_per_id (rows, count);
+    if (result == 0)
+        result = s_decode_pending (rows, count, err, errlen);
+    //  No sync of its own: records are rebuilt from the log, which the
+    //  writer's next commit syncs with these pages; a crash before that
+    //  leaves `applied` where it was and the changes are applied again.
+    if (result == 0)
+        result = s_exec_on (self->db, "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE", err, errlen,
+                            "apply: begin");
     for (size_t i = 0; result == 0 && i < count; i++)
-        result = s_apply_row (self, &rows[i]);
+        result = s_apply_row (self, &rows[i], err, errlen);
     if (result == 0) {
         stmt = self->stmt[ST_APPLIED_SET];
         sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (last));
-        result = s_run (self, stmt, "apply: state");
+        result = s_step_done (self->db, stmt, err, errlen, "apply: state");
     }
     if (result == 0)
-        result = s_exec (self, "COMMIT", "apply: commit");
+        result = s_exec_on (self->db, "COMMIT", err, errlen, "apply: commit");
     if (result == 0)
-        self->applied = last;
+        atomic_store (&self->applied, last);
     else if (!sqlite3_get_autocommit (self->db))
         sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
     s_pending_free (rows, count);
-    int restored = s_exec (self, "PRAGMA synchronous = FULL", "apply: synchronous");
+    int restored = s_exec_on (self->db, "PRAGMA synchronous = FULL", err, errlen, "apply: sync");
     return result ? result : restored;
+}
+
+int tf_store_apply_from (tf_store_t *self, size_t max, char *err, size_t errlen)
+{
+    assert (self && err && errlen);
+    pthread_mutex_lock (&self->lock);
+    int result = s_apply_batch (self, max, err, errlen);
+    pthread_mutex_unlock (&self->lock);
+    return result;
+}
+
+static int s_locked_apply (tf_store_t *self, size_t max)
+{
+    if (!sqlite3_get_autocommit (self->db))
+        return s_fail (self, TF_STORE_ERROR, "apply: a transaction is open");
+    return s_apply_batch (self, max, self->errstr, sizeof self->errstr);
 }
 
 // --------------------------------------------------------------- trim, get
 
-int tf_store_trim (tf_store_t *self, uint64_t keep_count, int64_t before_ms)
+static int s_locked_trim (tf_store_t *self, uint64_t keep_count, int64_t before_ms)
 {
     assert (self);
     int result = tf_store_apply (self, 0);
@@ -1531,7 +1591,7 @@ int tf_store_trim (tf_store_t *self, uint64_t keep_count, int64_t before_ms)
     sqlite3_stmt *stmt = self->stmt[ST_TRIM];
     sqlite3_bind_int64 (stmt, 1, keep_count > INT64_MAX ? INT64_MAX : (int64_t) keep_count);
     sqlite3_bind_int64 (stmt, 2, before_ms > 0 ? before_ms : INT64_MIN);
-    sqlite3_bind_int64 (stmt, 3, tf_columns_i64 (self->applied));
+    sqlite3_bind_int64 (stmt, 3, tf_columns_i64 (atomic_load (&self->applied)));
     sqlite3_bind_int64 (stmt, 4, tf_columns_i64 (self->committed.head));
     return s_run (self, stmt, "trim");
 }
@@ -1546,14 +1606,14 @@ static int s_decode_body (tf_store_t *self, sqlite3_stmt *stmt, int column, cons
     return *record ? 0 : s_fail (self, TF_STORE_ERROR, "%.128s: stored body does not decode", id);
 }
 
-int tf_store_get (tf_store_t *self, const char *id, Techfeed__Milestone **record)
+static int s_locked_get (tf_store_t *self, const char *id, Techfeed__Milestone **record)
 {
     assert (self);
     assert (id && record);
     *record = NULL;
     //  The log's unapplied tail is newer than records.
     sqlite3_stmt *stmt = self->stmt[ST_GET_TAIL];
-    sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (self->applied));
+    sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (atomic_load (&self->applied)));
     s_bind_text (stmt, 2, id);
     int rc = sqlite3_step (stmt);
     bool deleted =
@@ -1653,18 +1713,11 @@ static int s_cursor_read_tail (tf_store_t *self, tf_store_cursor_t *cursor, cons
         return s_sql_error (self->errstr, sizeof self->errstr, cursor->db, rc,
                             "%s: snapshot: read the log", self->path);
     cursor->tail_len = s_latest_per_id (cursor->tail, cursor->tail_len);
+    if (s_decode_pending (cursor->tail, cursor->tail_len, self->errstr, sizeof self->errstr))
+        return TF_STORE_ERROR;
     for (size_t i = 0; i < cursor->tail_len; i++) {
         s_pending_t *change = &cursor->tail[i];
-        if (change->kind == TECHFEED__CHANGE_KIND__CHANGE_DELETE)
-            continue;
-        Techfeed__Milestone *record =
-            techfeed__milestone__unpack (NULL, change->size, change->body);
-        if (!record)
-            return s_fail (self, TF_STORE_ERROR,
-                           "change %llu (%.128s): stored body does not decode",
-                           (unsigned long long) change->seq, change->id);
-        change->visible = s_filter_match (filter, record);
-        techfeed__milestone__free_unpacked (record, NULL);
+        change->visible = change->record && s_filter_match (filter, change->record);
     }
     return 0;
 }
@@ -1707,9 +1760,11 @@ static int s_cursor_prepare (tf_store_t *self, tf_store_cursor_t *cursor, s_sql_
 tf_store_cursor_t *tf_store_snapshot_open (tf_store_t *self, const Techfeed__Filter *filter)
 {
     assert (self);
-    //  Best effort: what is applied is read from the table, not decoded
-    //  from the log. A full disk must not stop reads.
-    tf_store_apply (self, 0);
+    //  Best effort, and only a short tail (the applier keeps it short): what
+    //  is applied is read from the table, not decoded from the log. A full
+    //  disk must not stop reads, a long tail must not stop the writer.
+    if (tf_store_unapplied (self) <= TF_STORE_SNAPSHOT_APPLY)
+        tf_store_apply (self, 0);
     s_position_t pos;
     tf_store_cursor_t *cursor = s_cursor_new (self, false, &pos);
     if (!cursor)
@@ -1950,4 +2005,159 @@ void tf_store_cursor_destroy (tf_store_cursor_t **cursor_p)
     s_pending_free (cursor->tail, cursor->tail_len);
     free (cursor);
     *cursor_p = NULL;
+}
+
+// --------------------------------------------------------------- the connection lock
+
+/*  The writer's thread holds the connection from its first call into the
+    store until the connection is out of any transaction again, so the
+    applier's batches (tf_store_apply_from, another thread) fall between
+    the writer's transactions, on the same connection and page cache (a
+    second writing connection would make each drop the other's cache). */
+static void s_enter (tf_store_t *self)
+{
+    if (self->calls++ == 0 && !self->holding) {
+        pthread_mutex_lock (&self->lock);
+        self->holding = true;
+    }
+}
+
+static int s_leave (tf_store_t *self, int result)
+{
+    if (--self->calls == 0 && self->holding && sqlite3_get_autocommit (self->db)) {
+        self->holding = false;
+        pthread_mutex_unlock (&self->lock);
+    }
+    return result;
+}
+
+int tf_store_new_epoch (tf_store_t *self)
+{
+    assert (self);
+    s_enter (self);
+    return s_leave (self, s_locked_new_epoch (self));
+}
+
+int tf_store_set_autocheckpoint (tf_store_t *self, int pages)
+{
+    assert (self);
+    s_enter (self);
+    return s_leave (self, s_locked_set_autocheckpoint (self, pages));
+}
+
+int tf_store_checkpoint (tf_store_t *self)
+{
+    assert (self);
+    s_enter (self);
+    return s_leave (self, s_locked_checkpoint (self));
+}
+
+int tf_store_state (tf_store_t *self, tf_store_state_t *state)
+{
+    assert (self);
+    s_enter (self);
+    return s_leave (self, s_locked_state (self, state));
+}
+
+int tf_store_begin (tf_store_t *self)
+{
+    assert (self);
+    s_enter (self);
+    return s_leave (self, s_locked_begin (self));
+}
+
+int tf_store_commit (tf_store_t *self)
+{
+    assert (self);
+    s_enter (self);
+    return s_leave (self, s_locked_commit (self));
+}
+
+int tf_store_rollback (tf_store_t *self)
+{
+    assert (self);
+    s_enter (self);
+    return s_leave (self, s_locked_rollback (self));
+}
+
+int tf_store_savepoint (tf_store_t *self)
+{
+    assert (self);
+    s_enter (self);
+    return s_leave (self, s_locked_savepoint (self));
+}
+
+int tf_store_release (tf_store_t *self)
+{
+    assert (self);
+    s_enter (self);
+    return s_leave (self, s_locked_release (self));
+}
+
+int tf_store_rollback_to (tf_store_t *self)
+{
+    assert (self);
+    s_enter (self);
+    return s_leave (self, s_locked_rollback_to (self));
+}
+
+int tf_store_request_get (tf_store_t *self, const char *request_id, uint8_t **reply, size_t *size)
+{
+    assert (self);
+    s_enter (self);
+    return s_leave (self, s_locked_request_get (self, request_id, reply, size));
+}
+
+int tf_store_request_put (tf_store_t *self, const char *request_id, const uint8_t *reply,
+                          size_t size, int64_t now_ms)
+{
+    assert (self);
+    s_enter (self);
+    return s_leave (self, s_locked_request_put (self, request_id, reply, size, now_ms));
+}
+
+int tf_store_request_expire (tf_store_t *self, int64_t before_ms, uint64_t keep_max)
+{
+    assert (self);
+    s_enter (self);
+    return s_leave (self, s_locked_request_expire (self, before_ms, keep_max));
+}
+
+int tf_store_trim (tf_store_t *self, uint64_t keep_count, int64_t before_ms)
+{
+    assert (self);
+    s_enter (self);
+    return s_leave (self, s_locked_trim (self, keep_count, before_ms));
+}
+
+int tf_store_get (tf_store_t *self, const char *id, Techfeed__Milestone **record)
+{
+    assert (self);
+    s_enter (self);
+    return s_leave (self, s_locked_get (self, id, record));
+}
+
+int tf_store_put (tf_store_t *self, const Techfeed__Milestone *record, bool has_expected,
+                  uint64_t expected_revision, int64_t now_ms, tf_change_t *change)
+{
+    assert (self);
+    s_enter (self);
+    return s_leave (self,
+                    s_locked_put (self, record, has_expected, expected_revision, now_ms, change));
+}
+
+int tf_store_delete (tf_store_t *self, const char *id, bool has_expected,
+                     uint64_t expected_revision, int64_t now_ms, tf_change_t *change)
+{
+    assert (self);
+    s_enter (self);
+    return s_leave (self,
+                    s_locked_delete (self, id, has_expected, expected_revision, now_ms, change));
+}
+
+int tf_store_apply (tf_store_t *self, size_t max)
+{
+    assert (self);
+    s_enter (self);
+    return s_leave (self, s_locked_apply (self, max));
 }

@@ -128,12 +128,17 @@ int tf_store_request_put (tf_store_t *self, const char *request_id, const uint8_
 int tf_store_request_expire (tf_store_t *self, int64_t before_ms, uint64_t keep_max);
 
 /*  Copies committed changes the records table does not have yet into it:
-    at most `max` (0: all) in one transaction of its own, each id once, in
-    id order. The write path only appends to the log; this brings `records`
-    (what snapshots and plain-SQL readers see) up to date behind it, in
-    batches. Snapshots, trims and the service's idle moments call it. */
+    at most `max` (0: all) in one transaction, each id once, in id order.
+    The write path only appends to the log; this brings `records` (what
+    snapshots and plain-SQL readers see) up to date behind it, in batches.
+    tf_store_apply is for the writer's thread, outside a transaction
+    (errors in tf_store_errstr); tf_store_apply_from is for one other
+    thread, a tf_applier (errors in `err`). The store is otherwise owned by
+    one thread: a lock lets the applier's batches run on the writer's
+    connection between the writer's transactions. */
 int tf_store_apply (tf_store_t *self, size_t max);
-/*  Committed changes not yet in records. */
+int tf_store_apply_from (tf_store_t *self, size_t max, char *err, size_t errlen);
+/*  Committed changes not yet in records (any thread). */
 uint64_t tf_store_unapplied (tf_store_t *self);
 
 /*  Log retention: deletes changes so that at most keep_count remain and
@@ -147,9 +152,9 @@ int tf_store_trim (tf_store_t *self, uint64_t keep_count, int64_t before_ms);
 int tf_store_get (tf_store_t *self, const char *id, Techfeed__Milestone **record);
 
 /*  Snapshot cursor: records matching `filter` (NULL = all) in id order, as
-    of one sequence (tf_store_cursor_sequence): the head when the log
-    could be applied first (outside a transaction, disk not full), else
-    how far the records table is applied, with the sector heads as of it. Holds a read transaction on
+    of the head (tf_store_cursor_sequence): the records table, with the
+    log's changes it does not have yet merged in (a short tail is applied
+    first when it can be: outside a transaction, disk not full). Holds a read transaction on
     its own connection until destroyed. NULL on error (errstr says why). */
 tf_store_cursor_t *tf_store_snapshot_open (tf_store_t *self, const Techfeed__Filter *filter);
 

@@ -645,7 +645,10 @@ static void s_finish_catchup (tf_view_t *self, const Techfeed__SyncReply *end)
     s_replay (self);
 }
 
-static void s_snapshot_chunk (tf_view_t *self, const Techfeed__SyncReply *reply)
+/*  Snapshot records into `incoming`: taken out of `owned` when the reply
+    is the view's to take apart, else copied. */
+static void s_snapshot_chunk (tf_view_t *self, const Techfeed__SyncReply *reply,
+                              Techfeed__SyncReply *owned)
 {
     for (size_t i = 0; i < reply->n_records; i++) {
         const Techfeed__Milestone *r = reply->records[i];
@@ -659,11 +662,15 @@ static void s_snapshot_chunk (tf_view_t *self, const Techfeed__SyncReply *reply)
         Techfeed__Milestone *old = (Techfeed__Milestone *) zhashx_lookup (self->incoming, r->id);
         if (old)
             techfeed__milestone__free_unpacked (old, NULL);
-        zhashx_update (self->incoming, r->id, tf_milestone_dup (r));
+        Techfeed__Milestone *kept = owned ? owned->records[i] : tf_milestone_dup (r);
+        if (owned)
+            owned->records[i] = NULL;
+        zhashx_update (self->incoming, kept->id, kept);
     }
 }
 
-static int s_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply, int64_t now_ms)
+static int s_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply,
+                         Techfeed__SyncReply *owned, int64_t now_ms)
 {
     if (!self->syncing)
         return TF_VIEW_SYNC_FAIL;
@@ -693,7 +700,7 @@ static int s_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply, int6
             s_incoming_purge (self);
             return TF_VIEW_SYNC_DONE;
         }
-        s_snapshot_chunk (self, reply);
+        s_snapshot_chunk (self, reply, owned);
         if (!end)
             return TF_VIEW_SYNC_MORE;
         s_finish_snapshot (self, reply);
@@ -720,13 +727,24 @@ static int s_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply, int6
     return TF_VIEW_SYNC_DONE;
 }
 
-int tf_view_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply, int64_t now_ms)
+static int s_sync_reply_batch (tf_view_t *self, const Techfeed__SyncReply *reply,
+                               Techfeed__SyncReply *owned, int64_t now_ms)
 {
     if (self->failed)
         return TF_VIEW_SYNC_FAIL;
-    int rc = s_sync_reply (self, reply, now_ms);
+    int rc = s_sync_reply (self, reply, owned, now_ms);
     s_save (self); // one batch per reply
     return self->failed ? TF_VIEW_SYNC_FAIL : rc;
+}
+
+int tf_view_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply, int64_t now_ms)
+{
+    return s_sync_reply_batch (self, reply, NULL, now_ms);
+}
+
+int tf_view_sync_reply_take (tf_view_t *self, Techfeed__SyncReply *reply, int64_t now_ms)
+{
+    return s_sync_reply_batch (self, reply, reply, now_ms);
 }
 
 int tf_view_flush (tf_view_t *self)
@@ -977,7 +995,8 @@ static int s_sync_chunk (const Techfeed__SyncReply *reply, void *arg)
 {
     tf_view_t *self = (tf_view_t *) arg;
     s_drain (self); // live events wait in the buffer, heartbeats keep us alive
-    int rc = tf_view_sync_reply (self, reply, zclock_mono ());
+    //  tf_rpc decoded the reply on the heap and frees it after this call.
+    int rc = tf_view_sync_reply_take (self, (Techfeed__SyncReply *) reply, zclock_mono ());
     return rc == TF_VIEW_SYNC_MORE   ? TF_STREAM_MORE
            : rc == TF_VIEW_SYNC_DONE ? TF_STREAM_STOP
                                      : TF_STREAM_ERROR;

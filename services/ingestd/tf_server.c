@@ -15,10 +15,6 @@
 /*  WAL pages (4 KiB) past which the writer checkpoints between groups. */
 #define TF_WAL_PAGES_MAX 16384
 
-/*  With changes waiting for the records table, a poll this long without
-    requests counts as a quiet moment to apply them. */
-#define TF_APPLY_IDLE_MS 10
-
 /*  Binds `socket` to each comma-separated endpoint; the bound endpoints
     (ports resolved when given as '*') are appended to `bound`. */
 static int s_bind_all (zsock_t *socket, const char *name, const char *endpoints, char *bound,
@@ -159,12 +155,16 @@ static void s_heartbeat (tf_server_t *self)
     tf_server_served (self, self->head);
 }
 
-/*  Copies a batch of the log into the records table, off the commit path:
-    replies and events for those changes are already out. */
-static void s_apply (tf_server_t *self)
+/*  Says once per new failure that the records table is behind the log
+    (the applier retries on its own; reads merge the log meanwhile). */
+static void s_check_applier (tf_server_t *self)
 {
-    if (tf_store_apply (self->store, (size_t) self->config->apply_max))
-        tf_warn ("cannot bring the records table up to date: %s", tf_store_errstr (self->store));
+    char err[512];
+    uint64_t failures = self->applier ? tf_applier_failures (self->applier, err, sizeof err) : 0;
+    if (failures > self->applier_failures)
+        tf_warn ("records table behind the log by %" PRIu64 " change(s): %s",
+                 tf_store_unapplied (self->store), err);
+    self->applier_failures = failures;
 }
 
 static void s_maintenance (tf_server_t *self)
@@ -218,6 +218,7 @@ static void s_server_destroy (tf_server_t **self_p)
     zsock_destroy (&self->events);
     zsock_destroy (&self->sync);
     tf_checkpointer_destroy (&self->checkpointer);
+    tf_applier_destroy (&self->applier);
     //  Plain-SQL readers of the file find records complete after a stop.
     if (self->store && tf_store_apply (self->store, 0))
         tf_warn ("records table left behind the log: %s", tf_store_errstr (self->store));
@@ -291,8 +292,6 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
         s_server_destroy (&self);
         return NULL;
     }
-    if (tf_store_apply (self->store, 0))
-        tf_warn ("records table left behind the log: %s", tf_store_errstr (self->store));
     tf_store_state_t state;
     if (tf_store_state (self->store, &state)) {
         tf_error ("cannot read %s: %s", path, tf_store_errstr (self->store));
@@ -301,6 +300,9 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
     }
     snprintf (self->epoch, sizeof self->epoch, "%s", state.epoch);
     self->head = state.head_sequence;
+    self->applier = tf_applier_new (self->store, (size_t) self->config->apply_max);
+    if (!self->applier)
+        tf_warn ("the records table follows the log only at snapshots and stop: no thread");
     self->checkpointer = tf_checkpointer_new (path, 1000);
     if (self->checkpointer)
         tf_store_set_autocheckpoint (self->store, 0);
@@ -375,19 +377,15 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
             s_heartbeat (self);
             tf_sync_expire (self, now);
             next_beat = now + self->config->heartbeat_ms;
+            s_check_applier (self);
         }
         if (now >= next_maintenance) {
             s_maintenance (self);
             next_maintenance = now + self->config->maintenance_ms;
         }
-        int64_t wait = next_beat - now;
-        if (tf_store_unapplied (self->store) && wait > TF_APPLY_IDLE_MS)
-            wait = TF_APPLY_IDLE_MS;
-        void *which = zpoller_wait (poller, (int) wait);
+        void *which = zpoller_wait (poller, (int) (next_beat - now));
         if (zpoller_terminated (poller))
             break;
-        if (!which && zpoller_expired (poller))
-            s_apply (self); /* a quiet moment: bring records up to date */
         if (which == pipe && pipe) {
             char *command = zstr_recv (pipe);
             bool term = !command || streq (command, "$TERM");
@@ -398,11 +396,8 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
         if (which == self->monitor)
             s_monitor_event (self);
         //  Drain both sockets on every wake-up, writes first.
-        if (zsock_events (self->ingest) & ZMQ_POLLIN) {
+        if (zsock_events (self->ingest) & ZMQ_POLLIN)
             tf_ingest_handle (self);
-            if (tf_store_unapplied (self->store) >= (uint64_t) self->config->apply_max)
-                s_apply (self);
-        }
         if (tf_store_wal_pages (self->store) > TF_WAL_PAGES_MAX &&
             tf_store_checkpoint (self->store))
             tf_warn ("%s", tf_store_errstr (self->store));

@@ -5,6 +5,7 @@
 #ifndef TF_SERVER_INT_H_INCLUDED
 #define TF_SERVER_INT_H_INCLUDED
 
+#include "tf_applier.h"
 #include "tf_checkpointer.h"
 #include "tf_http.h"
 #include "tf_metrics.h"
@@ -18,6 +19,8 @@ typedef struct {
     const tf_server_config_t *config;
     tf_store_t *store;
     tf_checkpointer_t *checkpointer; /* WAL checkpoints on their own thread */
+    tf_applier_t *applier;           /* the records table behind the log, same */
+    uint64_t applier_failures;       /* as last reported */
     zsock_t *ingest;                 /* ROUTER: IngestRequest -> IngestReply */
     zsock_t *events;                 /* PUB: [sector][ChangeEvent], ["heartbeat"][Heartbeat] */
     zsock_t *sync;                   /* ROUTER: SyncRequest -> SyncReply */

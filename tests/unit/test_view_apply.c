@@ -155,6 +155,26 @@ typedef struct {
     uint64_t revision;
 } s_rec_t;
 
+/*  When set, snapshot chunks reach the view as a driver hands them over:
+    packed, decoded on the heap, given with tf_view_sync_reply_take. */
+static bool s_decoded;
+
+/*  Packs and decodes `reply`, lets the view take its records, checks it
+    took every one, frees what is left. */
+static int s_sync_reply_decoded (tf_view_t *view, const Techfeed__SyncReply *reply)
+{
+    size_t size;
+    uint8_t *packed = tf_wire_pack (&reply->base, &size);
+    Techfeed__SyncReply *decoded = techfeed__sync_reply__unpack (NULL, size, packed);
+    free (packed);
+    assert_non_null (decoded);
+    int rc = tf_view_sync_reply_take (view, decoded, s_now);
+    for (size_t i = 0; i < decoded->n_records; i++)
+        assert_null (decoded->records[i]); // kept by the view, not copied
+    techfeed__sync_reply__free_unpacked (decoded, NULL);
+    return rc;
+}
+
 /*  Feeds one snapshot chunk of `recs` (NULL-id terminated). */
 static int s_snapshot_chunk (tf_view_t *view, const char *epoch, const s_rec_t *recs, bool end,
                              uint64_t seq, const s_head_t *head_list)
@@ -180,7 +200,8 @@ static int s_snapshot_chunk (tf_view_t *view, const char *epoch, const s_rec_t *
     reply.sequence = end ? seq : 0;
     reply.n_sector_heads = end ? heads.n : 0;
     reply.sector_heads = heads.pointers;
-    return tf_view_sync_reply (view, &reply, s_now);
+    return s_decoded ? s_sync_reply_decoded (view, &reply)
+                     : tf_view_sync_reply (view, &reply, s_now);
 }
 
 /*  Begins the sync the view wants, checks it is a snapshot, answers it
@@ -242,6 +263,16 @@ static tf_view_t *s_live_view (void)
 }
 
 // --------------------------------------------------------------- tests
+
+static void test_snapshot_in_chunks (void **state);
+
+/*  The driver's path: records taken out of heap-decoded replies. */
+static void test_snapshot_in_decoded_chunks (void **state)
+{
+    s_decoded = true;
+    test_snapshot_in_chunks (state);
+    s_decoded = false;
+}
 
 static void test_snapshot_in_chunks (void **state)
 {
@@ -669,6 +700,7 @@ int main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_snapshot_in_chunks),
+        cmocka_unit_test (test_snapshot_in_decoded_chunks),
         cmocka_unit_test (test_live_events),
         cmocka_unit_test (test_buffer_during_snapshot),
         cmocka_unit_test (test_gap_then_catchup),
