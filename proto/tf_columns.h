@@ -86,6 +86,21 @@ static inline uint64_t tf_columns_u64 (int64_t value)
     return out;
 }
 
+/*  A record's list columns as JSON text (malloc'd), made apart from the
+    binding so that work can happen outside a write transaction. */
+typedef struct {
+    char *organizations, *metrics, *sources, *tags;
+} tf_columns_json_t;
+
+/*  0, or -1 (nothing kept) when a list cannot be JSON (a string not UTF-8,
+    a value not finite). */
+int tf_columns_json (const Techfeed__Milestone *record, tf_columns_json_t *json);
+void tf_columns_json_free (tf_columns_json_t *json);
+/*  tf_columns_bind with the JSON made beforehand, borrowed (like `body`)
+    until the statement is reset. */
+int tf_columns_bind_json (sqlite3_stmt *stmt, const Techfeed__Milestone *record,
+                          const tf_columns_json_t *json, const uint8_t *body, size_t size);
+
 /*  Binds `record` (revision and updated_at_ms as stored) and its packed
     form `body` (borrowed until the statement is reset) to a statement of
     TF_COLUMNS_UPSERT. 0, or -1 when a list column cannot be JSON (a

@@ -4,11 +4,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "tf_worker.h"
 
-#define TF_APPLIER_IDLE_US 1000    /* backlog poll */
 #define TF_APPLIER_DELAY_US 20000  /* a batch not full waits at most this */
 #define TF_APPLIER_RETRY_US 100000 /* after a failed batch */
 
@@ -21,32 +19,17 @@ struct _tf_applier_t {
     char error[512];
 };
 
-static int64_t s_now_us (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return (int64_t) now.tv_sec * 1000000 + now.tv_nsec / 1000;
-}
-
 static void *s_run (void *arg)
 {
     tf_applier_t *self = (tf_applier_t *) arg;
     char err[512];
-    int64_t since = 0; /* when the backlog was first seen */
     long pause = 0;
     while (tf_worker_sleep (&self->worker, pause)) {
+        //  Like group commit: a full batch at once, a smaller one (or
+        //  none) after a pause, so a quiet service wakes it rarely.
         uint64_t backlog = tf_store_unapplied (self->store);
-        if (backlog == 0)
-            since = 0;
-        else if (since == 0)
-            since = s_now_us ();
-        pause = TF_APPLIER_IDLE_US;
-        //  Like group commit: a full batch, or whatever waited long enough.
-        if (backlog == 0 || (backlog < self->batch && s_now_us () - since < TF_APPLIER_DELAY_US))
-            continue;
-        since = 0;
-        pause = 0;
-        if (tf_store_apply_from (self->store, self->batch, err, sizeof err)) {
+        pause = backlog >= self->batch ? 0 : TF_APPLIER_DELAY_US;
+        if (backlog && tf_store_apply_from (self->store, self->batch, err, sizeof err)) {
             pthread_mutex_lock (&self->lock);
             self->failures++;
             snprintf (self->error, sizeof self->error, "%s", err);

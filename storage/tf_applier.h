@@ -2,13 +2,13 @@
 
     The service's write path only appends to the change log; this thread
     copies what was committed into the records table (tf_store_apply_from)
-    in batches, on the store's applier connection, so decoding records,
-    encoding their JSON columns and updating the id-keyed table and its
-    indexes cost the writer nothing but a short wait for SQLite's write
-    lock. It polls the store's backlog every millisecond and applies a full
-    batch at once, a smaller one once it has waited 20 ms. After
-    a failure (a full disk) it retries every 100 ms and keeps the last
-    error for the service to report.
+    in batches. It reads and decodes the log and encodes the JSON columns
+    on a connection of its own, so the writer waits only while the rows
+    themselves are written on its connection. Like group commit, it
+    applies a full batch at once and looks for a smaller one every 20 ms,
+    so a quiet service wakes it rarely. After a failure (a full disk) it
+    retries every 100 ms and keeps the last error for the service to
+    report.
 */
 #ifndef TF_APPLIER_H_INCLUDED
 #define TF_APPLIER_H_INCLUDED

@@ -128,10 +128,8 @@ static const char *s_schema_1 =
     is applied, and the idempotency cache becomes an append-only table. The
     state update reads sqlite_sequence before DROP TABLE forgets it. */
 static const char *s_schema_2 =
-    "ALTER TABLE state ADD COLUMN head INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE state ADD COLUMN applied INTEGER NOT NULL DEFAULT 0;"
     "UPDATE state SET"
-    "  head = coalesce ((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0),"
     "  applied = coalesce ((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0);"
     "CREATE TABLE changes_2 ("
     "  seq INTEGER PRIMARY KEY," S_CHANGE_COLUMNS
@@ -139,7 +137,6 @@ static const char *s_schema_2 =
     "  FROM changes ORDER BY seq;"
     "DROP TABLE changes;"
     "ALTER TABLE changes_2 RENAME TO changes;"
-    "CREATE INDEX changes_sector ON changes (sector, seq);"
     "CREATE TABLE replies ("
     "  n INTEGER PRIMARY KEY,"
     "  request_id TEXT NOT NULL,"
@@ -151,20 +148,19 @@ static const char *s_schema_2 =
 
 /*  Prepared once at open, kept for the life of the store. */
 enum {
-    ST_UPSERT,      /* insert or replace a records row */
-    ST_REMOVE,      /* delete a records row */
-    ST_APPEND,      /* append to the change log */
-    ST_HEAD_SET,    /* set the last sequence of a sector */
-    ST_STATE_GET,   /* record_count, digest, head, applied */
-    ST_STATE_SET,   /* write record_count, digest, head */
-    ST_APPLIED_SET, /* write applied */
-    ST_UNAPPLIED,   /* changes past `applied`, in order */
-    ST_GET,         /* body of an id in records */
-    ST_GET_TAIL,    /* latest unapplied change of an id */
-    ST_REQ_GET,     /* cached reply by row */
-    ST_REQ_PUT,     /* cache a reply */
-    ST_REQ_EXPIRE,  /* forget old request ids */
-    ST_TRIM,        /* delete old changes */
+    ST_UPSERT,     /* insert or replace a records row */
+    ST_REMOVE,     /* delete a records row */
+    ST_APPEND,     /* append to the change log */
+    ST_HEAD_SET,   /* set the last sequence of a sector */
+    ST_STATE_GET,  /* record_count, digest, applied */
+    ST_STATE_SET,  /* write them */
+    ST_UNAPPLIED,  /* changes past `applied`, in order */
+    ST_GET,        /* body of an id in records */
+    ST_GET_TAIL,   /* latest unapplied change of an id */
+    ST_REQ_GET,    /* cached reply by row */
+    ST_REQ_PUT,    /* cache a reply */
+    ST_REQ_EXPIRE, /* forget old request ids */
+    ST_TRIM,       /* delete old changes */
     ST_COUNT
 };
 
@@ -175,10 +171,10 @@ static const char *s_sql[ST_COUNT] = {
                   " body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_HEAD_SET] = "INSERT INTO sector_heads (sector, seq) VALUES (?1, ?2)"
                     " ON CONFLICT (sector) DO UPDATE SET seq = excluded.seq",
-    [ST_STATE_GET] = "SELECT record_count, digest, head, applied FROM state WHERE one = 1",
-    [ST_STATE_SET] = "UPDATE state SET record_count = ?1, digest = ?2, head = ?3 WHERE one = 1",
-    [ST_APPLIED_SET] = "UPDATE state SET applied = ?1 WHERE one = 1",
-    [ST_UNAPPLIED] = "SELECT seq, kind, id, body FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    [ST_STATE_GET] = "SELECT record_count, digest, applied FROM state WHERE one = 1",
+    [ST_STATE_SET] = "UPDATE state SET record_count = ?1, digest = ?2, applied = ?3 WHERE one = 1",
+    [ST_UNAPPLIED] = "SELECT seq, kind, id, body, sector, revision FROM changes WHERE seq > ?1"
+                     " ORDER BY seq LIMIT ?2",
     [ST_GET] = "SELECT body FROM records WHERE id = ?1",
     [ST_GET_TAIL] = "SELECT kind, body FROM changes WHERE seq > ?1 AND id = ?2"
                     " ORDER BY seq DESC LIMIT 1",
@@ -225,8 +221,11 @@ struct _tf_store_t {
     size_t saved_undo[TF_STORE_DEPTH_MAX]; /* undo journal length at each savepoint */
     bool savepoint_began;                  /* sp1 began the transaction (RELEASE commits) */
     _Atomic uint64_t applied;              /* last change copied into records */
+    s_figures_t at_applied;                /* figures as of `applied` (state row) */
     _Atomic uint64_t head;                 /* committed.head, for the applier's thread */
     pthread_mutex_t lock;                  /* the connection: writer's thread or applier's */
+    sqlite3 *reader;                       /* the applier reads the log here, unlocked */
+    sqlite3_stmt *reader_unapplied;        /* ST_UNAPPLIED on it */
     bool holding;                          /* the writer's thread holds `lock` */
     int calls;                             /* nesting of the writer's calls into the store */
     tf_index_t *ids;                       /* id -> (revision, sector) */
@@ -245,7 +244,10 @@ typedef struct {
     char *id;
     uint8_t *body;
     size_t size;
-    Techfeed__Milestone *record; /* a put's body decoded (s_decode_pending) */
+    int sector;
+    uint64_t revision;           /* after the change (a delete: the deleted one) */
+    Techfeed__Milestone *record; /* a put's body decoded (s_prepare_pending) */
+    tf_columns_json_t json;      /* and its list columns */
     bool visible;                /* snapshot tail: a put that matches the filter */
 } s_pending_t;
 
@@ -435,23 +437,26 @@ static int s_query_int (sqlite3 *db, const char *sql, int64_t *value)
 }
 
 /*  Head, oldest retained change and sector heads, read on `db` (inside one
-    transaction when the caller wants them consistent). */
+    transaction when the caller wants them consistent): the state and
+    sector_heads rows say them as of `applied`, the log's tail past it
+    moves them on. */
 static int s_position (sqlite3 *db, s_position_t *pos)
 {
     memset (pos, 0, sizeof *pos);
     sqlite3_stmt *stmt;
     int rc = sqlite3_prepare_v2 (db,
-                                 "SELECT head, applied, (SELECT min(seq) FROM changes)"
-                                 " FROM state WHERE one = 1",
+                                 "SELECT applied, (SELECT min(seq) FROM changes),"
+                                 " (SELECT max(seq) FROM changes) FROM state WHERE one = 1",
                                  -1, &stmt, NULL);
     if (rc != SQLITE_OK)
         return rc;
     rc = sqlite3_step (stmt);
     if (rc == SQLITE_ROW) {
-        pos->head = s_column_seq (stmt, 0);
-        pos->applied = s_column_seq (stmt, 1);
-        bool empty = sqlite3_column_type (stmt, 2) == SQLITE_NULL;
-        pos->first = empty ? pos->head + 1 : s_column_seq (stmt, 2);
+        pos->applied = s_column_seq (stmt, 0);
+        uint64_t last = s_column_seq (stmt, 2);
+        pos->head = last > pos->applied ? last : pos->applied;
+        bool empty = sqlite3_column_type (stmt, 1) == SQLITE_NULL;
+        pos->first = empty ? pos->head + 1 : s_column_seq (stmt, 1);
         rc = SQLITE_OK;
     } else if (rc == SQLITE_DONE)
         rc = SQLITE_CORRUPT; /* no state row */
@@ -459,13 +464,18 @@ static int s_position (sqlite3 *db, s_position_t *pos)
     if (rc != SQLITE_OK)
         return rc;
 
-    rc = sqlite3_prepare_v2 (db, "SELECT sector, seq FROM sector_heads", -1, &stmt, NULL);
+    rc = sqlite3_prepare_v2 (db,
+                             "SELECT sector, seq FROM sector_heads UNION ALL"
+                             " SELECT sector, max(seq) FROM changes WHERE seq > ?1 GROUP BY sector",
+                             -1, &stmt, NULL);
     if (rc != SQLITE_OK)
         return rc;
+    sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (pos->applied));
     while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
         int64_t sector = sqlite3_column_int64 (stmt, 0);
-        if (sector >= 0 && sector < TF_STORE_SECTORS)
-            pos->heads[sector] = s_column_seq (stmt, 1);
+        uint64_t seq = s_column_seq (stmt, 1);
+        if (sector >= 0 && sector < TF_STORE_SECTORS && seq > pos->heads[sector])
+            pos->heads[sector] = seq;
     }
     sqlite3_finalize (stmt);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
@@ -761,31 +771,47 @@ static void s_sync_depth (tf_store_t *self)
     }
 }
 
-/*  Writes the figures the transaction moved: the state row and the sector
-    heads that changed. Runs inside the transaction, just before COMMIT. */
-static int s_flush_figures (tf_store_t *self)
+/*  What one change does to the figures. A put's previous revision is one
+    less (revisions count up from 1 after every delete), so the log alone
+    says how the count and digest move. */
+static void s_figures_move (s_figures_t *f, uint64_t seq, int kind, int sector, const char *id,
+                            uint64_t revision)
 {
-    s_figures_t *now = &self->working, *was = &self->committed;
-    if (now->count != was->count || now->digest != was->digest || now->head != was->head) {
-        sqlite3_stmt *stmt = self->stmt[ST_STATE_SET];
-        sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (now->count));
-        sqlite3_bind_int64 (stmt, 2, tf_columns_i64 (now->digest));
-        sqlite3_bind_int64 (stmt, 3, tf_columns_i64 (now->head));
-        int result = s_run (self, stmt, "update state");
-        if (result)
-            return result;
+    if (kind == TECHFEED__CHANGE_KIND__CHANGE_DELETE) {
+        f->count--;
+        f->digest -= tf_digest_item (id, revision);
+    } else {
+        if (revision > 1)
+            f->digest -= tf_digest_item (id, revision - 1);
+        else
+            f->count++;
+        f->digest += tf_digest_item (id, revision);
     }
-    for (int sector = 0; sector < TF_STORE_SECTORS; sector++) {
+    if (sector >= 0 && sector < TF_STORE_SECTORS)
+        f->heads[sector] = seq;
+    f->head = seq;
+}
+
+/*  Writes the figures as of `applied` (the applier's transaction): the
+    state row and the sector heads that moved. The writer's commits write
+    none of this: at open the log's tail moves the figures on again. */
+static int s_write_applied (tf_store_t *self, const s_figures_t *now, char *err, size_t errlen)
+{
+    const s_figures_t *was = &self->at_applied;
+    sqlite3_stmt *stmt = self->stmt[ST_STATE_SET];
+    sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (now->count));
+    sqlite3_bind_int64 (stmt, 2, tf_columns_i64 (now->digest));
+    sqlite3_bind_int64 (stmt, 3, tf_columns_i64 (now->head));
+    int result = s_step_done (self->db, stmt, err, errlen, "apply: state");
+    for (int sector = 0; result == 0 && sector < TF_STORE_SECTORS; sector++) {
         if (now->heads[sector] == was->heads[sector])
             continue;
-        sqlite3_stmt *stmt = self->stmt[ST_HEAD_SET];
+        stmt = self->stmt[ST_HEAD_SET];
         sqlite3_bind_int (stmt, 1, sector);
         sqlite3_bind_int64 (stmt, 2, tf_columns_i64 (now->heads[sector]));
-        int result = s_run (self, stmt, "update sector head");
-        if (result)
-            return result;
+        result = s_step_done (self->db, stmt, err, errlen, "apply: sector head");
     }
-    return 0;
+    return result;
 }
 
 /*  Runs `sql` and hands every row to `row`; SQLITE_OK at the end. */
@@ -810,18 +836,29 @@ static void s_load_record (tf_store_t *self, sqlite3_stmt *stmt)
         tf_index_set (self->ids, id, value);
 }
 
-/*  A change records does not have yet: the index must know it. */
+/*  A change the records table and the state row do not have yet: the
+    index and the figures must know it. */
 static void s_load_unapplied (tf_store_t *self, sqlite3_stmt *stmt)
 {
     const char *id = (const char *) sqlite3_column_text (stmt, 0);
     if (!id)
         return;
-    if (sqlite3_column_int (stmt, 1) == TECHFEED__CHANGE_KIND__CHANGE_DELETE)
+    int kind = sqlite3_column_int (stmt, 1), sector = sqlite3_column_int (stmt, 3);
+    uint64_t revision = s_column_seq (stmt, 2);
+    if (kind == TECHFEED__CHANGE_KIND__CHANGE_DELETE)
         tf_index_remove (self->ids, id);
     else {
-        tf_index_value_t value = { s_column_seq (stmt, 2), s_column_seq (stmt, 3) };
+        tf_index_value_t value = { revision, (uint64_t) sector };
         tf_index_set (self->ids, id, value);
     }
+    s_figures_move (&self->committed, s_column_seq (stmt, 4), kind, sector, id, revision);
+}
+
+static void s_load_head (tf_store_t *self, sqlite3_stmt *stmt)
+{
+    int64_t sector = sqlite3_column_int64 (stmt, 0);
+    if (sector >= 0 && sector < TF_STORE_SECTORS)
+        self->at_applied.heads[sector] = s_column_seq (stmt, 1);
 }
 
 static void s_load_request (tf_store_t *self, sqlite3_stmt *stmt)
@@ -838,25 +875,26 @@ static void s_load_request (tf_store_t *self, sqlite3_stmt *stmt)
 /*  The committed figures and the in-memory indexes, read once at open. */
 static int s_load_figures (tf_store_t *self, char *err, size_t errlen)
 {
-    s_figures_t *f = &self->committed;
-    s_position_t pos;
-    int rc = s_position (self->db, &pos);
+    s_figures_t *f = &self->at_applied;
+    int rc = s_each_row (self->db, "SELECT sector, seq FROM sector_heads", s_load_head, self);
     sqlite3_stmt *stmt = self->stmt[ST_STATE_GET];
     if (rc == SQLITE_OK && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
         f->count = s_column_seq (stmt, 0);
         f->digest = tf_columns_u64 (sqlite3_column_int64 (stmt, 1));
+        f->head = s_column_seq (stmt, 2);
         rc = SQLITE_OK;
-    }
+    } else if (rc == SQLITE_DONE)
+        rc = SQLITE_CORRUPT;
     sqlite3_reset (stmt);
-    f->head = pos.head;
-    atomic_store (&self->applied, pos.applied);
-    memcpy (f->heads, pos.heads, sizeof f->heads);
+    atomic_store (&self->applied, f->head);
+    self->committed = *f;
     if (rc == SQLITE_OK)
         rc = s_each_row (self->db, "SELECT id, revision, sector FROM records", s_load_record, self);
     if (rc == SQLITE_OK) {
         char sql[160];
         snprintf (sql, sizeof sql,
-                  "SELECT id, kind, revision, sector FROM changes WHERE seq > %llu ORDER BY seq",
+                  "SELECT id, kind, revision, sector, seq FROM changes WHERE seq > %llu"
+                  " ORDER BY seq",
                   (unsigned long long) self->applied);
         rc = s_each_row (self->db, sql, s_load_unapplied, self);
     }
@@ -869,7 +907,7 @@ static int s_load_figures (tf_store_t *self, char *err, size_t errlen)
         return -1;
     }
     self->working = self->committed;
-    atomic_store (&self->head, f->head);
+    atomic_store (&self->head, self->committed.head);
     return 0;
 }
 
@@ -898,9 +936,7 @@ static int s_locked_commit (tf_store_t *self)
         s_sync_depth (self);
         return s_fail (self, TF_STORE_ERROR, "commit: no transaction is open");
     }
-    int result = s_flush_figures (self);
-    if (result == 0)
-        result = s_exec (self, "COMMIT", "commit");
+    int result = s_exec (self, "COMMIT", "commit");
     if (result == 0) {
         self->depth = 0;
         s_committed (self);
@@ -950,9 +986,7 @@ static int s_locked_release (tf_store_t *self)
     snprintf (sql, sizeof sql, "RELEASE sp%d", self->depth);
     //  Releasing the outermost savepoint of a transaction it began commits.
     bool commits = self->depth == 1 && self->savepoint_began;
-    int result = commits ? s_flush_figures (self) : 0;
-    if (result == 0)
-        result = s_exec (self, sql, "release");
+    int result = s_exec (self, sql, "release");
     if (result == 0) {
         self->depth--;
         if (commits)
@@ -978,6 +1012,25 @@ static int s_locked_rollback_to (tf_store_t *self)
     }
     s_sync_depth (self);
     return result;
+}
+
+/*  The connection tf_store_apply_from reads the log on: read-only, so it
+    takes no lock the writer needs. */
+static int s_open_reader (tf_store_t *self, char *err, size_t errlen)
+{
+    int rc = sqlite3_open_v2 (self->path, &self->reader, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                              NULL);
+    if (rc == SQLITE_OK)
+        rc = s_configure (self->reader);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v3 (self->reader, s_sql[ST_UNAPPLIED], -1, SQLITE_PREPARE_PERSISTENT,
+                                 &self->reader_unapplied, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf (err, errlen, "%s: cannot open the applier's reader: %s", self->path,
+                  self->reader ? sqlite3_errmsg (self->reader) : sqlite3_errstr (rc));
+        return -1;
+    }
+    return 0;
 }
 
 tf_store_t *tf_store_new (const char *path, char *err, size_t errlen)
@@ -1020,7 +1073,7 @@ tf_store_t *tf_store_new (const char *path, char *err, size_t errlen)
             goto fail;
         }
     }
-    if (s_load_figures (self, err, errlen))
+    if (s_load_figures (self, err, errlen) || s_open_reader (self, err, errlen))
         goto fail;
     return self;
 
@@ -1037,6 +1090,8 @@ void tf_store_destroy (tf_store_t **self_p)
         return;
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize (self->stmt[i]);
+    sqlite3_finalize (self->reader_unapplied);
+    sqlite3_close (self->reader); // before the writer's: the last close checkpoints
     pthread_mutex_destroy (&self->lock);
     if (self->db && !sqlite3_get_autocommit (self->db))
         sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
@@ -1422,10 +1477,8 @@ static int s_upsert (tf_store_t *self, const s_pending_t *change, char *err, siz
 {
     sqlite3_stmt *stmt = self->stmt[ST_UPSERT];
     int result = 0;
-    if (tf_columns_bind (stmt, change->record, change->body, change->size) != 0) {
-        snprintf (err, errlen,
-                  "%.128s: cannot encode a list column as JSON (not UTF-8 or not finite)",
-                  change->id);
+    if (tf_columns_bind_json (stmt, change->record, &change->json, change->body, change->size)) {
+        snprintf (err, errlen, "%.128s: cannot bind the record's columns", change->id);
         result = TF_STORE_ERROR;
     } else
         result = s_step_done (self->db, stmt, err, errlen, "write record");
@@ -1463,6 +1516,8 @@ static int s_read_log (sqlite3_stmt *stmt, size_t max, s_pending_t **out, size_t
         const char *id = (const char *) sqlite3_column_text (stmt, 2);
         row->id = s_strdup (id ? id : "");
         row->size = (size_t) sqlite3_column_bytes (stmt, 3);
+        row->sector = sqlite3_column_int (stmt, 4);
+        row->revision = s_column_seq (stmt, 5);
         row->body = s_alloc (row->size);
         if (row->size)
             memcpy (row->body, sqlite3_column_blob (stmt, 3), row->size);
@@ -1495,6 +1550,7 @@ static void s_pending_free (s_pending_t *rows, size_t count)
         free (rows[i].body);
         if (rows[i].record)
             techfeed__milestone__free_unpacked (rows[i].record, NULL);
+        tf_columns_json_free (&rows[i].json);
     }
     free (rows);
 }
@@ -1515,61 +1571,110 @@ static int s_decode_pending (s_pending_t *rows, size_t count, char *err, size_t 
     return 0;
 }
 
-/*  One batch on the applier's connection (apply_lock held). The log is
-    read and decoded before the write lock is taken, so the writer waits
-    only for the records rows themselves. */
-static int s_apply_batch (tf_store_t *self, size_t max, char *err, size_t errlen)
+/*  Makes each put's list columns as JSON; 0, or TF_STORE_ERROR naming
+    the change. */
+static int s_encode_pending (s_pending_t *rows, size_t count, char *err, size_t errlen)
 {
-    uint64_t applied = atomic_load (&self->applied);
-    uint64_t behind = atomic_load (&self->head) - applied;
-    if (behind == 0)
-        return 0;
-    if (max == 0 || max > behind)
-        max = (size_t) behind;
-    s_pending_t *rows = NULL;
-    size_t count = 0;
-    sqlite3_stmt *stmt = self->stmt[ST_UNAPPLIED];
-    sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (applied));
+    for (size_t i = 0; i < count; i++)
+        if (rows[i].record && tf_columns_json (rows[i].record, &rows[i].json)) {
+            snprintf (err, errlen,
+                      "change %llu (%.128s): a list column cannot be JSON (not UTF-8 or not "
+                      "finite)",
+                      (unsigned long long) rows[i].seq, rows[i].id);
+            return TF_STORE_ERROR;
+        }
+    return 0;
+}
+
+/*  A batch of the log read and made ready apart from the writer's
+    connection: what it writes is then only the rows themselves. */
+typedef struct {
+    s_pending_t *rows; /* latest change per id, decoded, JSON made */
+    size_t count;
+    uint64_t from;     /* applies changes past this ... */
+    uint64_t last;     /* ... up to this */
+    s_figures_t moved; /* from zero: count and digest moved (mod 2^64), heads reached */
+} s_batch_t;
+
+/*  Reads up to `max` changes past `from` with `stmt` (ST_UNAPPLIED on the
+    writer's connection or the applier's reader) and prepares them. */
+static int s_batch_read (sqlite3 *db, sqlite3_stmt *stmt, uint64_t from, size_t max,
+                         s_batch_t *batch, char *err, size_t errlen)
+{
+    memset (batch, 0, sizeof *batch);
+    batch->from = batch->last = from;
+    sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (from));
     sqlite3_bind_int64 (stmt, 2, (int64_t) max);
-    int rc = s_read_log (stmt, max, &rows, &count);
-    int result = 0;
+    int rc = s_read_log (stmt, max, &batch->rows, &batch->count);
     if (rc != SQLITE_DONE)
-        result = s_sql_error (err, errlen, self->db, rc, "apply: read the log");
-    uint64_t last = count ? rows[count - 1].seq : applied;
+        return s_sql_error (err, errlen, db, rc, "apply: read the log");
+    for (size_t i = 0; i < batch->count; i++) {
+        const s_pending_t *row = &batch->rows[i];
+        s_figures_move (&batch->moved, row->seq, row->kind, row->sector, row->id, row->revision);
+        batch->last = row->seq;
+    }
     //  Each id once, in id order: neighbouring ids share b-tree pages.
-    count = s_latest_per_id (rows, count);
-    if (result == 0)
-        result = s_decode_pending (rows, count, err, errlen);
+    batch->count = s_latest_per_id (batch->rows, batch->count);
+    int result = s_decode_pending (batch->rows, batch->count, err, errlen);
+    return result ? result : s_encode_pending (batch->rows, batch->count, err, errlen);
+}
+
+/*  Writes a prepared batch (the connection's lock held, no transaction
+    open). Nothing when the records table moved past `from` meanwhile. */
+static int s_batch_write (tf_store_t *self, const s_batch_t *batch, char *err, size_t errlen)
+{
+    if (batch->count == 0 || atomic_load (&self->applied) != batch->from)
+        return 0;
+    s_figures_t figures = self->at_applied;
+    figures.count += batch->moved.count;
+    figures.digest += batch->moved.digest;
+    figures.head = batch->last;
+    for (int sector = 0; sector < TF_STORE_SECTORS; sector++)
+        if (batch->moved.heads[sector])
+            figures.heads[sector] = batch->moved.heads[sector];
     //  No sync of its own: records are rebuilt from the log, which the
     //  writer's next commit syncs with these pages; a crash before that
     //  leaves `applied` where it was and the changes are applied again.
-    if (result == 0)
-        result = s_exec_on (self->db, "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE", err, errlen,
+    int result = s_exec_on (self->db, "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE", err, errlen,
                             "apply: begin");
-    for (size_t i = 0; result == 0 && i < count; i++)
-        result = s_apply_row (self, &rows[i], err, errlen);
-    if (result == 0) {
-        stmt = self->stmt[ST_APPLIED_SET];
-        sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (last));
-        result = s_step_done (self->db, stmt, err, errlen, "apply: state");
-    }
+    for (size_t i = 0; result == 0 && i < batch->count; i++)
+        result = s_apply_row (self, &batch->rows[i], err, errlen);
+    if (result == 0)
+        result = s_write_applied (self, &figures, err, errlen);
     if (result == 0)
         result = s_exec_on (self->db, "COMMIT", err, errlen, "apply: commit");
-    if (result == 0)
-        atomic_store (&self->applied, last);
-    else if (!sqlite3_get_autocommit (self->db))
+    if (result == 0) {
+        self->at_applied = figures;
+        atomic_store (&self->applied, batch->last);
+    } else if (!sqlite3_get_autocommit (self->db))
         sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
-    s_pending_free (rows, count);
     int restored = s_exec_on (self->db, "PRAGMA synchronous = FULL", err, errlen, "apply: sync");
     return result ? result : restored;
+}
+
+/*  How many changes a batch of at most `max` (0: all) takes now. */
+static size_t s_batch_size (tf_store_t *self, size_t max)
+{
+    uint64_t behind = atomic_load (&self->head) - atomic_load (&self->applied);
+    return max == 0 || max > behind ? (size_t) behind : max;
 }
 
 int tf_store_apply_from (tf_store_t *self, size_t max, char *err, size_t errlen)
 {
     assert (self && err && errlen);
-    pthread_mutex_lock (&self->lock);
-    int result = s_apply_batch (self, max, err, errlen);
-    pthread_mutex_unlock (&self->lock);
+    size_t size = s_batch_size (self, max);
+    if (size == 0)
+        return 0;
+    //  Read and decode on the reader's connection, without the lock.
+    s_batch_t batch;
+    int result = s_batch_read (self->reader, self->reader_unapplied, atomic_load (&self->applied),
+                               size, &batch, err, errlen);
+    if (result == 0) {
+        pthread_mutex_lock (&self->lock);
+        result = s_batch_write (self, &batch, err, errlen);
+        pthread_mutex_unlock (&self->lock);
+    }
+    s_pending_free (batch.rows, batch.count);
     return result;
 }
 
@@ -1577,7 +1682,16 @@ static int s_locked_apply (tf_store_t *self, size_t max)
 {
     if (!sqlite3_get_autocommit (self->db))
         return s_fail (self, TF_STORE_ERROR, "apply: a transaction is open");
-    return s_apply_batch (self, max, self->errstr, sizeof self->errstr);
+    size_t size = s_batch_size (self, max);
+    if (size == 0)
+        return 0;
+    s_batch_t batch;
+    int result = s_batch_read (self->db, self->stmt[ST_UNAPPLIED], atomic_load (&self->applied),
+                               size, &batch, self->errstr, sizeof self->errstr);
+    if (result == 0)
+        result = s_batch_write (self, &batch, self->errstr, sizeof self->errstr);
+    s_pending_free (batch.rows, batch.count);
+    return result;
 }
 
 // --------------------------------------------------------------- trim, get
