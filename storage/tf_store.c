@@ -10,38 +10,45 @@
     value         ANY      'epoch': 32 lower-case hex digits (16 random bytes)
                            'created_ms': Unix ms of creation
 
-    state — exactly one row (one = 1), written once per transaction
+    A write transaction appends to `changes` (and `replies`) only. The
+    other tables are derived from the log and written behind it, in the
+    applier's transactions (tf_store_apply): `records`, `sector_heads` and
+    the state row say how things stood at change `applied`; at open, the
+    log's changes past it bring the figures in memory up to the head.
+
+    state — exactly one row (one = 1), as of `applied`
     ----------------------------------------------------------------------
     one           INTEGER  PRIMARY KEY, always 1
-    record_count  INTEGER  records stored (applied to `records` or not yet)
+    record_count  INTEGER  records stored
     digest        INTEGER  sum of tf_digest_item(id, revision) mod 2^64,
                            the uint64 stored as its int64 bit pattern
                            (computed in C: SQL arithmetic overflows to REAL)
-    head          INTEGER  last sequence ever given (schema 2); survives
-                           trimming the whole log, so none is reused
-    applied       INTEGER  last change `records` reflects (schema 2)
+    applied       INTEGER  last change the derived tables reflect (schema
+                           2); the head is max(applied, last seq in the
+                           log), so trimming the whole log reuses none
 
     changes — the change log, the truth; seq is the global sequence,
-    given by the store as head + 1 (an append at the end of the b-tree)
+    given by the store as head + 1 (an append at the end of the b-tree,
+    no other index: a catch-up reads from its position on)
     ----------------------------------------------------------------------
     seq             INTEGER  PRIMARY KEY
     kind            INTEGER  1 put, 2 delete (Techfeed__ChangeKind)
-    sector          INTEGER  sector of the record     (index sector, seq)
+    sector          INTEGER  sector of the record
     id              TEXT     record id
-    revision        INTEGER  revision after the change (delete: the deleted one)
+    revision        INTEGER  revision after the change (delete: the deleted
+                           one); a put's previous revision is one less
     sector_prev_seq INTEGER  previous change in the same sector, 0 if none
     ts_ms           INTEGER  Unix ms of the change
     body            BLOB     packed record for a put, NULL for a delete
 
     records — one row per stored milestone, the columns of tf_columns.h
     (`body` is the truth, the other columns copy it so other services can
-    query with plain SQL). Written behind the log, not by the commit that
-    appends a change: tf_store_apply copies changes (applied, head] here in
-    batches, each id once, in id order. Snapshots apply first; a get reads
-    the unapplied tail of the log before `records`.
+    query with plain SQL), as of `applied`: each batch writes each id once,
+    in id order. A snapshot merges the log's changes past `applied`; a get
+    reads them first.
 
-    sector_heads — last change per sector, written with every change;
-    survives trimming the log
+    sector_heads — last change per sector, as of `applied`; survives
+    trimming the log
     ----------------------------------------------------------------------
     sector        INTEGER  PRIMARY KEY
     seq           INTEGER  last sequence in that sector
