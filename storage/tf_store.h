@@ -48,6 +48,7 @@ typedef struct {
 typedef struct {
     char epoch[33];              /* 32 hex digits, made when the file was created */
     uint64_t head_sequence;      /* last sequence, 0 when the log is empty */
+    uint64_t applied_sequence;   /* the records table reflects the log up to here */
     uint64_t log_first_sequence; /* oldest sequence retained, head+1 when empty */
     uint64_t record_count;
     uint64_t digest;           /* see tf_wire.h tf_digest_item */

@@ -403,6 +403,8 @@ static void s_status (tf_server_t *self, const tf_envelope_t *envelope)
     Techfeed__ServerStatus status = TECHFEED__SERVER_STATUS__INIT;
     status.epoch = self->epoch;
     status.has_head_sequence = status.has_record_count = status.has_log_first_sequence = 1;
+    status.has_records_applied = 1;
+    status.records_applied = state.applied_sequence;
     status.head_sequence = state.head_sequence;
     status.record_count = state.record_count;
     status.log_first_sequence = state.log_first_sequence;

@@ -68,6 +68,7 @@ static const s_row_t s_rows[] = {
     { "… bytes the server writes to storage per put (443-byte record)", "tf.concurrent.written_kib",
       U_KIB },
     { "bulk load, 1000 puts per request", "tf.load.rate", U_RATE, "machine.sqlite.rate" },
+    { "… records table caught up with it (applier thread) after", "tf.load.applied_s", U_S },
     { "ingest→view 1k/s, 1 view, p50", "tf.view.1k.1.p50", U_US, NULL, "redis.always.xread.p50",
       "nats.consumer.p50", "≤ 1.5× Redis always XADD→XREAD p50" },
     { "ingest→view 1k/s, 1 view, p99", "tf.view.1k.1.p99", U_US, NULL, "redis.always.xread.p99",

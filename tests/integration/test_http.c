@@ -159,6 +159,21 @@ static void test_metrics_move (void **state)
     assert_true (s_sample (after, "techfeed_ingest_requests_total") == 6);
     free (before);
     free (after);
+
+    //  The records table follows the log on its own: once the gauges show
+    //  the 5 changes (they move with heartbeats), the table has them all.
+    int64_t deadline = zclock_mono () + 10000;
+    double head = 0, behind = -1;
+    while ((head != 5 || behind != 0) && zclock_mono () < deadline) {
+        char *now = s_get (f, "/metrics", &status);
+        head = s_sample (now, "techfeed_head_sequence");
+        behind = s_sample (now, "techfeed_records_table_behind");
+        free (now);
+        if (head != 5 || behind != 0)
+            zclock_sleep (50);
+    }
+    assert_true (head == 5);
+    assert_true (behind == 0);
 }
 
 int main (void)
