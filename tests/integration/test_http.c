@@ -174,6 +174,18 @@ static void test_metrics_move (void **state)
     }
     assert_true (head == 5);
     assert_true (behind == 0);
+
+    //  SYNC_STATUS says the same.
+    zsock_t *sync = zsock_new_dealer (f->svc.sync);
+    zsock_set_rcvtimeo (sync, 5000);
+    Techfeed__SyncReply *reply = tf_raw_status (sync);
+    assert_non_null (reply);
+    assert_non_null (reply->status);
+    assert_true (reply->status->has_records_applied);
+    assert_int_equal (reply->status->records_applied, 5);
+    assert_int_equal (reply->status->head_sequence, 5);
+    techfeed__sync_reply__free_unpacked (reply, NULL);
+    zsock_destroy (&sync);
 }
 
 int main (void)
