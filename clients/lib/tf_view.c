@@ -71,29 +71,30 @@ struct _tf_view_t {
     uint64_t last[TF_SECTOR_MAX + 1];        /* last[s], by sector value */
     zhashx_t *records;                       /* id -> Techfeed__Milestone, owned */
     uint64_t digest;                         /* §10 over records */
-    zhashx_t *incoming;                      /* snapshot being read: id -> Milestone, owned */
-    char incoming_epoch[TF_EPOCH_MAX + 1];   /* epoch of that snapshot */
-    zlistx_t *buffer;                        /* Techfeed__ChangeEvent *, owned */
-    bool syncing;                            /* a sync request is running */
-    bool recovering;                         /* the running catch-up was started by LOST */
-    int64_t retry_at;                        /* no sync before this (monotonic ms) */
-    int64_t heard_at;                        /* last heartbeat (monotonic ms) */
-    int64_t interval_ms;                     /* heartbeat interval the service announced */
-    int behind;                              /* heartbeats in a row with head below P */
-    Techfeed__SyncRequest request;           /* the running sync request */
-    Techfeed__Filter filter;                 /* its filter, pointing at sectors */
-    tf_view_fn *fn;                          /* application callback, or NULL */
-    void *arg;                               /* for fn */
-    uint64_t change_sequence;                /* sequence of the change in a callback */
-    tf_view_stats_t stats;                   /* counters */
-    tf_curve_t *curve;                       /* CURVE settings, or NULL: plain */
-    tf_mirror_t *mirror;                     /* persistent view's file, or NULL */
-    tf_mirror_state_t saved;                 /* the position the file holds */
-    bool failed;                             /* the file failed: the view stopped */
-    bool resumed;                            /* loaded from the file, not yet caught up */
-    size_t batch_changes;                    /* changes in the open batch */
-    const char *batch_kind;                  /* "snapshot" / "catch-up" that ended in it */
-    char errstr[700];                        /* last error or reason */
+    Techfeed__Milestone **incoming;          /* snapshot being read, owned, in arrival order */
+    size_t incoming_len, incoming_cap;
+    char incoming_epoch[TF_EPOCH_MAX + 1]; /* epoch of that snapshot */
+    zlistx_t *buffer;                      /* Techfeed__ChangeEvent *, owned */
+    bool syncing;                          /* a sync request is running */
+    bool recovering;                       /* the running catch-up was started by LOST */
+    int64_t retry_at;                      /* no sync before this (monotonic ms) */
+    int64_t heard_at;                      /* last heartbeat (monotonic ms) */
+    int64_t interval_ms;                   /* heartbeat interval the service announced */
+    int behind;                            /* heartbeats in a row with head below P */
+    Techfeed__SyncRequest request;         /* the running sync request */
+    Techfeed__Filter filter;               /* its filter, pointing at sectors */
+    tf_view_fn *fn;                        /* application callback, or NULL */
+    void *arg;                             /* for fn */
+    uint64_t change_sequence;              /* sequence of the change in a callback */
+    tf_view_stats_t stats;                 /* counters */
+    tf_curve_t *curve;                     /* CURVE settings, or NULL: plain */
+    tf_mirror_t *mirror;                   /* persistent view's file, or NULL */
+    tf_mirror_state_t saved;               /* the position the file holds */
+    bool failed;                           /* the file failed: the view stopped */
+    bool resumed;                          /* loaded from the file, not yet caught up */
+    size_t batch_changes;                  /* changes in the open batch */
+    const char *batch_kind;                /* "snapshot" / "catch-up" that ended in it */
+    char errstr[700];                      /* last error or reason */
 };
 
 // --------------------------------------------------------------- helpers
@@ -131,10 +132,61 @@ static void s_notify (tf_view_t *self, tf_view_event_t what, const Techfeed__Mil
 /*  Frees the records of an unfinished snapshot. */
 static void s_incoming_purge (tf_view_t *self)
 {
-    for (void *r = zhashx_first (self->incoming); r; r = zhashx_next (self->incoming))
-        techfeed__milestone__free_unpacked ((Techfeed__Milestone *) r, NULL);
-    zhashx_purge (self->incoming);
+    for (size_t i = 0; i < self->incoming_len; i++)
+        techfeed__milestone__free_unpacked (self->incoming[i], NULL);
+    self->incoming_len = 0;
     self->incoming_epoch[0] = 0;
+}
+
+static int s_by_id (const void *a, const void *b)
+{
+    return strcmp ((*(Techfeed__Milestone *const *) a)->id,
+                   (*(Techfeed__Milestone *const *) b)->id);
+}
+
+/*  One record of a snapshot being normalised: its place of arrival. */
+typedef struct {
+    Techfeed__Milestone *record;
+    size_t arrival;
+} s_arrival_t;
+
+static int s_by_id_then_arrival (const void *a, const void *b)
+{
+    const s_arrival_t *x = (const s_arrival_t *) a, *y = (const s_arrival_t *) b;
+    int c = strcmp (x->record->id, y->record->id);
+    return c ? c : (x->arrival > y->arrival) - (x->arrival < y->arrival);
+}
+
+/*  The service sends a snapshot in id order, each id once; anything else
+    is sorted here, the last copy of an id kept. */
+static void s_incoming_sort (tf_view_t *self)
+{
+    size_t n = self->incoming_len;
+    bool sorted = true;
+    for (size_t i = 1; sorted && i < n; i++)
+        sorted = strcmp (self->incoming[i - 1]->id, self->incoming[i]->id) < 0;
+    if (sorted)
+        return;
+    s_arrival_t *all = (s_arrival_t *) zmalloc (n * sizeof *all);
+    for (size_t i = 0; i < n; i++)
+        all[i] = (s_arrival_t){ self->incoming[i], i };
+    qsort (all, n, sizeof *all, s_by_id_then_arrival);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i + 1 < n && strcmp (all[i].record->id, all[i + 1].record->id) == 0)
+            techfeed__milestone__free_unpacked (all[i].record, NULL);
+        else
+            self->incoming[kept++] = all[i].record;
+    }
+    self->incoming_len = kept;
+    free (all);
+}
+
+static bool s_incoming_has (tf_view_t *self, const char *id)
+{
+    Techfeed__Milestone key = TECHFEED__MILESTONE__INIT, *probe = &key;
+    key.id = (char *) id;
+    return bsearch (&probe, self->incoming, self->incoming_len, sizeof probe, s_by_id) != NULL;
 }
 
 static void s_bad (tf_view_t *self, const char *what, const char *why)
@@ -243,7 +295,9 @@ static int s_apply (tf_view_t *self, Techfeed__Milestone *record, const char *id
         self->digest -= tf_digest_item (old->id, old->revision);
     self->digest += tf_digest_item (record->id, record->revision);
     bool update = old != NULL;
-    zhashx_update (self->records, record->id, record); // frees old
+    if (old)
+        zhashx_delete (self->records, id); // frees old, whose id was the key
+    zhashx_insert (self->records, record->id, record);
     self->stats.changes++;
     s_notify (self, update ? TF_VIEW_UPDATE : TF_VIEW_ADD, record, record->id);
     self->change_sequence = 0;
@@ -600,19 +654,20 @@ static void s_finish_snapshot (tf_view_t *self, const Techfeed__SyncReply *end)
     s_heads (end->sector_heads, end->n_sector_heads, heads);
     s_set_position (self, self->incoming_epoch, end->sequence, heads, true);
     //  Records the snapshot no longer has go first, then its own
+    s_incoming_sort (self);
     zlistx_t *gone = zlistx_new ();
     zlistx_set_destructor (gone, (czmq_destructor *) zstr_free);
     for (void *r = zhashx_first (self->records); r; r = zhashx_next (self->records)) {
         const char *id = (const char *) zhashx_cursor (self->records);
-        if (!zhashx_lookup (self->incoming, id))
+        if (!s_incoming_has (self, id))
             zlistx_add_end (gone, strdup (id));
     }
     for (char *id = (char *) zlistx_first (gone); id; id = (char *) zlistx_next (gone))
         s_apply (self, NULL, id, 0);
     zlistx_destroy (&gone);
-    for (void *r = zhashx_first (self->incoming); r; r = zhashx_next (self->incoming))
-        s_apply (self, (Techfeed__Milestone *) r, ((Techfeed__Milestone *) r)->id, 0);
-    zhashx_purge (self->incoming); // the records now belong to the view
+    for (size_t i = 0; i < self->incoming_len; i++)
+        s_apply (self, self->incoming[i], self->incoming[i]->id, 0);
+    self->incoming_len = 0; // the records now belong to the view
     self->incoming_epoch[0] = 0;
     self->syncing = false;
     self->complete = true;
@@ -659,13 +714,16 @@ static void s_snapshot_chunk (tf_view_t *self, const Techfeed__SyncReply *reply,
         }
         if (!self->held[r->sector])
             continue;
-        Techfeed__Milestone *old = (Techfeed__Milestone *) zhashx_lookup (self->incoming, r->id);
-        if (old)
-            techfeed__milestone__free_unpacked (old, NULL);
         Techfeed__Milestone *kept = owned ? owned->records[i] : tf_milestone_dup (r);
         if (owned)
             owned->records[i] = NULL;
-        zhashx_update (self->incoming, kept->id, kept);
+        if (self->incoming_len == self->incoming_cap) {
+            self->incoming_cap = self->incoming_cap ? self->incoming_cap * 2 : 1024;
+            self->incoming = (Techfeed__Milestone **) realloc (
+                self->incoming, self->incoming_cap * sizeof *self->incoming);
+            assert (self->incoming);
+        }
+        self->incoming[self->incoming_len++] = kept;
     }
 }
 
@@ -768,7 +826,9 @@ static tf_view_t *s_new (const char *events_ep, const char *sync_ep)
     self->state = TF_STATE_CONNECTING;
     self->records = zhashx_new ();
     zhashx_set_destructor (self->records, s_record_destroy);
-    self->incoming = zhashx_new ();
+    //  Keyed by each record's own id: no copy of every key.
+    zhashx_set_key_duplicator (self->records, NULL);
+    zhashx_set_key_destructor (self->records, NULL);
     self->buffer = zlistx_new ();
     zlistx_set_destructor (self->buffer, s_event_destroy);
     self->interval_ms = TF_INTERVAL_MS;
@@ -806,7 +866,7 @@ void tf_view_destroy (tf_view_t **self_p)
     tf_curve_destroy (&self->curve);
     zhashx_destroy (&self->records);
     s_incoming_purge (self);
-    zhashx_destroy (&self->incoming);
+    free (self->incoming);
     zlistx_destroy (&self->buffer);
     free (self->events_ep);
     free (self->sync_ep);
@@ -898,8 +958,13 @@ static void s_begin (tf_view_t *self)
 static int s_load_record (const Techfeed__Milestone *record, void *arg)
 {
     tf_view_t *self = (tf_view_t *) arg;
-    self->digest += tf_digest_item (record->id, record->revision);
-    zhashx_update (self->records, record->id, tf_milestone_dup (record));
+    Techfeed__Milestone *copy = tf_milestone_dup (record);
+    if (zhashx_lookup (self->records, copy->id)) {
+        techfeed__milestone__free_unpacked (copy, NULL); // one row per id in the file
+        return 0;
+    }
+    self->digest += tf_digest_item (copy->id, copy->revision);
+    zhashx_insert (self->records, copy->id, copy);
     return 0;
 }
 

@@ -372,6 +372,7 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
     if (pipe)
         zpoller_add (poller, pipe);
     int64_t next_beat = 0, next_maintenance = tf_now_ms () + self->config->maintenance_ms;
+    bool reading = false; /* a cursor's next chunk is partly read */
     while (true) {
         int64_t now = tf_now_ms ();
         if (now >= next_beat) {
@@ -384,7 +385,7 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
             s_maintenance (self);
             next_maintenance = now + self->config->maintenance_ms;
         }
-        void *which = zpoller_wait (poller, (int) (next_beat - now));
+        void *which = zpoller_wait (poller, reading ? 0 : (int) (next_beat - now));
         if (zpoller_terminated (poller))
             break;
         if (which == pipe && pipe) {
@@ -404,6 +405,8 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
             tf_warn ("%s", tf_store_errstr (self->store));
         if (zsock_events (self->sync) & ZMQ_POLLIN)
             tf_sync_handle (self);
+        //  Chunks are read ahead in slices, between writes.
+        reading = tf_sync_read_ahead (self);
     }
     tf_ingest_refuse_waiting (self);
     zpoller_destroy (&poller);

@@ -88,6 +88,9 @@ void tf_sync_destroy (tf_sync_t **self_p);
 void tf_sync_handle (tf_server_t *self);
 void tf_sync_expire (tf_server_t *self, int64_t now_ms);
 size_t tf_sync_open_cursors (tf_server_t *self);
+/*  Reads a slice of each cursor's next chunk; true while some chunk is
+    not complete (the loop should come back without waiting). */
+bool tf_sync_read_ahead (tf_server_t *self);
 
 /*  Per-sector heads 1..TF_SECTOR_MAX as SectorHead messages in `storage`,
     pointed to by `pointers`. Returns the count. */

@@ -12,6 +12,7 @@
 #define TF_CHUNK_DEFAULT 500
 #define TF_CHUNK_BYTES (1024 * 1024) /* a chunk stops growing past this */
 #define TF_GET_MAX 1000
+#define TF_READ_SLICE 64 /* items read ahead per turn of the loop */
 
 /*  A growing byte buffer for a snapshot chunk. */
 typedef struct {
@@ -28,8 +29,9 @@ typedef struct {
     int64_t last_used_ms;      /* for the idle timeout */
     uint64_t sent;             /* items sent so far, for the log */
     s_bytes_t next;            /* the next chunk, read ahead */
-    int next_rc;               /* its s_read_chunk result */
-    bool read_ahead;           /* next/next_rc are ready */
+    size_t next_count;         /* items in it so far */
+    int next_rc;               /* its last cursor result, once complete */
+    bool read_ahead;           /* next is complete */
 } s_cursor_t;
 
 struct _tf_sync_t {
@@ -181,47 +183,62 @@ static void s_bytes_add_change (s_bytes_t *bytes, const Techfeed__ChangeEvent *e
         free (head);
 }
 
-/*  Reads the next chunk into `items` as the bytes the database holds:
-    records as SyncReply field 6, changes as field 7 around their stored
-    record bytes. Protobuf merges concatenated encodings, so the client
-    decodes one SyncReply and the service decodes nothing. Returns the last
-    cursor result: 1 more to come, 0 at the end, < 0 on error. */
-static int s_read_chunk (s_cursor_t *c, s_bytes_t *items)
+/*  Reads up to `limit` more items of the next chunk into c->next as the
+    bytes the database holds: records as SyncReply field 6, changes as
+    field 7 around their stored record bytes. Protobuf merges concatenated
+    encodings, so the client decodes one SyncReply and the service decodes
+    nothing. The chunk is complete (c->read_ahead, c->next_rc: 1 more to
+    come, 0 at the end, < 0 on error) once it is full or the cursor ended. */
+static void s_read_more (s_cursor_t *c, size_t limit)
 {
-    size_t count = 0;
     int rc = 1;
-    while (count < c->chunk && items->used < TF_CHUNK_BYTES) {
+    for (size_t n = 0; n < limit; n++) {
+        if (c->next_count >= c->chunk || c->next.used >= TF_CHUNK_BYTES)
+            break;
         const void *body = NULL;
         size_t size = 0;
         if (c->changes) {
             Techfeed__ChangeEvent event;
             if ((rc = tf_store_cursor_next_change_body (c->cursor, &event, &body, &size)) != 1)
                 break;
-            s_bytes_add_change (items, &event, body, size);
+            s_bytes_add_change (&c->next, &event, body, size);
         } else {
             if ((rc = tf_store_cursor_next_body (c->cursor, &body, &size)) != 1)
                 break;
-            s_bytes_add_field (items, 6, body, size);
+            s_bytes_add_field (&c->next, 6, body, size);
         }
-        count++;
+        c->next_count++;
+        c->sent++;
     }
-    c->sent += count;
-    return rc;
+    if (rc != 1 || c->next_count >= c->chunk || c->next.used >= TF_CHUNK_BYTES) {
+        c->next_rc = rc;
+        c->read_ahead = true;
+    }
 }
 
-/*  Sends the chunk read ahead (or reads one now); at the end, the end
-    mark, and the cursor is closed. Otherwise the following chunk is read
-    right away, while the client decodes this one: one round trip per
-    chunk no longer adds the service's reading to the client's work. */
+bool tf_sync_read_ahead (tf_server_t *self)
+{
+    bool more = false;
+    zlistx_t *list = self->cursors->cursors;
+    for (s_cursor_t *c = (s_cursor_t *) zlistx_first (list); c;
+         c = (s_cursor_t *) zlistx_next (list)) {
+        if (!c->read_ahead)
+            s_read_more (c, TF_READ_SLICE);
+        more |= !c->read_ahead;
+    }
+    return more;
+}
+
 static void s_send_chunk (tf_server_t *self, const tf_envelope_t *envelope, void *handle)
 {
     zlistx_t *list = self->cursors->cursors;
     s_cursor_t *c = (s_cursor_t *) zlistx_handle_item (handle);
     if (!c->read_ahead)
-        c->next_rc = s_read_chunk (c, &c->next);
+        s_read_more (c, SIZE_MAX);
     s_bytes_t records = c->next;
     int rc = c->next_rc;
     memset (&c->next, 0, sizeof c->next);
+    c->next_count = 0;
     c->read_ahead = false;
     c->last_used_ms = tf_now_ms ();
     Techfeed__SyncReply reply;
@@ -257,10 +274,7 @@ static void s_send_chunk (tf_server_t *self, const tf_envelope_t *envelope, void
         tf_info ("%s %" PRIu64 " done: %" PRIu64 " items up to seq %" PRIu64,
                  c->changes ? "catch-up" : "snapshot", c->id, c->sent, reply.sequence);
         zlistx_delete (list, handle);
-        return;
     }
-    c->next_rc = s_read_chunk (c, &c->next);
-    c->read_ahead = true;
 }
 
 static void s_open_cursor (tf_server_t *self, const tf_envelope_t *envelope,

@@ -266,6 +266,24 @@ static tf_view_t *s_live_view (void)
 
 static void test_snapshot_in_chunks (void **state);
 
+/*  A snapshot out of id order, one id twice: sorted, the last copy kept. */
+static void test_snapshot_out_of_order (void **state)
+{
+    tf_view_t *view = s_view (NULL, 0);
+    assert_non_null (tf_view_sync_begin (view, s_now));
+    s_rec_t recs[] = {
+        { "c", SPACE, 1 }, { "a", AI, 2 }, { "c", SPACE, 3 }, { "b", SPACE, 1 }, { NULL, 0, 0 }
+    };
+    s_head_t heads[] = { { SPACE, 4 }, { AI, 2 }, { 0, 0 } };
+    assert_int_equal (s_snapshot_chunk (view, EPOCH, recs, true, 4, heads), TF_VIEW_SYNC_DONE);
+    assert_int_equal (tf_view_count (view), 3);
+    const Techfeed__Milestone *c = tf_view_get (view, "c");
+    assert_non_null (c);
+    assert_int_equal (c->revision, 3);
+    assert_int_equal (tf_view_digest (view), s_digest_of (view));
+    tf_view_destroy (&view);
+}
+
 /*  The driver's path: records taken out of heap-decoded replies. */
 static void test_snapshot_in_decoded_chunks (void **state)
 {
@@ -701,6 +719,7 @@ int main (void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_snapshot_in_chunks),
         cmocka_unit_test (test_snapshot_in_decoded_chunks),
+        cmocka_unit_test (test_snapshot_out_of_order),
         cmocka_unit_test (test_live_events),
         cmocka_unit_test (test_buffer_during_snapshot),
         cmocka_unit_test (test_gap_then_catchup),
