@@ -12,8 +12,13 @@
     handshake (a CURVE INITIATE is a few hundred bytes, so not less). */
 #define TF_SUBSCRIPTION_MAX 4096
 
-/*  WAL pages (4 KiB) past which the writer checkpoints between groups. */
-#define TF_WAL_PAGES_MAX 16384
+/*  WAL pages (4 KiB) past which the writer checkpoints between groups, so
+    the next commit rewinds the WAL. Under steady writes the checkpointer
+    thread never finds the WAL fully copied at the moment a write starts,
+    so only this rewinds it; kept small (4 MiB) because a commit that
+    overwrites WAL space syncs in about half the time of one that grows
+    the file (fdatasync must then also commit the new size). */
+#define TF_WAL_PAGES_MAX 1024
 
 /*  Binds `socket` to each comma-separated endpoint; the bound endpoints
     (ports resolved when given as '*') are appended to `bound`. */
