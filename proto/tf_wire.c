@@ -272,6 +272,39 @@ uint8_t *tf_wire_pack (const ProtobufCMessage *message, size_t *size)
     return buffer;
 }
 
+static size_t s_varint (uint8_t *out, uint64_t value)
+{
+    size_t n = 0;
+    do {
+        out[n++] = (uint8_t) ((value & 0x7f) | (value > 0x7f ? 0x80 : 0));
+        value >>= 7;
+    } while (value);
+    return n;
+}
+
+size_t tf_wire_field_head (uint8_t *out, uint32_t field, size_t length)
+{
+    size_t n = s_varint (out, (uint64_t) field << 3 | 2);
+    return n + s_varint (out + n, length);
+}
+
+uint8_t *tf_wire_pack_with (const ProtobufCMessage *message, uint32_t field, const uint8_t *value,
+                            size_t length, size_t *size)
+{
+    uint8_t head[TF_WIRE_HEAD_MAX];
+    size_t packed = protobuf_c_message_get_packed_size (message);
+    size_t head_size = tf_wire_field_head (head, field, length);
+    uint8_t *buffer = malloc (packed + head_size + length);
+    if (!buffer)
+        abort ();
+    protobuf_c_message_pack (message, buffer);
+    memcpy (buffer + packed, head, head_size);
+    if (length)
+        memcpy (buffer + packed + head_size, value, length);
+    *size = packed + head_size + length;
+    return buffer;
+}
+
 Techfeed__Milestone *tf_milestone_dup (const Techfeed__Milestone *record)
 {
     assert (record);

@@ -39,9 +39,8 @@ const char *tf_error_name (int code);
     when the bytes are not a valid message, exceed the budget, or carry
     unknown fields, enum values outside their enum or a string holding a
     NUL byte anywhere in the tree. Free with tf_wire_free(). */
-ProtobufCMessage *tf_wire_unpack (const ProtobufCMessageDescriptor *descriptor,
-                                  const uint8_t *data, size_t size, size_t max_alloc,
-                                  char *err, size_t errlen);
+ProtobufCMessage *tf_wire_unpack (const ProtobufCMessageDescriptor *descriptor, const uint8_t *data,
+                                  size_t size, size_t max_alloc, char *err, size_t errlen);
 void tf_wire_free (ProtobufCMessage *message);
 
 /*  True when the message or any nested message holds unknown fields. */
@@ -49,6 +48,18 @@ bool tf_wire_has_unknown_fields (const ProtobufCMessage *message);
 
 /*  Packs into a new malloc'd buffer; caller frees. Never NULL. */
 uint8_t *tf_wire_pack (const ProtobufCMessage *message, size_t *size);
+
+/*  The key and length of one length-delimited field (wire type 2) of
+    `length` bytes, into out (TF_WIRE_HEAD_MAX bytes at most); returns how
+    many. What follows them is the field's value. */
+#define TF_WIRE_HEAD_MAX 16
+size_t tf_wire_field_head (uint8_t *out, uint32_t field, size_t length);
+
+/*  `message` packed, then `value` (a sub-message already packed) appended
+    as its field `field`: protobuf reads the result as if that field had
+    been set, without packing the sub-message again. malloc'd; *size set. */
+uint8_t *tf_wire_pack_with (const ProtobufCMessage *message, uint32_t field, const uint8_t *value,
+                            size_t length, size_t *size);
 
 /*  Deep copy of a milestone (pack + unpack). Caller frees with
     techfeed__milestone__free_unpacked (copy, NULL). */

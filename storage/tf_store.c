@@ -238,6 +238,7 @@ struct _tf_store_t {
     tf_index_t *ids;                       /* id -> (revision, sector) */
     tf_index_t *requests;                  /* request id -> (replies row, created_ms) */
     s_undo_t *undo;                        /* index changes of the open transaction */
+    uint8_t *last_body;                    /* the last put's stored bytes (tf_change_t) */
     size_t undo_len, undo_cap;
     _Atomic int wal_pages;        /* WAL size after the last commit (wal hook) */
     sqlite3_stmt *stmt[ST_COUNT]; /* prepared statements, see s_sql */
@@ -1105,6 +1106,7 @@ void tf_store_destroy (tf_store_t **self_p)
     sqlite3_close (self->db);
     s_undo_forget (self);
     free (self->undo);
+    free (self->last_body);
     tf_index_destroy (&self->ids);
     tf_index_destroy (&self->requests);
     free (self->path);
@@ -1314,8 +1316,11 @@ static int s_put (tf_store_t *self, const Techfeed__Milestone *record, bool has_
     uint8_t *body = tf_wire_pack (&copy.base, &size);
     result = s_append (self, TECHFEED__CHANGE_KIND__CHANGE_PUT, id, copy.sector, copy.revision,
                        now_ms, body, size, change);
-    free (body);
+    free (self->last_body); // the caller may read the stored bytes until its next call
+    self->last_body = body;
     if (result == 0) {
+        change->body = body;
+        change->body_size = size;
         change->revision = copy.revision;
         s_count_change (self, change, id, stored, copy.revision);
     }

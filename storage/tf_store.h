@@ -42,6 +42,9 @@ typedef struct {
     uint64_t sector_prev_sequence; /* previous change in the same sector, 0 if none */
     int sector;                    /* sector of the record */
     int64_t timestamp_ms;          /* the now_ms passed in */
+    const uint8_t *body;           /* a put: the stored record bytes (revision and
+                                      updated_at set), valid until the next call */
+    size_t body_size;
 } tf_change_t;
 
 /*  Summary of the committed state. */

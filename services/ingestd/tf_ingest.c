@@ -20,6 +20,8 @@ typedef struct {
     Techfeed__ItemResult *items;      /* reply.results point into this */
     uint8_t *replayed;                /* packed cached reply, if a replay */
     size_t replayed_size;
+    uint8_t *packed; /* the reply packed for the cache, sent as it is */
+    size_t packed_size;
     zlistx_t *events;    /* s_event_t of this request's changes */
     int64_t received_ns; /* monotonic arrival time, for the latency histogram */
 } s_pending_t;
@@ -71,6 +73,7 @@ static void s_pending_destroy (s_pending_t *pending)
     free (pending->reply.message);
     free (pending->reply.request_id);
     free (pending->replayed);
+    free (pending->packed);
     zlistx_destroy (&pending->events);
     if (pending->request)
         tf_wire_free (&pending->request->base);
@@ -145,13 +148,12 @@ static void s_pending_decode (tf_server_t *self, s_pending_t *pending)
     }
 }
 
-/*  The change event for a stored put or delete, packed once. */
-static void s_event_add (s_pending_t *pending, const tf_server_t *self,
-                         const Techfeed__Milestone *record, const char *id,
+/*  The change event for a stored put or delete, packed once: a put's
+    record is the store's own bytes, appended as field 7. */
+static void s_event_add (s_pending_t *pending, const tf_server_t *self, const char *id,
                          const tf_change_t *change, bool is_delete)
 {
     Techfeed__ChangeEvent event = TECHFEED__CHANGE_EVENT__INIT;
-    Techfeed__Milestone stored;
     event.epoch = (char *) self->epoch;
     event.has_sequence = event.has_kind = event.has_sector = event.has_revision = 1;
     event.has_sector_prev_sequence = event.has_timestamp_ms = 1;
@@ -163,17 +165,14 @@ static void s_event_add (s_pending_t *pending, const tf_server_t *self,
     event.revision = change->revision;
     event.sector_prev_sequence = change->sector_prev_sequence;
     event.timestamp_ms = change->timestamp_ms;
-    if (!is_delete) {
-        stored = *record; /* shallow: only the server-assigned fields differ */
-        stored.has_revision = stored.has_updated_at_ms = 1;
-        stored.revision = change->revision;
-        stored.updated_at_ms = change->timestamp_ms;
-        event.record = &stored;
-    }
     s_event_t *packed = (s_event_t *) zmalloc (sizeof *packed);
     packed->topic = tf_sector_slug (change->sector);
     packed->sequence = change->sequence;
-    packed->data = tf_wire_pack (&event.base, &packed->size);
+    if (is_delete)
+        packed->data = tf_wire_pack (&event.base, &packed->size);
+    else
+        packed->data =
+            tf_wire_pack_with (&event.base, 7, change->body, change->body_size, &packed->size);
     zlistx_add_end (pending->events, packed);
 }
 
@@ -225,8 +224,7 @@ static int s_apply (tf_server_t *self, s_pending_t *pending, size_t index, int64
             item->code = TECHFEED__ERROR_CODE__OK;
             item->sequence = change.sequence;
             item->revision = change.revision;
-            s_event_add (pending, self, op->record, id, &change,
-                         op->kind == TECHFEED__OP_KIND__OP_DELETE);
+            s_event_add (pending, self, id, &change, op->kind == TECHFEED__OP_KIND__OP_DELETE);
             return 0;
         case TF_STORE_CONFLICT:
             s_item_error (item, TECHFEED__ERROR_CODE__CONFLICT, "/expected_revision",
@@ -291,10 +289,10 @@ static int s_process (tf_server_t *self, s_pending_t *pending, int64_t now_ms)
             zlistx_purge (pending->events);
     }
     if (request->request_id) {
-        size_t size;
-        uint8_t *data = tf_wire_pack (&pending->reply.base, &size);
-        rc = tf_store_request_put (self->store, request->request_id, data, size, now_ms);
-        free (data);
+        //  Packed once: these bytes are cached and, after COMMIT, sent.
+        pending->packed = tf_wire_pack (&pending->reply.base, &pending->packed_size);
+        rc = tf_store_request_put (self->store, request->request_id, pending->packed,
+                                   pending->packed_size, now_ms);
     }
     return rc;
 }
@@ -309,6 +307,8 @@ static void s_fail_group (zlistx_t *group, Techfeed__ErrorCode code, const char 
         //  A replay may come from a request of this same, failed group.
         free (p->replayed);
         p->replayed = NULL;
+        free (p->packed); // the reply changes below
+        p->packed = NULL;
         for (size_t i = 0; i < p->reply.n_results; i++) {
             p->items[i].has_sequence = p->items[i].has_revision = 0;
             s_item_error (&p->items[i], code, NULL, "not stored: %s", why);
@@ -331,7 +331,11 @@ static void s_send_reply (tf_server_t *self, s_pending_t *pending)
         }
         s_reply_error (pending, TECHFEED__ERROR_CODE__STORAGE, "cached reply is unreadable");
     }
-    tf_envelope_reply (self->ingest, &pending->envelope, &pending->reply.base);
+    if (pending->packed)
+        tf_envelope_send_bytes (self->ingest, &pending->envelope, pending->packed,
+                                pending->packed_size);
+    else
+        tf_envelope_reply (self->ingest, &pending->envelope, &pending->reply.base);
 }
 
 static void s_publish (tf_server_t *self, s_pending_t *pending)

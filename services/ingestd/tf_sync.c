@@ -136,31 +136,14 @@ static void s_bytes_add (s_bytes_t *bytes, const void *data, size_t size)
     field `field`; its `length` bytes must follow. */
 static void s_bytes_add_head (s_bytes_t *bytes, uint32_t field, size_t length)
 {
-    uint8_t head[16];
-    size_t n = 0;
-    head[n++] = (uint8_t) (field << 3 | 2);
-    do {
-        head[n++] = (uint8_t) ((length & 0x7f) | (length > 0x7f ? 0x80 : 0));
-        length >>= 7;
-    } while (length);
-    s_bytes_add (bytes, head, n);
+    uint8_t head[TF_WIRE_HEAD_MAX];
+    s_bytes_add (bytes, head, tf_wire_field_head (head, field, length));
 }
 
 static void s_bytes_add_field (s_bytes_t *bytes, uint32_t field, const void *body, size_t size)
 {
     s_bytes_add_head (bytes, field, size);
     s_bytes_add (bytes, body, size);
-}
-
-/*  Bytes of the key and length of a length-delimited field of `size`. */
-static size_t s_head_size (size_t size)
-{
-    size_t n = 2;
-    while (size > 0x7f) {
-        size >>= 7;
-        n++;
-    }
-    return n;
 }
 
 /*  One catch-up change as SyncReply field 7: the event's own fields packed,
@@ -174,7 +157,8 @@ static void s_bytes_add_change (s_bytes_t *bytes, const Techfeed__ChangeEvent *e
     if (!head)
         abort ();
     protobuf_c_message_pack (&event->base, head);
-    size_t record = body ? s_head_size (size) + size : 0;
+    uint8_t record_head[TF_WIRE_HEAD_MAX];
+    size_t record = body ? tf_wire_field_head (record_head, 7, size) + size : 0;
     s_bytes_add_head (bytes, 7, packed + record);
     s_bytes_add (bytes, head, packed);
     if (body)

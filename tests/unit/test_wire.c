@@ -595,6 +595,53 @@ static void test_now (void **state)
     assert_true (b >= a);
 }
 
+/*  Keys and lengths as varints: one byte up to 127, more past it. */
+static void test_field_head (void **state)
+{
+    uint8_t head[TF_WIRE_HEAD_MAX];
+    assert_int_equal (tf_wire_field_head (head, 7, 0), 2);
+    assert_int_equal (head[0], 7 << 3 | 2);
+    assert_int_equal (head[1], 0);
+    assert_int_equal (tf_wire_field_head (head, 7, 127), 2);
+    assert_int_equal (head[1], 127);
+    assert_int_equal (tf_wire_field_head (head, 7, 128), 3);
+    assert_int_equal (head[1], 0x80);
+    assert_int_equal (head[2], 0x01);
+    assert_int_equal (tf_wire_field_head (head, 7, 16384), 4);
+    assert_int_equal (tf_wire_field_head (head, 16, 1), 3); // key 130 takes two bytes
+    assert_int_equal (head[0], 0x82);
+    assert_int_equal (head[1], 0x01);
+}
+
+/*  An event with its record appended as stored bytes decodes like the
+    event packed with the record set. */
+static void test_pack_with (void **state)
+{
+    size_t body_size;
+    uint8_t *body = tf_wire_pack (&s_record->base, &body_size);
+    Techfeed__ChangeEvent event = TECHFEED__CHANGE_EVENT__INIT;
+    event.epoch = (char *) "0123456789abcdef0123456789abcdef";
+    event.has_sequence = event.has_kind = 1;
+    event.sequence = 300;
+    event.kind = TECHFEED__CHANGE_KIND__CHANGE_PUT;
+    event.id = s_record->id;
+    size_t size;
+    uint8_t *data = tf_wire_pack_with (&event.base, 7, body, body_size, &size);
+    event.record = s_record;
+    size_t expected_size;
+    uint8_t *expected = tf_wire_pack (&event.base, &expected_size);
+    assert_int_equal (size, expected_size);
+    assert_memory_equal (data, expected, size);
+    Techfeed__ChangeEvent *decoded = techfeed__change_event__unpack (NULL, size, data);
+    assert_non_null (decoded);
+    assert_non_null (decoded->record);
+    assert_string_equal (decoded->record->title, s_record->title);
+    techfeed__change_event__free_unpacked (decoded, NULL);
+    free (expected);
+    free (data);
+    free (body);
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
@@ -611,6 +658,8 @@ int main (void)
         cmocka_unit_test (test_sector_slugs),
         cmocka_unit_test (test_status_and_error_names),
         cmocka_unit_test (test_now),
+        cmocka_unit_test (test_field_head),
+        cmocka_unit_test (test_pack_with),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
 }
