@@ -776,8 +776,12 @@ static int s_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply,
         const char *problem = s_event_problem (reply->changes[i]);
         if (problem)
             s_bad (self, "catch-up change", problem);
-        else
+        else {
+            //  A reply the view may take apart gives its records, no copies.
+            self->owned = owned ? owned->changes[i] : NULL;
             s_change (self, reply->changes[i], false);
+            self->owned = NULL;
+        }
     }
     if (!end)
         return TF_VIEW_SYNC_MORE;

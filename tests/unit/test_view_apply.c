@@ -171,6 +171,9 @@ static int s_sync_reply_decoded (tf_view_t *view, const Techfeed__SyncReply *rep
     int rc = tf_view_sync_reply_take (view, decoded, s_now);
     for (size_t i = 0; i < decoded->n_records; i++)
         assert_null (decoded->records[i]); // kept by the view, not copied
+    for (size_t i = 0; i < decoded->n_changes; i++)
+        if (decoded->changes[i]->kind == TECHFEED__CHANGE_KIND__CHANGE_PUT)
+            assert_null (decoded->changes[i]->record);
     techfeed__sync_reply__free_unpacked (decoded, NULL);
     return rc;
 }
@@ -230,7 +233,8 @@ static int s_catchup_reply (tf_view_t *view, const char *epoch, Techfeed__Change
     reply.sequence = seq;
     reply.n_sector_heads = heads.n;
     reply.sector_heads = heads.pointers;
-    return tf_view_sync_reply (view, &reply, s_now);
+    return s_decoded ? s_sync_reply_decoded (view, &reply)
+                     : tf_view_sync_reply (view, &reply, s_now);
 }
 
 /*  The digest recomputed from the records held. */
@@ -264,7 +268,18 @@ static tf_view_t *s_live_view (void)
 
 // --------------------------------------------------------------- tests
 
-static void test_snapshot_in_chunks (void **state);
+/*  Setup and teardown of the tests run the driver's way (s_decoded). */
+static int s_decoded_on (void **state)
+{
+    s_decoded = true;
+    return 0;
+}
+
+static int s_decoded_off (void **state)
+{
+    s_decoded = false;
+    return 0;
+}
 
 /*  A snapshot out of id order, one id twice: sorted, the last copy kept. */
 static void test_snapshot_out_of_order (void **state)
@@ -282,14 +297,6 @@ static void test_snapshot_out_of_order (void **state)
     assert_int_equal (c->revision, 3);
     assert_int_equal (tf_view_digest (view), s_digest_of (view));
     tf_view_destroy (&view);
-}
-
-/*  The driver's path: records taken out of heap-decoded replies. */
-static void test_snapshot_in_decoded_chunks (void **state)
-{
-    s_decoded = true;
-    test_snapshot_in_chunks (state);
-    s_decoded = false;
 }
 
 static void test_snapshot_in_chunks (void **state)
@@ -718,7 +725,9 @@ int main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_snapshot_in_chunks),
-        cmocka_unit_test (test_snapshot_in_decoded_chunks),
+        //  The driver's path: records taken out of heap-decoded replies.
+        cmocka_unit_test_setup_teardown (test_snapshot_in_chunks, s_decoded_on, s_decoded_off),
+        cmocka_unit_test_setup_teardown (test_gap_then_catchup, s_decoded_on, s_decoded_off),
         cmocka_unit_test (test_snapshot_out_of_order),
         cmocka_unit_test (test_live_events),
         cmocka_unit_test (test_buffer_during_snapshot),
