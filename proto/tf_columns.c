@@ -1,56 +1,158 @@
 /*  tf_columns — see tf_columns.h. */
 #include "tf_columns.h"
 
-#include <jansson.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/*  The list columns' JSON, written directly: the same text jansson's
+    json_dumps (JSON_COMPACT) makes, without building its object tree
+    (tests/unit/test_columns.c compares the two). */
+typedef struct {
+    char *data;
+    size_t len, cap;
+} s_text_t;
+
+static void s_put (s_text_t *t, const char *s, size_t n)
+{
+    if (t->len + n + 1 > t->cap) {
+        t->cap = (t->len + n + 1) * 2;
+        t->data = (char *) realloc (t->data, t->cap);
+        if (!t->data)
+            abort ();
+    }
+    memcpy (t->data + t->len, s, n);
+    t->len += n;
+    t->data[t->len] = 0;
+}
+
+/*  Length of the well-formed UTF-8 sequence at s (no overlong forms, no
+    surrogates, nothing past U+10FFFF), 0 when there is none. */
+static size_t s_utf8_length (const unsigned char *s)
+{
+    unsigned c = s[0];
+    size_t n = c < 0x80 ? 1 : c < 0xC2 ? 0 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF5 ? 4 : 0;
+    uint32_t cp = n == 2 ? c & 0x1F : n == 3 ? c & 0x0F : c & 0x07;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3F);
+    }
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    return n;
+}
+
+/*  A JSON string; false when `s` is not UTF-8. */
+static bool s_put_string (s_text_t *t, const char *s)
+{
+    s_put (t, "\"", 1);
+    const unsigned char *p = (const unsigned char *) s;
+    while (*p) {
+        size_t n = s_utf8_length (p);
+        if (n == 0)
+            return false;
+        char escape[8];
+        if (*p == '"' || *p == '\\')
+            snprintf (escape, sizeof escape, "\\%c", *p);
+        else if (*p < 0x20)
+            switch (*p) {
+                case '\b': snprintf (escape, sizeof escape, "\\b"); break;
+                case '\f': snprintf (escape, sizeof escape, "\\f"); break;
+                case '\n': snprintf (escape, sizeof escape, "\\n"); break;
+                case '\r': snprintf (escape, sizeof escape, "\\r"); break;
+                case '\t': snprintf (escape, sizeof escape, "\\t"); break;
+                default: snprintf (escape, sizeof escape, "\\u%04X", *p);
+            }
+        else {
+            s_put (t, (const char *) p, n);
+            p += n;
+            continue;
+        }
+        s_put (t, escape, strlen (escape));
+        p++;
+    }
+    s_put (t, "\"", 1);
+    return true;
+}
+
+/*  A JSON number for a double: 17 significant digits, always with a dot
+    or an exponent, the exponent without '+' or leading zeros. */
+static bool s_put_real (s_text_t *t, double value)
+{
+    if (!isfinite (value))
+        return false;
+    char buffer[40];
+    int n = snprintf (buffer, sizeof buffer, "%.17g", value);
+    if (!strchr (buffer, '.') && !strchr (buffer, 'e'))
+        n += snprintf (buffer + n, sizeof buffer - (size_t) n, ".0");
+    char *exponent = strchr (buffer, 'e');
+    if (exponent) {
+        char *start = exponent + 1, *end = start + 1;
+        if (*start == '-')
+            start++;
+        while (*end == '0')
+            end++;
+        memmove (start, end, strlen (end) + 1);
+    }
+    s_put (t, buffer, strlen (buffer));
+    return true;
+}
+
 /*  JSON array of strings, malloc'd; NULL when a string is not UTF-8. */
 static char *s_json_strings (char **items, size_t count)
 {
-    json_t *array = json_array ();
-    if (!array)
-        abort ();
-    for (size_t i = 0; i < count; i++) {
-        json_t *item = items[i] ? json_string (items[i]) : NULL;
-        if (!item || json_array_append_new (array, item)) {
-            json_decref (array);
-            return NULL;
-        }
+    s_text_t t = { NULL, 0, 0 };
+    s_put (&t, "[", 1);
+    bool ok = true;
+    for (size_t i = 0; ok && i < count; i++) {
+        if (i)
+            s_put (&t, ",", 1);
+        ok = items[i] && s_put_string (&t, items[i]);
     }
-    char *text = json_dumps (array, JSON_COMPACT);
-    json_decref (array);
-    return text;
+    s_put (&t, "]", 1);
+    if (ok)
+        return t.data;
+    free (t.data);
+    return NULL;
 }
 
 /*  JSON array of {"name","value","unit"} (present fields only). */
 static char *s_json_metrics (Techfeed__Metric **metrics, size_t count)
 {
-    json_t *array = json_array ();
-    if (!array)
-        abort ();
-    for (size_t i = 0; i < count; i++) {
+    s_text_t t = { NULL, 0, 0 };
+    s_put (&t, "[", 1);
+    bool ok = true;
+    for (size_t i = 0; ok && i < count; i++) {
         const Techfeed__Metric *metric = metrics[i];
-        json_t *item = json_object ();
-        if (!item)
-            abort ();
-        int rc = 0;
-        if (metric->name)
-            rc |= json_object_set_new (item, "name", json_string (metric->name));
-        if (metric->has_value)
-            rc |= json_object_set_new (item, "value", json_real (metric->value));
-        if (metric->unit)
-            rc |= json_object_set_new (item, "unit", json_string (metric->unit));
-        if (rc || json_array_append_new (array, item)) {
-            json_decref (array);
-            return NULL;
+        const char *sep = "";
+        s_put (&t, i ? ",{" : "{", i ? 2 : 1);
+        if (metric->name) {
+            s_put (&t, "\"name\":", 7);
+            ok = s_put_string (&t, metric->name);
+            sep = ",";
         }
+        if (ok && metric->has_value) {
+            s_put (&t, sep, strlen (sep));
+            s_put (&t, "\"value\":", 8);
+            ok = s_put_real (&t, metric->value);
+            sep = ",";
+        }
+        if (ok && metric->unit) {
+            s_put (&t, sep, strlen (sep));
+            s_put (&t, "\"unit\":", 7);
+            ok = s_put_string (&t, metric->unit);
+        }
+        s_put (&t, "}", 1);
     }
-    char *text = json_dumps (array, JSON_COMPACT);
-    json_decref (array);
-    return text;
+    s_put (&t, "]", 1);
+    if (ok)
+        return t.data;
+    free (t.data);
+    return NULL;
 }
 
 static int s_bind_text (sqlite3_stmt *stmt, int index, const char *text)
