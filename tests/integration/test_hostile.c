@@ -94,14 +94,9 @@ static void test_huge_repeated_field (void **state)
     record.n_tags = N;
     zsock_t *hostile = zsock_new_dealer (f->svc.ingest);
     zsock_set_rcvtimeo (hostile, 1000);
-    Techfeed__Operation op = TECHFEED__OPERATION__INIT, *ops[] = { &op };
-    op.has_kind = 1;
-    op.kind = TECHFEED__OP_KIND__OP_PUT;
-    op.record = &record;
-    Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
-    request.ops = ops;
-    request.n_ops = 1;
-    tf_raw_send_request (hostile, &request);
+    tf_raw_one_put_t put;
+    tf_raw_one_put (&put, &record);
+    tf_raw_send_request (hostile, &put.request);
     assert_null (tf_raw_recv_reply (hostile)); /* over the frame limit: dropped */
     zsock_destroy (&hostile);
     //  Under the frame limit, a list over its rule is named.
@@ -132,15 +127,10 @@ static void test_bad_text (void **state)
     //  An embedded NUL: packed by hand, since C strings stop at it.
     tf_raw_record (&record, "nul-title", TECHFEED__SECTOR__SECTOR_AI);
     record.title = (char *) "0123456789";
-    Techfeed__Operation op = TECHFEED__OPERATION__INIT, *ops[] = { &op };
-    op.has_kind = 1;
-    op.kind = TECHFEED__OP_KIND__OP_PUT;
-    op.record = &record;
-    Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
-    request.ops = ops;
-    request.n_ops = 1;
+    tf_raw_one_put_t put;
+    tf_raw_one_put (&put, &record);
     size_t size;
-    uint8_t *data = tf_wire_pack (&request.base, &size);
+    uint8_t *data = tf_wire_pack (&put.request.base, &size);
     uint8_t *at = (uint8_t *) memmem (data, size, "0123456789", 10);
     assert_non_null (at);
     at[4] = 0;

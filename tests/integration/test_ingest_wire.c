@@ -91,15 +91,10 @@ static void test_put_from_dealer_and_req (void **state)
     //  A REQ client adds the empty delimiter; the reply must come back to it.
     zsock_t *req = zsock_new_req (f->svc.ingest);
     zsock_set_rcvtimeo (req, 5000);
-    Techfeed__Operation op = TECHFEED__OPERATION__INIT, *ops[] = { &op };
-    op.has_kind = 1;
-    op.kind = TECHFEED__OP_KIND__OP_PUT;
-    op.record = &record;
     record.title = (char *) "Chang'e-4 lands on the far side (revised)";
-    Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
-    request.ops = ops;
-    request.n_ops = 1;
-    tf_raw_send_request (req, &request);
+    tf_raw_one_put_t put;
+    tf_raw_one_put (&put, &record);
+    tf_raw_send_request (req, &put.request);
     reply = s_recv_reply (req);
     assert_int_equal (reply->results[0]->code, TECHFEED__ERROR_CODE__OK);
     assert_int_equal (reply->results[0]->revision, 2);
@@ -116,15 +111,10 @@ static void test_garbage_and_truncated (void **state)
 
     Techfeed__Milestone record;
     s_record (&record, "truncated");
-    Techfeed__Operation op = TECHFEED__OPERATION__INIT, *ops[] = { &op };
-    op.has_kind = 1;
-    op.kind = TECHFEED__OP_KIND__OP_PUT;
-    op.record = &record;
-    Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
-    request.ops = ops;
-    request.n_ops = 1;
+    tf_raw_one_put_t put;
+    tf_raw_one_put (&put, &record);
     size_t size;
-    uint8_t *data = tf_wire_pack (&request.base, &size);
+    uint8_t *data = tf_wire_pack (&put.request.base, &size);
     s_send_frames (f->ingest, data, size - 5, NULL);
     free (data);
     s_expect_error (s_recv_reply (f->ingest), TECHFEED__ERROR_CODE__MALFORMED, "IngestRequest");
@@ -195,15 +185,10 @@ static void test_unknown_field_and_enum (void **state)
     techfeed__ingest_reply__free_unpacked (reply, NULL);
     //  A field number this version does not know (field 15, varint 1).
     record.sector = TECHFEED__SECTOR__SECTOR_SPACE;
-    Techfeed__Operation op = TECHFEED__OPERATION__INIT, *ops[] = { &op };
-    op.has_kind = 1;
-    op.kind = TECHFEED__OP_KIND__OP_PUT;
-    op.record = &record;
-    Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
-    request.ops = ops;
-    request.n_ops = 1;
+    tf_raw_one_put_t put;
+    tf_raw_one_put (&put, &record);
     size_t size;
-    uint8_t *data = tf_wire_pack (&request.base, &size);
+    uint8_t *data = tf_wire_pack (&put.request.base, &size);
     data = realloc (data, size + 2);
     data[size] = (15 << 3) | 0;
     data[size + 1] = 1;

@@ -39,32 +39,34 @@ Techfeed__IngestReply *tf_raw_recv_reply (zsock_t *dealer)
     return reply;
 }
 
+void tf_raw_one_put (tf_raw_one_put_t *self, Techfeed__Milestone *record)
+{
+    techfeed__operation__init (&self->op);
+    self->op.has_kind = 1;
+    self->op.kind = TECHFEED__OP_KIND__OP_PUT;
+    self->op.record = record;
+    self->ops[0] = &self->op;
+    techfeed__ingest_request__init (&self->request);
+    self->request.ops = self->ops;
+    self->request.n_ops = 1;
+}
+
 void tf_raw_send_put (zsock_t *dealer, const char *id, Techfeed__Sector sector,
                       const char *request_id)
 {
     Techfeed__Milestone record;
     tf_raw_record (&record, id, sector);
-    Techfeed__Operation op = TECHFEED__OPERATION__INIT, *ops[] = { &op };
-    op.has_kind = 1;
-    op.kind = TECHFEED__OP_KIND__OP_PUT;
-    op.record = &record;
-    Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
-    request.ops = ops;
-    request.n_ops = 1;
-    request.request_id = (char *) request_id;
-    tf_raw_send_request (dealer, &request);
+    tf_raw_one_put_t put;
+    tf_raw_one_put (&put, &record);
+    put.request.request_id = (char *) request_id;
+    tf_raw_send_request (dealer, &put.request);
 }
 
 Techfeed__IngestReply *tf_raw_put_record (zsock_t *dealer, Techfeed__Milestone *record)
 {
-    Techfeed__Operation op = TECHFEED__OPERATION__INIT, *ops[] = { &op };
-    op.has_kind = 1;
-    op.kind = TECHFEED__OP_KIND__OP_PUT;
-    op.record = record;
-    Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
-    request.ops = ops;
-    request.n_ops = 1;
-    tf_raw_send_request (dealer, &request);
+    tf_raw_one_put_t put;
+    tf_raw_one_put (&put, record);
+    tf_raw_send_request (dealer, &put.request);
     return tf_raw_recv_reply (dealer);
 }
 

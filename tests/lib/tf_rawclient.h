@@ -26,6 +26,15 @@ int tf_raw_fixture_teardown (void **state);
     id, which must outlive the record. Never free_unpacked. */
 void tf_raw_record (Techfeed__Milestone *record, const char *id, Techfeed__Sector sector);
 
+/*  An IngestRequest of one put of a borrowed record, built in place
+    (tf_raw_one_put): send `request`, or pack it. */
+typedef struct {
+    Techfeed__Operation op;
+    Techfeed__Operation *ops[1];
+    Techfeed__IngestRequest request;
+} tf_raw_one_put_t;
+void tf_raw_one_put (tf_raw_one_put_t *self, Techfeed__Milestone *record);
+
 /*  Sends one IngestRequest on a DEALER. */
 void tf_raw_send_request (zsock_t *dealer, const Techfeed__IngestRequest *request);
 /*  Receives one IngestReply (caller frees with free_unpacked), NULL on timeout. */
