@@ -254,7 +254,7 @@ typedef struct {
     size_t size;
     int sector;
     uint64_t revision;           /* after the change (a delete: the deleted one) */
-    Techfeed__Milestone *record; /* a put's body decoded (s_prepare_pending) */
+    Techfeed__Milestone *record; /* a put's body decoded (s_decode_pending) */
     tf_columns_json_t json;      /* and its list columns */
     bool visible;                /* snapshot tail: a put that matches the filter */
 } s_pending_t;
