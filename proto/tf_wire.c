@@ -86,12 +86,14 @@ const char *tf_error_name (int code)
 
 /*  Allocator state for one unpack. The budget counts every allocation,
     protobuf-c's temporary slabs included, and refunds nothing on free:
-    "at most max_alloc bytes in total". Memory itself is plain malloc, so
-    the result is freed with the system allocator (tf_wire_free). */
+    "at most max_alloc bytes in total". Memory is plain malloc, so the
+    result is freed with the system allocator (tf_wire_free), or comes
+    from an arena, which takes it back at its next reset. */
 typedef struct {
-    size_t budget; /* bytes allowed in total */
-    size_t used;   /* bytes handed out so far */
-    bool exceeded; /* an allocation was refused */
+    size_t budget;     /* bytes allowed in total */
+    size_t used;       /* bytes handed out so far */
+    bool exceeded;     /* an allocation was refused */
+    tf_arena_t *arena; /* where memory comes from; NULL: malloc */
 } s_budget_t;
 
 static void *s_budget_alloc (void *data, size_t size)
@@ -102,6 +104,8 @@ static void *s_budget_alloc (void *data, size_t size)
         return NULL; // protobuf-c fails the unpack and frees what it built
     }
     self->used += size;
+    if (self->arena)
+        return tf_arena_alloc (self->arena, size);
     void *p = malloc (size ? size : 1);
     if (!p)
         abort ();
@@ -110,7 +114,9 @@ static void *s_budget_alloc (void *data, size_t size)
 
 static void s_budget_free (void *data, void *pointer)
 {
-    free (pointer);
+    s_budget_t *self = data;
+    if (!self->arena)
+        free (pointer);
 }
 
 /*  True when a non-repeated field holds a value. */
@@ -223,12 +229,15 @@ static bool s_no_nul (const ProtobufCMessageDescriptor *desc, const uint8_t *dat
     return true;
 }
 
-ProtobufCMessage *tf_wire_unpack (const ProtobufCMessageDescriptor *descriptor, const uint8_t *data,
-                                  size_t size, size_t max_alloc, char *err, size_t errlen)
+/*  tf_wire_unpack and tf_wire_unpack_in: memory from `arena`, or malloc
+    when it is NULL. */
+static ProtobufCMessage *s_unpack (tf_arena_t *arena, const ProtobufCMessageDescriptor *descriptor,
+                                   const uint8_t *data, size_t size, size_t max_alloc, char *err,
+                                   size_t errlen)
 {
     assert (descriptor);
     assert (data || size == 0);
-    s_budget_t budget = { .budget = max_alloc };
+    s_budget_t budget = { .budget = max_alloc, .arena = arena };
     ProtobufCAllocator allocator = { .alloc = s_budget_alloc,
                                      .free = s_budget_free,
                                      .allocator_data = &budget };
@@ -243,10 +252,25 @@ ProtobufCMessage *tf_wire_unpack (const ProtobufCMessageDescriptor *descriptor, 
         return NULL;
     }
     if (!s_walk (msg, true, err, errlen) || !s_no_nul (descriptor, data, size, err, errlen)) {
-        tf_wire_free (msg);
+        if (!arena)
+            tf_wire_free (msg);
         return NULL;
     }
     return msg;
+}
+
+ProtobufCMessage *tf_wire_unpack (const ProtobufCMessageDescriptor *descriptor, const uint8_t *data,
+                                  size_t size, size_t max_alloc, char *err, size_t errlen)
+{
+    return s_unpack (NULL, descriptor, data, size, max_alloc, err, errlen);
+}
+
+ProtobufCMessage *tf_wire_unpack_in (tf_arena_t *arena, const ProtobufCMessageDescriptor *descriptor,
+                                     const uint8_t *data, size_t size, size_t max_alloc, char *err,
+                                     size_t errlen)
+{
+    assert (arena);
+    return s_unpack (arena, descriptor, data, size, max_alloc, err, errlen);
 }
 
 void tf_wire_free (ProtobufCMessage *message)

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "techfeed.pb-c.h"
+#include "tf_arena.h"
 
 #define TF_PROTOCOL_VERSION 1
 #define TF_HEARTBEAT_TOPIC "heartbeat"
@@ -42,6 +43,14 @@ const char *tf_error_name (int code);
 ProtobufCMessage *tf_wire_unpack (const ProtobufCMessageDescriptor *descriptor, const uint8_t *data,
                                   size_t size, size_t max_alloc, char *err, size_t errlen);
 void tf_wire_free (ProtobufCMessage *message);
+
+/*  The same checks, with every allocation taken from `arena`: the message
+    lives until the arena's next reset and is never freed on its own. For
+    messages handled and dropped (live events, sync replies); what must
+    outlive them is copied out with tf_clone(). */
+ProtobufCMessage *tf_wire_unpack_in (tf_arena_t *arena, const ProtobufCMessageDescriptor *descriptor,
+                                     const uint8_t *data, size_t size, size_t max_alloc, char *err,
+                                     size_t errlen);
 
 /*  True when the message or any nested message holds unknown fields. */
 bool tf_wire_has_unknown_fields (const ProtobufCMessage *message);
