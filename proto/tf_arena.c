@@ -97,6 +97,13 @@ void tf_arena_reset (tf_arena_t *self)
     }
 }
 
+void tf_arena_release (tf_arena_t *self)
+{
+    assert (self);
+    s_free_blocks (self->blocks);
+    self->blocks = NULL;
+}
+
 size_t tf_arena_capacity (const tf_arena_t *self)
 {
     size_t total = 0;

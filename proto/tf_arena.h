@@ -32,6 +32,10 @@ void *tf_arena_alloc (tf_arena_t *self, size_t size);
 /*  Takes back everything allocated since the last reset. */
 void tf_arena_reset (tf_arena_t *self);
 
+/*  The same, and every block goes back to the system: for an arena that
+    sits idle until its next burst. */
+void tf_arena_release (tf_arena_t *self);
+
 /*  Bytes in the arena's blocks now (what it holds from the system). */
 size_t tf_arena_capacity (const tf_arena_t *self);
 

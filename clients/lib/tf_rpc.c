@@ -8,6 +8,9 @@
 #include "tf_wire.h"
 #include "techfeed.h"
 
+#define TF_RPC_ARENA_FIRST (64u << 10) /* the stream arena's first block */
+#define TF_RPC_ARENA_KEEP (16u << 20)  /* kept between chunks, at most */
+
 struct _tf_rpc_t {
     char *endpoint;          /* where the DEALER connects */
     zsock_t *socket;         /* current DEALER; replaced after a timeout */
@@ -15,6 +18,8 @@ struct _tf_rpc_t {
     int timeout_ms;          /* wait for one reply */
     int tries;               /* tries per request, the first included */
     const tf_curve_t *curve; /* CURVE settings (borrowed), or NULL: plain */
+    tf_arena_t *arena;       /* what stream replies decode into */
+    bool read_ahead;         /* stream: ask for the next chunk before handing one out */
     char errstr[256];        /* last error */
 };
 
@@ -56,6 +61,7 @@ tf_rpc_t *tf_rpc_new (const char *endpoint, size_t max_reply)
     self->max_reply = max_reply;
     self->timeout_ms = TF_DEFAULT_TIMEOUT_MS;
     self->tries = TF_DEFAULT_TRIES;
+    self->arena = tf_arena_new (TF_RPC_ARENA_FIRST, TF_RPC_ARENA_KEEP);
     return self;
 }
 
@@ -67,6 +73,7 @@ void tf_rpc_destroy (tf_rpc_t **self_p)
         return;
     zsock_destroy (&self->socket);
     free (self->endpoint);
+    tf_arena_destroy (&self->arena);
     free (self);
     *self_p = NULL;
 }
@@ -79,6 +86,11 @@ void tf_rpc_set_timeout (tf_rpc_t *self, int timeout_ms)
 void tf_rpc_set_tries (tf_rpc_t *self, int tries)
 {
     self->tries = tries > 0 ? tries : 1;
+}
+
+void tf_rpc_set_read_ahead (tf_rpc_t *self, bool read_ahead)
+{
+    self->read_ahead = read_ahead;
 }
 
 int tf_rpc_tries (tf_rpc_t *self)
@@ -139,10 +151,11 @@ static int s_send (tf_rpc_t *self, const ProtobufCMessage *request)
 }
 
 /*  Waits until `deadline` (zclock_mono) for a reply that decodes as
-    `type`. 0 with *reply, 1 at the deadline, -1 when interrupted.
-    Undecodable replies are logged and skipped. */
+    `type`, into `arena` (NULL: the heap). 0 with *reply, 1 at the
+    deadline, -1 when interrupted. Undecodable replies are logged and
+    skipped. */
 static int s_recv (tf_rpc_t *self, const ProtobufCMessageDescriptor *type, int64_t deadline,
-                   ProtobufCMessage **reply)
+                   tf_arena_t *arena, ProtobufCMessage **reply)
 {
     while (true) {
         int64_t wait = deadline - zclock_mono ();
@@ -174,8 +187,11 @@ static int s_recv (tf_rpc_t *self, const ProtobufCMessageDescriptor *type, int64
             snprintf (err, sizeof err, "%zu frames instead of 1", zmsg_size (msg));
         else {
             zframe_t *body = zmsg_first (msg);
-            decoded = tf_wire_unpack (type, zframe_data (body), zframe_size (body),
-                                      s_budget (self, zframe_size (body)), err, sizeof err);
+            size_t budget = s_budget (self, zframe_size (body));
+            decoded = arena ? tf_wire_unpack_in (arena, type, zframe_data (body),
+                                                 zframe_size (body), budget, err, sizeof err)
+                            : tf_wire_unpack (type, zframe_data (body), zframe_size (body),
+                                              budget, err, sizeof err);
         }
         zmsg_destroy (&msg);
         if (decoded) {
@@ -186,9 +202,19 @@ static int s_recv (tf_rpc_t *self, const ProtobufCMessageDescriptor *type, int64
     }
 }
 
-ProtobufCMessage *tf_rpc_call (tf_rpc_t *self, const ProtobufCMessage *request,
-                               const ProtobufCMessageDescriptor *reply_type, int tries,
-                               tf_rpc_match_fn *match, const void *arg)
+/*  No reply after `tries`: says so, and drops the socket, so a late
+    reply never answers the next request. */
+static void s_unavailable (tf_rpc_t *self, int tries)
+{
+    snprintf (self->errstr, sizeof self->errstr, "service unavailable at %s after %d %s",
+              self->endpoint, tries, tries == 1 ? "try" : "tries");
+    s_reset (self);
+}
+
+/*  tf_rpc_call, the reply decoded into `arena` (NULL: the heap). */
+static ProtobufCMessage *s_call (tf_rpc_t *self, const ProtobufCMessage *request,
+                                 const ProtobufCMessageDescriptor *reply_type, int tries,
+                                 tf_rpc_match_fn *match, const void *arg, tf_arena_t *arena)
 {
     if (tries <= 0)
         tries = self->tries;
@@ -200,63 +226,110 @@ ProtobufCMessage *tf_rpc_call (tf_rpc_t *self, const ProtobufCMessage *request,
         int64_t deadline = zclock_mono () + self->timeout_ms;
         while (true) {
             ProtobufCMessage *reply = NULL;
-            int rc = s_recv (self, reply_type, deadline, &reply);
+            int rc = s_recv (self, reply_type, deadline, arena, &reply);
             if (rc < 0)
                 return NULL;
             if (rc > 0)
                 break; // timeout: next try on a fresh socket
             if (!match || match (reply, arg))
                 return reply;
-            tf_wire_free (reply); // a stale reply to an earlier request
+            if (!arena)
+                tf_wire_free (reply); // a stale reply to an earlier request
         }
     }
-    snprintf (self->errstr, sizeof self->errstr, "service unavailable at %s after %d %s",
-              self->endpoint, tries, tries == 1 ? "try" : "tries");
-    s_reset (self); // a late reply dies with this socket, never answers the next request
+    s_unavailable (self, tries);
     return NULL;
 }
 
-/*  Sends NEXT or CLOSE for `cursor`, one try. */
-static Techfeed__SyncReply *s_cursor_call (tf_rpc_t *self, Techfeed__SyncKind kind, uint64_t cursor)
+ProtobufCMessage *tf_rpc_call (tf_rpc_t *self, const ProtobufCMessage *request,
+                               const ProtobufCMessageDescriptor *reply_type, int tries,
+                               tf_rpc_match_fn *match, const void *arg)
 {
-    Techfeed__SyncRequest request = TECHFEED__SYNC_REQUEST__INIT;
-    request.has_version = request.has_kind = request.has_cursor = 1;
-    request.version = TF_PROTOCOL_VERSION;
-    request.kind = kind;
-    request.cursor = cursor;
-    return (Techfeed__SyncReply *) tf_rpc_call (self, &request.base,
-                                                &techfeed__sync_reply__descriptor, 1, NULL, NULL);
+    return s_call (self, request, reply_type, tries, match, arg, NULL);
 }
 
-int tf_rpc_stream (tf_rpc_t *self, const Techfeed__SyncRequest *request, tf_rpc_chunk_fn *fn,
-                   void *arg)
+static void s_cursor_request (Techfeed__SyncRequest *request, Techfeed__SyncKind kind,
+                              uint64_t cursor)
 {
-    Techfeed__SyncReply *reply = (Techfeed__SyncReply *) tf_rpc_call (
-        self, &request->base, &techfeed__sync_reply__descriptor, 0, NULL, NULL);
+    techfeed__sync_request__init (request);
+    request->has_version = request->has_kind = request->has_cursor = 1;
+    request->version = TF_PROTOCOL_VERSION;
+    request->kind = kind;
+    request->cursor = cursor;
+}
+
+/*  Closes `cursor`, one try, the reply dropped. */
+static void s_cursor_close (tf_rpc_t *self, uint64_t cursor)
+{
+    Techfeed__SyncRequest request;
+    s_cursor_request (&request, TECHFEED__SYNC_KIND__SYNC_CLOSE, cursor);
+    ProtobufCMessage *closed =
+        tf_rpc_call (self, &request.base, &techfeed__sync_reply__descriptor, 1, NULL, NULL);
+    tf_wire_free (closed);
+}
+
+/*  Sends NEXT for `cursor`; 0 or -1 (errstr). */
+static int s_ask_next (tf_rpc_t *self, uint64_t cursor)
+{
+    Techfeed__SyncRequest request;
+    s_cursor_request (&request, TECHFEED__SYNC_KIND__SYNC_NEXT, cursor);
+    return s_send (self, &request.base);
+}
+
+/*  The reply to a NEXT already sent, into the arena; NULL (errstr) when
+    none comes in time. */
+static Techfeed__SyncReply *s_await_next (tf_rpc_t *self)
+{
+    ProtobufCMessage *reply = NULL;
+    int rc = s_recv (self, &techfeed__sync_reply__descriptor, zclock_mono () + self->timeout_ms,
+                     self->arena, &reply);
+    if (rc > 0)
+        s_unavailable (self, 1);
+    return rc == 0 ? (Techfeed__SyncReply *) reply : NULL;
+}
+
+static int s_stream (tf_rpc_t *self, const Techfeed__SyncRequest *request, tf_rpc_chunk_fn *fn,
+                     void *arg)
+{
+    Techfeed__SyncReply *reply = (Techfeed__SyncReply *) s_call (
+        self, &request->base, &techfeed__sync_reply__descriptor, 0, NULL, NULL, self->arena);
     while (reply) {
-        int verdict = fn (reply, arg);
         bool error = reply->has_code && reply->code != TECHFEED__ERROR_CODE__OK;
         bool end = reply->has_end && reply->end;
         uint64_t cursor = reply->has_cursor ? reply->cursor : 0;
-        tf_wire_free (&reply->base);
-        reply = NULL;
-        if (verdict == TF_STREAM_ERROR)
-            return -1; // fn said why; the service closes the idle cursor
-        if (error || end)
-            return 0;
-        if (cursor == 0) {
+        if (!error && !end && cursor == 0) {
             snprintf (self->errstr, sizeof self->errstr,
                       "bad reply from %s: a chunk that is not the end has no cursor",
                       self->endpoint);
             return -1;
         }
-        if (verdict == TF_STREAM_STOP) {
-            Techfeed__SyncReply *closed =
-                s_cursor_call (self, TECHFEED__SYNC_KIND__SYNC_CLOSE, cursor);
-            tf_wire_free (closed ? &closed->base : NULL);
+        //  The service reads the next chunk while fn handles this one
+        bool asked = self->read_ahead && !error && !end;
+        if (asked && s_ask_next (self, cursor) != 0)
+            return -1;
+        int verdict = fn (reply, arg);
+        if (error || end)
+            return verdict == TF_STREAM_ERROR ? -1 : 0;
+        if (verdict != TF_STREAM_MORE) {
+            if (asked)
+                s_reset (self); // the chunk asked for dies with the socket
+            if (verdict == TF_STREAM_ERROR)
+                return -1; // fn said why; the service closes the idle cursor
+            s_cursor_close (self, cursor);
             return 0;
         }
-        reply = s_cursor_call (self, TECHFEED__SYNC_KIND__SYNC_NEXT, cursor);
+        tf_arena_reset (self->arena); // fn is done with the reply
+        if (!asked && s_ask_next (self, cursor) != 0)
+            return -1;
+        reply = s_await_next (self);
     }
-    return -1; // errstr set by tf_rpc_call
+    return -1; // errstr set by s_call or s_await_next
+}
+
+int tf_rpc_stream (tf_rpc_t *self, const Techfeed__SyncRequest *request, tf_rpc_chunk_fn *fn,
+                   void *arg)
+{
+    int rc = s_stream (self, request, fn, arg);
+    tf_arena_release (self->arena); // a view may hold the handle idle for hours
+    return rc;
 }

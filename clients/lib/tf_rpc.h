@@ -41,6 +41,11 @@ void tf_rpc_set_curve (tf_rpc_t *self, const tf_curve_t *curve);
 int tf_rpc_use_curve (tf_rpc_t *self, tf_curve_t **slot, const char *server_key,
                       const char *client_cert, char *err, size_t errlen);
 void tf_rpc_set_tries (tf_rpc_t *self, int tries);
+/*  With read-ahead, tf_rpc_stream asks for the next chunk before handing
+    a reply to `fn`, so the service reads it while fn works; fn must then
+    not make calls of its own on this handle (their reply would be that
+    chunk). Off by default. */
+void tf_rpc_set_read_ahead (tf_rpc_t *self, bool read_ahead);
 int tf_rpc_tries (tf_rpc_t *self);
 const char *tf_rpc_endpoint (tf_rpc_t *self);
 const char *tf_rpc_errstr (tf_rpc_t *self);
@@ -60,7 +65,7 @@ ProtobufCMessage *tf_rpc_call (tf_rpc_t *self, const ProtobufCMessage *request,
 #define TF_STREAM_ERROR -1
 
 /*  Called for every SyncReply of a cursor, whatever its code; `reply` is
-    borrowed for the call. */
+    borrowed for the call (it lives in the handle's arena). */
 typedef int (tf_rpc_chunk_fn) (const Techfeed__SyncReply *reply, void *arg);
 
 /*  Opens a cursor with `request` (SNAPSHOT or CATCHUP; retried like

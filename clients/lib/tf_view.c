@@ -18,6 +18,11 @@
       LOST      no heartbeat for 3 intervals; the next heartbeat or event
                 starts a CATCHUP (a SNAPSHOT if the view was never complete).
 
+    Memory: messages from the sockets are decoded into an arena reset after
+    each one (tf_wire_unpack_in), and what the view keeps (records, events
+    buffered during a sync) are tf_clone copies, one malloc block each,
+    freed with free().
+
     Every change to the records goes through s_apply, which also writes it
     into a persistent view's file (tf_mirror.c) inside the open batch;
     s_save ends the batch: it commits epoch, P and last[s] in the same
@@ -34,6 +39,7 @@
 #include <errno.h>
 
 #include "techfeed.h"
+#include "tf_clone.h"
 #include "tf_mirror.h"
 #include "tf_rpc.h"
 #include "tf_validate.h"
@@ -52,6 +58,8 @@
 #define TF_SUB_HWM 10000               /* receive high-water mark, messages */
 #define TF_EPOCH_MAX 64                /* longest epoch accepted (the service makes 32) */
 #define TF_BEHIND_PROOF 2              /* heartbeats in a row below P that prove it */
+#define TF_ARENA_FIRST (16u << 10)     /* the arena's first block: a few events */
+#define TF_ARENA_KEEP (1u << 20)       /* arena kept between messages, at most */
 
 struct _tf_view_t {
     char *events_ep;                    /* PUB endpoint to connect */
@@ -59,7 +67,7 @@ struct _tf_view_t {
     zsock_t *sub;                       /* SUB socket; NULL before start and detached */
     tf_rpc_t *rpc;                      /* DEALER to sync; NULL before start and detached */
     int timeout_ms;                     /* wait for one sync reply */
-    const Techfeed__ChangeEvent *owned; /* event decoded here, being fed: its record may be taken */
+    tf_arena_t *arena;                  /* what a PUB message decodes into */
     bool filtered;                      /* holds some sectors only */
     bool held[TF_SECTOR_MAX + 1];       /* sectors held, by value */
     Techfeed__Sector sectors[TF_SECTOR_MAX]; /* the same as a list, for filters */
@@ -69,12 +77,12 @@ struct _tf_view_t {
     char epoch[TF_EPOCH_MAX + 1];            /* epoch of the records, "" before a snapshot */
     uint64_t position;                       /* P */
     uint64_t last[TF_SECTOR_MAX + 1];        /* last[s], by sector value */
-    zhashx_t *records;                       /* id -> Techfeed__Milestone, owned */
+    zhashx_t *records;                       /* id -> Techfeed__Milestone clone, owned */
     uint64_t digest;                         /* §10 over records */
-    Techfeed__Milestone **incoming;          /* snapshot being read, owned, in arrival order */
+    Techfeed__Milestone **incoming;          /* snapshot being read, clones, in arrival order */
     size_t incoming_len, incoming_cap;
     char incoming_epoch[TF_EPOCH_MAX + 1]; /* epoch of that snapshot */
-    zlistx_t *buffer;                      /* Techfeed__ChangeEvent *, owned */
+    zlistx_t *buffer;                      /* Techfeed__ChangeEvent clones, owned */
     bool syncing;                          /* a sync request is running */
     bool recovering;                       /* the running catch-up was started by LOST */
     int64_t retry_at;                      /* no sync before this (monotonic ms) */
@@ -99,27 +107,21 @@ struct _tf_view_t {
 
 // --------------------------------------------------------------- helpers
 
-static void s_record_destroy (void **item)
+/*  Records and events the view keeps are clones: one block each. */
+static void s_clone_destroy (void **item)
 {
-    techfeed__milestone__free_unpacked ((Techfeed__Milestone *) *item, NULL);
+    free (*item);
     *item = NULL;
 }
 
-static void s_event_destroy (void **item)
+static Techfeed__Milestone *s_record_copy (const Techfeed__Milestone *record)
 {
-    techfeed__change_event__free_unpacked ((Techfeed__ChangeEvent *) *item, NULL);
-    *item = NULL;
+    return (Techfeed__Milestone *) tf_clone (&record->base);
 }
 
-static Techfeed__ChangeEvent *s_event_dup (const Techfeed__ChangeEvent *event)
+static Techfeed__ChangeEvent *s_event_copy (const Techfeed__ChangeEvent *event)
 {
-    size_t size;
-    uint8_t *data = tf_wire_pack (&event->base, &size);
-    Techfeed__ChangeEvent *copy = techfeed__change_event__unpack (NULL, size, data);
-    free (data);
-    if (!copy)
-        abort (); // our own encoding decodes; only OOM fails
-    return copy;
+    return (Techfeed__ChangeEvent *) tf_clone (&event->base);
 }
 
 static void s_notify (tf_view_t *self, tf_view_event_t what, const Techfeed__Milestone *record,
@@ -133,7 +135,7 @@ static void s_notify (tf_view_t *self, tf_view_event_t what, const Techfeed__Mil
 static void s_incoming_purge (tf_view_t *self)
 {
     for (size_t i = 0; i < self->incoming_len; i++)
-        techfeed__milestone__free_unpacked (self->incoming[i], NULL);
+        free (self->incoming[i]);
     self->incoming_len = 0;
     self->incoming_epoch[0] = 0;
 }
@@ -174,7 +176,7 @@ static void s_incoming_sort (tf_view_t *self)
     size_t kept = 0;
     for (size_t i = 0; i < n; i++) {
         if (i + 1 < n && strcmp (all[i].record->id, all[i + 1].record->id) == 0)
-            techfeed__milestone__free_unpacked (all[i].record, NULL);
+            free (all[i].record);
         else
             self->incoming[kept++] = all[i].record;
     }
@@ -266,7 +268,7 @@ static void s_save (tf_view_t *self)
 
 // --------------------------------------------------------------- the one place changes land
 
-/*  Applies one change to the records: `record` (owned, handed over) for a
+/*  Applies one change to the records: `record` (a clone, handed over) for a
     put, NULL for a delete of `id`. `sequence` 0 for snapshot differences.
     Keeps the digest and fires the callback. Returns 1 when the view
     changed, 0 when not (same revision already held, delete of an absent
@@ -287,7 +289,7 @@ static int s_apply (tf_view_t *self, Techfeed__Milestone *record, const char *id
         return 1;
     }
     if (old && old->revision == record->revision) {
-        techfeed__milestone__free_unpacked (record, NULL);
+        free (record);
         return 0;
     }
     s_store (self, record, record->id);
@@ -374,7 +376,7 @@ static void s_buffer_take (tf_view_t *self, Techfeed__ChangeEvent *event)
     if (zlistx_size (self->buffer) >= TF_BUFFER_MAX) {
         //  Dropping is safe: the chain check or a heartbeat finds the gap
         self->stats.dropped++;
-        techfeed__change_event__free_unpacked (event, NULL);
+        free (event);
         return;
     }
     zlistx_add_end (self->buffer, event);
@@ -400,13 +402,7 @@ static int s_change (tf_view_t *self, const Techfeed__ChangeEvent *event, bool c
         return -1;
     }
     if (event->kind == TECHFEED__CHANGE_KIND__CHANGE_PUT) {
-        Techfeed__Milestone *copy;
-        if (event == self->owned) {
-            //  Decoded by the view for this call: take its record, no copy
-            copy = event->record;
-            ((Techfeed__ChangeEvent *) event)->record = NULL;
-        } else
-            copy = tf_milestone_dup (event->record);
+        Techfeed__Milestone *copy = s_record_copy (event->record);
         if (!copy->has_revision) {
             copy->has_revision = 1;
             copy->revision = event->revision;
@@ -448,17 +444,17 @@ static void s_on_event (tf_view_t *self, const Techfeed__ChangeEvent *event)
     if (self->state == TF_STATE_LIVE) {
         if (strcmp (event->epoch, self->epoch) != 0) {
             s_resync (self, "the service's epoch changed");
-            s_buffer_take (self, s_event_dup (event));
+            s_buffer_take (self, s_event_copy (event));
         } else if (s_change (self, event, true) != 0) {
             char reason[80];
             snprintf (reason, sizeof reason, "events of sector %s were lost",
                       tf_sector_slug (event->sector));
             s_catchup (self, reason);
-            s_buffer_take (self, s_event_dup (event));
+            s_buffer_take (self, s_event_copy (event));
         }
         return;
     }
-    s_buffer_take (self, s_event_dup (event));
+    s_buffer_take (self, s_event_copy (event));
     if (self->state == TF_STATE_LOST)
         s_recover (self);
 }
@@ -471,7 +467,7 @@ static void s_replay (tf_view_t *self)
 {
     zlistx_t *pending = self->buffer;
     self->buffer = zlistx_new ();
-    zlistx_set_destructor (self->buffer, s_event_destroy);
+    zlistx_set_destructor (self->buffer, s_clone_destroy);
     Techfeed__ChangeEvent *event;
     while ((event = (Techfeed__ChangeEvent *) zlistx_detach (pending, NULL))) {
         if (self->state != TF_STATE_LIVE)
@@ -479,7 +475,7 @@ static void s_replay (tf_view_t *self)
         else {
             if (strcmp (event->epoch, self->epoch) == 0)
                 s_on_event (self, event);
-            techfeed__change_event__free_unpacked (event, NULL);
+            free (event);
         }
     }
     zlistx_destroy (&pending);
@@ -580,30 +576,27 @@ void tf_view_feed_message (tf_view_t *self, const char *topic, size_t topic_size
     char err[200];
     size_t hb_len = strlen (TF_HEARTBEAT_TOPIC);
     if (topic_size == hb_len && memcmp (topic, TF_HEARTBEAT_TOPIC, hb_len) == 0) {
-        Techfeed__Heartbeat *hb = (Techfeed__Heartbeat *) tf_wire_unpack (
-            &techfeed__heartbeat__descriptor, data, size, TF_HEARTBEAT_MAX, err, sizeof err);
+        Techfeed__Heartbeat *hb = (Techfeed__Heartbeat *) tf_wire_unpack_in (
+            self->arena, &techfeed__heartbeat__descriptor, data, size, TF_HEARTBEAT_MAX, err,
+            sizeof err);
         if (!hb)
             s_bad (self, "heartbeat", err);
         else
             tf_view_feed_heartbeat (self, hb, now_ms);
-        tf_wire_free (hb ? &hb->base : NULL);
+        tf_arena_reset (self->arena);
         return;
     }
-    Techfeed__ChangeEvent *event = (Techfeed__ChangeEvent *) tf_wire_unpack (
-        &techfeed__change_event__descriptor, data, size, TF_EVENT_MAX, err, sizeof err);
-    if (!event) {
+    Techfeed__ChangeEvent *event = (Techfeed__ChangeEvent *) tf_wire_unpack_in (
+        self->arena, &techfeed__change_event__descriptor, data, size, TF_EVENT_MAX, err,
+        sizeof err);
+    const char *slug = event && event->has_sector ? tf_sector_slug (event->sector) : NULL;
+    if (!event)
         s_bad (self, "event", err);
-        return;
-    }
-    const char *slug = event->has_sector ? tf_sector_slug (event->sector) : NULL;
-    if (!slug || strlen (slug) != topic_size || memcmp (slug, topic, topic_size) != 0)
+    else if (!slug || strlen (slug) != topic_size || memcmp (slug, topic, topic_size) != 0)
         s_bad (self, "event", "topic is not the event's sector");
-    else {
-        self->owned = event;
+    else
         tf_view_feed_event (self, event, now_ms);
-        self->owned = NULL;
-    }
-    tf_wire_free (&event->base);
+    tf_arena_reset (self->arena);
 }
 
 // --------------------------------------------------------------- sync
@@ -700,10 +693,8 @@ static void s_finish_catchup (tf_view_t *self, const Techfeed__SyncReply *end)
     s_replay (self);
 }
 
-/*  Snapshot records into `incoming`: taken out of `owned` when the reply
-    is the view's to take apart, else copied. */
-static void s_snapshot_chunk (tf_view_t *self, const Techfeed__SyncReply *reply,
-                              Techfeed__SyncReply *owned)
+/*  Snapshot records into `incoming`, copied. */
+static void s_snapshot_chunk (tf_view_t *self, const Techfeed__SyncReply *reply)
 {
     for (size_t i = 0; i < reply->n_records; i++) {
         const Techfeed__Milestone *r = reply->records[i];
@@ -714,9 +705,7 @@ static void s_snapshot_chunk (tf_view_t *self, const Techfeed__SyncReply *reply,
         }
         if (!self->held[r->sector])
             continue;
-        Techfeed__Milestone *kept = owned ? owned->records[i] : tf_milestone_dup (r);
-        if (owned)
-            owned->records[i] = NULL;
+        Techfeed__Milestone *kept = s_record_copy (r);
         if (self->incoming_len == self->incoming_cap) {
             self->incoming_cap = self->incoming_cap ? self->incoming_cap * 2 : 1024;
             self->incoming = (Techfeed__Milestone **) realloc (
@@ -727,8 +716,7 @@ static void s_snapshot_chunk (tf_view_t *self, const Techfeed__SyncReply *reply,
     }
 }
 
-static int s_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply,
-                         Techfeed__SyncReply *owned, int64_t now_ms)
+static int s_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply, int64_t now_ms)
 {
     if (!self->syncing)
         return TF_VIEW_SYNC_FAIL;
@@ -758,7 +746,7 @@ static int s_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply,
             s_incoming_purge (self);
             return TF_VIEW_SYNC_DONE;
         }
-        s_snapshot_chunk (self, reply, owned);
+        s_snapshot_chunk (self, reply);
         if (!end)
             return TF_VIEW_SYNC_MORE;
         s_finish_snapshot (self, reply);
@@ -776,12 +764,8 @@ static int s_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply,
         const char *problem = s_event_problem (reply->changes[i]);
         if (problem)
             s_bad (self, "catch-up change", problem);
-        else {
-            //  A reply the view may take apart gives its records, no copies.
-            self->owned = owned ? owned->changes[i] : NULL;
+        else
             s_change (self, reply->changes[i], false);
-            self->owned = NULL;
-        }
     }
     if (!end)
         return TF_VIEW_SYNC_MORE;
@@ -789,24 +773,13 @@ static int s_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply,
     return TF_VIEW_SYNC_DONE;
 }
 
-static int s_sync_reply_batch (tf_view_t *self, const Techfeed__SyncReply *reply,
-                               Techfeed__SyncReply *owned, int64_t now_ms)
+int tf_view_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply, int64_t now_ms)
 {
     if (self->failed)
         return TF_VIEW_SYNC_FAIL;
-    int rc = s_sync_reply (self, reply, owned, now_ms);
+    int rc = s_sync_reply (self, reply, now_ms);
     s_save (self); // one batch per reply
     return self->failed ? TF_VIEW_SYNC_FAIL : rc;
-}
-
-int tf_view_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply, int64_t now_ms)
-{
-    return s_sync_reply_batch (self, reply, NULL, now_ms);
-}
-
-int tf_view_sync_reply_take (tf_view_t *self, Techfeed__SyncReply *reply, int64_t now_ms)
-{
-    return s_sync_reply_batch (self, reply, reply, now_ms);
 }
 
 int tf_view_flush (tf_view_t *self)
@@ -829,13 +802,14 @@ static tf_view_t *s_new (const char *events_ep, const char *sync_ep)
         self->held[s] = true;
     self->state = TF_STATE_CONNECTING;
     self->records = zhashx_new ();
-    zhashx_set_destructor (self->records, s_record_destroy);
+    zhashx_set_destructor (self->records, s_clone_destroy);
     //  Keyed by each record's own id: no copy of every key.
     zhashx_set_key_duplicator (self->records, NULL);
     zhashx_set_key_destructor (self->records, NULL);
     self->buffer = zlistx_new ();
-    zlistx_set_destructor (self->buffer, s_event_destroy);
+    zlistx_set_destructor (self->buffer, s_clone_destroy);
     self->interval_ms = TF_INTERVAL_MS;
+    self->arena = tf_arena_new (TF_ARENA_FIRST, TF_ARENA_KEEP);
     return self;
 }
 
@@ -872,6 +846,7 @@ void tf_view_destroy (tf_view_t **self_p)
     s_incoming_purge (self);
     free (self->incoming);
     zlistx_destroy (&self->buffer);
+    tf_arena_destroy (&self->arena);
     free (self->events_ep);
     free (self->sync_ep);
     free (self);
@@ -962,11 +937,9 @@ static void s_begin (tf_view_t *self)
 static int s_load_record (const Techfeed__Milestone *record, void *arg)
 {
     tf_view_t *self = (tf_view_t *) arg;
-    Techfeed__Milestone *copy = tf_milestone_dup (record);
-    if (zhashx_lookup (self->records, copy->id)) {
-        techfeed__milestone__free_unpacked (copy, NULL); // one row per id in the file
-        return 0;
-    }
+    if (zhashx_lookup (self->records, record->id))
+        return 0; // one row per id in the file
+    Techfeed__Milestone *copy = s_record_copy (record);
     self->digest += tf_digest_item (copy->id, copy->revision);
     zhashx_insert (self->records, copy->id, copy);
     return 0;
@@ -1039,24 +1012,48 @@ int tf_view_store_status (const char *path, tf_view_store_status_t *status, char
 // --------------------------------------------------------------- driver
 
 /*  Reads what the SUB socket holds, without waiting. Messages read. */
+/*  Reads and drops the rest of a multipart message whose part `last` was
+    read; returns how many parts that was. */
+static size_t s_discard_rest (void *socket, zmq_msg_t *last)
+{
+    size_t parts = 0;
+    zmq_msg_t part;
+    zmq_msg_init (&part);
+    bool more = zmq_msg_more (last);
+    while (more && zmq_msg_recv (&part, socket, 0) >= 0) {
+        parts++;
+        more = zmq_msg_more (&part);
+    }
+    zmq_msg_close (&part);
+    return parts;
+}
+
+/*  Feeds what waits in the SUB socket, read straight from libzmq (no
+    czmq frames to allocate). Returns the messages read. */
 static int s_drain (tf_view_t *self)
 {
+    void *sub = zsock_resolve (self->sub);
     int n = 0;
-    while (n < TF_DRAIN_MAX && (zsock_events (self->sub) & ZMQ_POLLIN)) {
-        zmsg_t *msg = zmsg_recv (self->sub);
-        if (!msg)
-            break;
+    zmq_msg_t topic, body;
+    zmq_msg_init (&topic);
+    zmq_msg_init (&body);
+    while (n < TF_DRAIN_MAX && zmq_msg_recv (&topic, sub, ZMQ_DONTWAIT) >= 0) {
         n++;
-        if (zmsg_size (msg) != 2)
-            s_bad (self, "PUB message", "not two frames");
-        else {
-            zframe_t *topic = zmsg_first (msg);
-            zframe_t *body = zmsg_next (msg);
-            tf_view_feed_message (self, (const char *) zframe_data (topic), zframe_size (topic),
-                                  zframe_data (body), zframe_size (body), zclock_mono ());
+        bool two = false;
+        if (zmq_msg_more (&topic)) {
+            if (zmq_msg_recv (&body, sub, 0) < 0)
+                break; // interrupted inside a message
+            two = s_discard_rest (sub, &body) == 0;
         }
-        zmsg_destroy (&msg);
+        if (!two)
+            s_bad (self, "PUB message", "not two frames");
+        else
+            tf_view_feed_message (self, (const char *) zmq_msg_data (&topic),
+                                  zmq_msg_size (&topic), (const uint8_t *) zmq_msg_data (&body),
+                                  zmq_msg_size (&body), zclock_mono ());
     }
+    zmq_msg_close (&topic);
+    zmq_msg_close (&body);
     return n;
 }
 
@@ -1064,8 +1061,7 @@ static int s_sync_chunk (const Techfeed__SyncReply *reply, void *arg)
 {
     tf_view_t *self = (tf_view_t *) arg;
     s_drain (self); // live events wait in the buffer, heartbeats keep us alive
-    //  tf_rpc decoded the reply on the heap and frees it after this call.
-    int rc = tf_view_sync_reply_take (self, (Techfeed__SyncReply *) reply, zclock_mono ());
+    int rc = tf_view_sync_reply (self, reply, zclock_mono ());
     return rc == TF_VIEW_SYNC_MORE   ? TF_STREAM_MORE
            : rc == TF_VIEW_SYNC_DONE ? TF_STREAM_STOP
                                      : TF_STREAM_ERROR;
@@ -1134,6 +1130,7 @@ int tf_view_start (tf_view_t *self)
     }
     tf_rpc_set_timeout (self->rpc, self->timeout_ms);
     tf_rpc_set_tries (self->rpc, 1); // the view retries by itself, later
+    tf_rpc_set_read_ahead (self->rpc, true);
     if (self->curve)
         tf_rpc_set_curve (self->rpc, self->curve);
     self->heard_at = zclock_mono ();

@@ -36,10 +36,6 @@ void tf_view_feed_tick (tf_view_t *self, int64_t now_ms);
 const Techfeed__SyncRequest *tf_view_sync_begin (tf_view_t *self, int64_t now_ms);
 /*  One reply of the running sync (any code); returns TF_VIEW_SYNC_*. */
 int tf_view_sync_reply (tf_view_t *self, const Techfeed__SyncReply *reply, int64_t now_ms);
-/*  The same for a reply decoded on the heap (protobuf-c unpack): the view
-    keeps snapshot records instead of copying them, leaving NULL in their
-    place, which techfeed__sync_reply__free_unpacked skips. */
-int tf_view_sync_reply_take (tf_view_t *self, Techfeed__SyncReply *reply, int64_t now_ms);
 /*  The running sync got no reply: retry after a pause. */
 void tf_view_sync_failed (tf_view_t *self, const char *reason, int64_t now_ms);
 

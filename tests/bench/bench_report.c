@@ -96,7 +96,7 @@ static const s_row_t s_rows[] = {
       "≤ 0.5 s (100k)" },
     { "… service CPU during that snapshot", "tf.snapshot.server_s", U_S },
     { "… bench CPU (the view decoding and applying) during it", "tf.snapshot.client_s", U_S },
-    { "catch-up of the missed changes (500 per chunk, as views ask)", "tf.catchup.rate", U_RATE,
+    { "catch-up of the missed changes (views' sync stream, 500 per chunk)", "tf.catchup.rate", U_RATE,
       NULL, NULL, NULL, "≥ 400k/s" },
     { "… service CPU during that catch-up", "tf.catchup.server_s", U_S },
     { "… bench CPU (decoding and applying) during it", "tf.catchup.client_s", U_S },

@@ -6,9 +6,10 @@
       operation per request, request_id set) for pipelined load: the
       concurrent put (8 writers x 64 in flight), the bulk load, and the
       open-loop paced writer;
-    - libtechfeed views for ingest-to-view latency and the snapshot; a
-      raw DEALER for the catch-up (decode + apply into an id -> revision
-      table with the digest); raw SUB sockets for the memory figure.
+    - libtechfeed views for ingest-to-view latency and the snapshot; the
+      views' sync stream (tf_rpc_stream) for the catch-up, applied into
+      an id -> revision table with the digest; raw SUB sockets for the
+      memory figure.
 
     Keys: tf.serial.*, tf.concurrent.*, tf.load.rate, tf.view.<rate>.<subs>.*,
     tf.snapshot.s, tf.catchup.rate, tf.catchup5k.rate, tf.ack_idle.*,
@@ -20,6 +21,7 @@
 #include <sys/resource.h>
 
 #include "techfeed.h"
+#include "tf_rpc.h"
 #include "tf_testkit.h"
 #include "tf_wire.h"
 
@@ -672,82 +674,76 @@ static void s_wait_applied (const tf_service_t *svc)
         bench_put ("tf.load.applied_s", (double) (bench_now_ns () - t0) / 1e9);
 }
 
-/*  Catch-up from sequence 0 over a log of exactly `records` puts: every
-    change decoded and applied to an id -> revision table with the
-    digest, which must then equal the service's. */
+/*  What the catch-up client keeps: id -> revision and the digest. */
+typedef struct {
+    uint64_t *revision; /* by bench id number */
+    uint64_t digest;
+    uint64_t applied; /* changes applied */
+    bool refused;     /* a reply with an error code */
+} s_catchup_t;
+
+static int s_catchup_chunk (const Techfeed__SyncReply *reply, void *arg)
+{
+    s_catchup_t *c = (s_catchup_t *) arg;
+    if (reply->has_code && reply->code != TECHFEED__ERROR_CODE__OK) {
+        c->refused = true;
+        return TF_STREAM_ERROR;
+    }
+    for (size_t i = 0; i < reply->n_changes; i++) {
+        const Techfeed__ChangeEvent *change = reply->changes[i];
+        uint32_t k = bench_id_number (change->id);
+        if (k == UINT32_MAX)
+            continue;
+        if (c->revision[k])
+            c->digest -= tf_digest_item (change->id, c->revision[k]);
+        c->revision[k] =
+            change->kind == TECHFEED__CHANGE_KIND__CHANGE_DELETE ? 0 : change->revision;
+        if (c->revision[k])
+            c->digest += tf_digest_item (change->id, c->revision[k]);
+        c->applied++;
+    }
+    return TF_STREAM_MORE;
+}
+
+/*  Catch-up from sequence 0 over a log of exactly `records` puts, read
+    the way views read it (libtechfeed's tf_rpc_stream: replies decoded
+    into an arena, the next chunk asked for before one is applied); every
+    change applied to an id -> revision table with the digest, which must
+    then equal the service's. */
 static void s_catchup (const tf_service_t *svc, int records, uint32_t chunk, const char *key)
 {
     tf_status_t status;
     if (s_status (svc, &status))
         return;
-    uint64_t *revision = (uint64_t *) calloc (BENCH_IDS_MAX, sizeof *revision);
-    uint64_t digest = 0, applied = 0;
-    zsock_t *sock = s_dealer (svc->sync);
-    void *handle = zsock_resolve (sock);
-    zsock_set_rcvtimeo (sock, 30000);
+    s_catchup_t c = { .revision = (uint64_t *) calloc (BENCH_IDS_MAX, sizeof (uint64_t)) };
+    tf_rpc_t *rpc = tf_rpc_new (svc->sync, 512u << 20);
+    tf_rpc_set_timeout (rpc, 30000);
+    tf_rpc_set_read_ahead (rpc, true);
     Techfeed__SyncRequest request = TECHFEED__SYNC_REQUEST__INIT;
     request.has_version = request.has_kind = request.has_since_sequence = 1;
     request.has_chunk_size = 1;
-    request.version = 1;
+    request.version = TF_PROTOCOL_VERSION;
     request.kind = TECHFEED__SYNC_KIND__SYNC_CATCHUP;
     request.since_sequence = 0;
     request.epoch = status.epoch;
     request.chunk_size = chunk;
     double server0 = bench_cpu_seconds (svc->pid), self0 = s_self_cpu ();
     int64_t t0 = bench_now_ns ();
-    bool ok = true;
-    while (ok) {
-        size_t size;
-        uint8_t *data = tf_wire_pack (&request.base, &size);
-        zmq_send (handle, data, size, 0);
-        free (data);
-        zmq_msg_t msg;
-        zmq_msg_init (&msg);
-        ok = zmq_msg_recv (&msg, handle, 0) >= 0;
-        Techfeed__SyncReply *reply =
-            ok ? techfeed__sync_reply__unpack (NULL, zmq_msg_size (&msg),
-                                               (const uint8_t *) zmq_msg_data (&msg))
-               : NULL;
-        zmq_msg_close (&msg);
-        ok = reply && reply->code == TECHFEED__ERROR_CODE__OK;
-        for (size_t i = 0; ok && i < reply->n_changes; i++) {
-            const Techfeed__ChangeEvent *change = reply->changes[i];
-            uint32_t k = bench_id_number (change->id);
-            if (k == UINT32_MAX)
-                continue;
-            if (revision[k])
-                digest -= tf_digest_item (change->id, revision[k]);
-            revision[k] =
-                change->kind == TECHFEED__CHANGE_KIND__CHANGE_DELETE ? 0 : change->revision;
-            if (revision[k])
-                digest += tf_digest_item (change->id, revision[k]);
-            applied++;
-        }
-        bool end = reply && reply->end;
-        if (ok && !end) {
-            request.kind = TECHFEED__SYNC_KIND__SYNC_NEXT;
-            request.has_since_sequence = 0;
-            request.has_cursor = 1;
-            request.cursor = reply->cursor;
-        }
-        if (reply)
-            techfeed__sync_reply__free_unpacked (reply, NULL);
-        if (end)
-            break;
-    }
+    int rc = tf_rpc_stream (rpc, &request, s_catchup_chunk, &c);
     int64_t t1 = bench_now_ns ();
     double server_s = bench_cpu_seconds (svc->pid) - server0, client_s = s_self_cpu () - self0;
-    zsock_destroy (&sock);
-    free (revision);
-    if (!ok || applied < (uint64_t) records) {
-        bench_note ("catch-up (%u per chunk) failed after %" PRIu64 " changes", chunk, applied);
-        return;
+    if (rc != 0 || c.refused || c.applied < (uint64_t) records)
+        bench_note ("catch-up (%u per chunk) failed after %" PRIu64 " changes: %s", chunk,
+                    c.applied, c.refused ? "refused" : tf_rpc_errstr (rpc));
+    else {
+        bench_putf ((double) c.applied / ((double) (t1 - t0) / 1e9), "%s.rate", key);
+        bench_putf (server_s, "%s.server_s", key);
+        bench_putf (client_s, "%s.client_s", key);
+        s_digest_ok += c.digest == status.digest;
+        s_digest_total++;
     }
-    bench_putf ((double) applied / ((double) (t1 - t0) / 1e9), "%s.rate", key);
-    bench_putf (server_s, "%s.server_s", key);
-    bench_putf (client_s, "%s.client_s", key);
-    s_digest_ok += digest == status.digest;
-    s_digest_total++;
+    tf_rpc_destroy (&rpc);
+    free (c.revision);
 }
 
 // ------------------------------------------------------------------ ack p99 during a snapshot
