@@ -15,7 +15,7 @@
 /*  One request of a group, from arrival to reply. */
 typedef struct {
     tf_envelope_t envelope;
-    Techfeed__IngestRequest *request; /* decoded, NULL when refused whole */
+    Techfeed__IngestRequest *request; /* decoded into self->requests, NULL when refused whole */
     Techfeed__IngestReply reply;      /* built while processing */
     Techfeed__ItemResult *items;      /* reply.results point into this */
     uint8_t *replayed;                /* packed cached reply, if a replay */
@@ -75,8 +75,6 @@ static void s_pending_destroy (s_pending_t *pending)
     free (pending->replayed);
     free (pending->packed);
     zlistx_destroy (&pending->events);
-    if (pending->request)
-        tf_wire_free (&pending->request->base);
     tf_envelope_clear (&pending->envelope);
     free (pending);
 }
@@ -130,8 +128,8 @@ static void s_pending_decode (tf_server_t *self, s_pending_t *pending)
     }
     char err[256];
     size_t size = zframe_size (envelope->body);
-    Techfeed__IngestRequest *request = (Techfeed__IngestRequest *) tf_wire_unpack (
-        &techfeed__ingest_request__descriptor, zframe_data (envelope->body), size,
+    Techfeed__IngestRequest *request = (Techfeed__IngestRequest *) tf_wire_unpack_in (
+        self->requests, &techfeed__ingest_request__descriptor, zframe_data (envelope->body), size,
         tf_decode_budget (size), err, sizeof err);
     if (!request) {
         s_reply_error (pending, TECHFEED__ERROR_CODE__MALFORMED, err);
@@ -142,10 +140,8 @@ static void s_pending_decode (tf_server_t *self, s_pending_t *pending)
     Techfeed__ErrorCode code = s_check_request (self, request, envelope->body, err, sizeof err);
     if (code == TECHFEED__ERROR_CODE__OK)
         pending->request = request;
-    else {
+    else
         s_reply_error (pending, code, err);
-        tf_wire_free (&request->base);
-    }
 }
 
 /*  The change event for a stored put or delete, packed once: a put's
@@ -479,6 +475,7 @@ void tf_ingest_handle (tf_server_t *self)
                   self->head);
     atomic_store (&self->metrics.head, self->head);
     zlistx_destroy (&group);
+    tf_arena_reset (self->requests); // every request of the group is answered
 }
 
 void tf_ingest_refuse_waiting (tf_server_t *self)
@@ -489,13 +486,13 @@ void tf_ingest_refuse_waiting (tf_server_t *self)
         if (!pending)
             break;
         if (pending->request) {
-            tf_wire_free (&pending->request->base);
             pending->request = NULL;
             s_reply_error (pending, TECHFEED__ERROR_CODE__UNAVAILABLE,
                            "the service is shutting down: retry with the same request_id");
         }
         s_send_reply (self, pending);
         s_pending_destroy (pending);
+        tf_arena_reset (self->requests);
         refused++;
     }
     if (refused)

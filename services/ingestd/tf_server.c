@@ -19,6 +19,8 @@
     overwrites WAL space syncs in about half the time of one that grows
     the file (fdatasync must then also commit the new size). */
 #define TF_WAL_PAGES_MAX 1024
+#define TF_REQUESTS_ARENA_FIRST (256u << 10) /* a group of small puts decodes into this */
+#define TF_REQUESTS_ARENA_KEEP (8u << 20)    /* kept between groups, at most */
 
 /*  Binds `socket` to each comma-separated endpoint; the bound endpoints
     (ports resolved when given as '*') are appended to `bound`. */
@@ -220,6 +222,7 @@ static void s_server_destroy (tf_server_t **self_p)
     zactor_destroy (&self->monitor);
     tf_auth_stop (self);
     tf_sync_destroy (&self->cursors);
+    tf_arena_destroy (&self->requests);
     zsock_destroy (&self->ingest);
     zsock_destroy (&self->events);
     zsock_destroy (&self->sync);
@@ -280,6 +283,7 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
     tf_server_t *self = (tf_server_t *) zmalloc (sizeof *self);
     self->config = config;
     self->cursors = tf_sync_new ();
+    self->requests = tf_arena_new (TF_REQUESTS_ARENA_FIRST, TF_REQUESTS_ARENA_KEEP);
     self->hwm_written = UINT64_MAX;
     self->hwm_fd = -1;
     char path[4096], err[512];

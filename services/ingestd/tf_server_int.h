@@ -25,6 +25,7 @@ typedef struct {
     zsock_t *events;                 /* PUB: [sector][ChangeEvent], ["heartbeat"][Heartbeat] */
     zsock_t *sync;                   /* ROUTER: SyncRequest -> SyncReply */
     tf_sync_t *cursors;              /* open snapshot/catch-up cursors */
+    tf_arena_t *requests;            /* the requests of the group being handled */
     char epoch[33];                  /* the database's epoch */
     uint64_t head;                   /* last committed sequence */
     zactor_t *monitor;               /* zmonitor of the events socket: counts subscribers */

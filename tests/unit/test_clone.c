@@ -171,6 +171,11 @@ static void test_arena_alignment_and_growth (void **state)
     size_t kept = tf_arena_capacity (arena);
     tf_arena_alloc (arena, 300);
     assert_int_equal (tf_arena_capacity (arena), kept); // no new block
+    //  Release: every block back to the system, the arena still usable
+    tf_arena_release (arena);
+    assert_int_equal (tf_arena_capacity (arena), 0);
+    memset (tf_arena_alloc (arena, 64), 0, 64);
+    assert_true (tf_arena_capacity (arena) >= 64);
     tf_arena_destroy (&arena);
     assert_null (arena);
     tf_arena_destroy (&arena); // NULL is fine
