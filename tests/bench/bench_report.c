@@ -485,9 +485,10 @@ static void s_footer (FILE *out)
              "Redis and NATS readers decode each body and keep it in a table by id. "
              "Views share %d polling threads on this machine.\n",
              2);
-    fprintf (out, "- Catch-up: a DEALER speaking SYNC_CATCHUP/SYNC_NEXT from sequence 0, every "
-                  "change decoded and applied to an id → revision table whose digest must "
-                  "equal the service's.\n");
+    fprintf (out, "- Catch-up: SYNC_CATCHUP/SYNC_NEXT from sequence 0 through libtechfeed's "
+                  "sync stream, as views read it (each reply decoded into an arena, the next "
+                  "chunk asked for before this one is applied); every change applied to an "
+                  "id → revision table whose digest must equal the service's.\n");
     static const int rates[] = { 1, 10 }, subs[] = { 1, 10, 100 };
     for (int r = 0; r < 2; r++)
         for (int v = 0; v < 3; v++) {

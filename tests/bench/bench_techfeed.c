@@ -890,9 +890,13 @@ void bench_techfeed_run (int run)
     }
     static const int rates[] = { 1000, 10000 };
     static const int subs[] = { 1, 10, 100 };
-    for (size_t r = 0; r < 2 && bench_enabled ("techfeed.views"); r++)
-        for (size_t s = 0; s < 3; s++)
-            s_view_latency (rates[r], subs[s]);
+    for (size_t r = 0; r < 2; r++)
+        for (size_t s = 0; s < 3; s++) {
+            char one[64]; // one case alone: techfeed.views.1k.100
+            snprintf (one, sizeof one, "techfeed.views.%dk.%d", rates[r] / 1000, subs[s]);
+            if (bench_enabled ("techfeed.views") || bench_enabled (one))
+                s_view_latency (rates[r], subs[s]);
+        }
     if (bench_enabled ("techfeed.sync") && s_start (&svc) == 0) {
         if (s_load (&svc, bench_opts.records) == 0) {
             s_wait_applied (&svc);
