@@ -1,0 +1,394 @@
+/*  tf_rpc_stream (libtechfeed's private cursor loop) against the real
+    techfeed-ingestd, with and without read-ahead.
+
+    The service holds S_RECORDS records (ids rs-100 .. rs-149, so id order
+    is number order); every stream is a SNAPSHOT of S_CHUNK records per
+    reply, so it takes several chunks. Each case runs twice, read-ahead off
+    and on:
+
+    - a whole stream hands every record once, in id order, the end mark
+      last, and returns 0;
+    - the handler stops (STOP: 0) or fails (ERROR: -1) after the 2nd chunk,
+      and the next call on the same handle gets its own reply — a status,
+      then a whole new snapshot — never the chunk read-ahead had asked for;
+    - what the handler copies out of the borrowed replies (ids, whole
+      records cloned) is intact after the stream, and nothing leaks;
+    - the service stopped (SIGSTOP) after the 2nd chunk: the stream gives
+      up after one timeout with "service unavailable", and once the
+      service continues (SIGCONT) the same handle streams everything again.
+*/
+#include <inttypes.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "tf_clone.h"
+#include "tf_faultkit.h"
+#include "tf_rpc.h"
+#include "tf_wire.h"
+
+#define S_PREFIX "rs"
+#define S_FIRST 100       /* ids rs-100 .. rs-149: id order is number order */
+#define S_RECORDS 50      /* records in the service */
+#define S_CHUNK 7         /* records per reply: 8 replies */
+#define S_SUMMARY 300     /* bytes of each record's summary */
+#define S_KEEP 64         /* copies a sink keeps, at most */
+#define S_TIMEOUT_MS 5000 /* per reply, when the service runs */
+#define S_STOPPED_MS 300  /* per reply, when the service is stopped */
+#define S_REPLY_MAX (1u << 24)
+
+// ------------------------------------------------------------------ fixture
+
+/*  The service with its records, for every case. */
+static int setup (void **state)
+{
+    if (tf_test_setup_service (state) != 0)
+        return -1;
+    tf_service_t *svc = (tf_service_t *) *state;
+    if (tf_fk_put_many (svc->ingest, S_PREFIX, S_FIRST, S_RECORDS, 25, S_SUMMARY) != 0) {
+        tf_test_teardown_service (state);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown (void **state)
+{
+    tf_service_t *svc = (tf_service_t *) *state;
+    if (svc->pid)
+        kill (svc->pid, SIGCONT); // a failed case may have left it stopped
+    return tf_test_teardown_service (state);
+}
+
+/*  After a case that stops the service: it continues, whatever happened. */
+static int s_continue (void **state)
+{
+    tf_service_t *svc = (tf_service_t *) *state;
+    if (svc->pid)
+        kill (svc->pid, SIGCONT);
+    return 0;
+}
+
+static tf_rpc_t *s_rpc (const tf_service_t *svc, bool read_ahead)
+{
+    tf_rpc_t *rpc = tf_rpc_new (svc->sync, S_REPLY_MAX);
+    assert_non_null (rpc);
+    tf_rpc_set_timeout (rpc, S_TIMEOUT_MS);
+    tf_rpc_set_read_ahead (rpc, read_ahead);
+    return rpc;
+}
+
+static void s_snapshot_request (Techfeed__SyncRequest *request)
+{
+    techfeed__sync_request__init (request);
+    request->has_version = request->has_kind = request->has_chunk_size = 1;
+    request->version = TF_PROTOCOL_VERSION;
+    request->kind = TECHFEED__SYNC_KIND__SYNC_SNAPSHOT;
+    request->chunk_size = S_CHUNK;
+}
+
+// ------------------------------------------------------------------ sink
+
+/*  What a chunk handler saw, and what it does. */
+typedef struct {
+    //  Script
+    size_t stop_after; /* answer `verdict` to this chunk (1 = the first); 0: never */
+    int verdict;       /* TF_STREAM_STOP or TF_STREAM_ERROR */
+    pid_t freeze;      /* instead: SIGSTOP this process at that chunk, answer MORE */
+    bool clone;        /* keep a tf_clone of every record */
+    //  Seen
+    size_t chunks;     /* replies handed */
+    size_t ends;       /* end marks among them */
+    size_t after_end;  /* replies handed after an end mark */
+    size_t errors;     /* replies with a code other than OK */
+    size_t no_cursor;  /* replies that are not the end and have no cursor */
+    bool last_end;     /* the last reply was an end mark */
+    bool frozen;       /* `freeze` was seen stopped */
+    size_t records;    /* records handed */
+    char *ids[S_KEEP]; /* copies of the first S_KEEP ids, in order */
+    Techfeed__Milestone *clones[S_KEEP];
+    size_t kept;
+} s_sink_t;
+
+static void s_sink_free (s_sink_t *sink)
+{
+    for (size_t i = 0; i < sink->kept; i++) {
+        free (sink->ids[i]);
+        free (sink->clones[i]);
+    }
+    sink->kept = 0;
+}
+
+/*  Whether a process is stopped (state T in /proc/PID/stat). */
+static bool s_stopped (void *arg)
+{
+    char path[64], line[512];
+    snprintf (path, sizeof path, "/proc/%d/stat", (int) *(pid_t *) arg);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return false;
+    bool stopped = false;
+    if (fgets (line, sizeof line, file)) {
+        const char *paren = strrchr (line, ')'); // the name may hold spaces
+        stopped = paren && paren[1] == ' ' && paren[2] == 'T';
+    }
+    fclose (file);
+    return stopped;
+}
+
+static int s_chunk (const Techfeed__SyncReply *reply, void *arg)
+{
+    s_sink_t *sink = (s_sink_t *) arg;
+    bool end = reply->has_end && reply->end;
+    if (sink->ends)
+        sink->after_end++;
+    sink->chunks++;
+    sink->ends += end;
+    sink->last_end = end;
+    if (reply->has_code && reply->code != TECHFEED__ERROR_CODE__OK)
+        sink->errors++;
+    if (!end && (!reply->has_cursor || reply->cursor == 0))
+        sink->no_cursor++;
+    for (size_t i = 0; i < reply->n_records; i++, sink->records++) {
+        if (sink->kept == S_KEEP)
+            continue;
+        sink->ids[sink->kept] = strdup (reply->records[i]->id);
+        sink->clones[sink->kept] =
+            sink->clone ? (Techfeed__Milestone *) tf_clone (&reply->records[i]->base) : NULL;
+        sink->kept++;
+    }
+    if (sink->stop_after == 0 || sink->chunks != sink->stop_after)
+        return TF_STREAM_MORE;
+    if (sink->freeze) {
+        //  Stopped before we ask for more (read-ahead asked for one already)
+        if (kill (sink->freeze, SIGSTOP) == 0)
+            sink->frozen = tf_test_wait_for (s_stopped, &sink->freeze, 5000);
+        return TF_STREAM_MORE;
+    }
+    return sink->verdict;
+}
+
+/*  The sink holds ids rs-FIRST.. in order, `count` of them. */
+static void s_check_ids (const s_sink_t *sink, size_t count)
+{
+    assert_int_equal (sink->records, count);
+    assert_int_equal (sink->kept, count);
+    for (size_t i = 0; i < count; i++) {
+        char id[32];
+        snprintf (id, sizeof id, S_PREFIX "-%zu", S_FIRST + i);
+        if (strcmp (sink->ids[i], id) != 0)
+            fail_msg ("record %zu of the stream is %s, expected %s", i, sink->ids[i], id);
+    }
+}
+
+/*  A whole snapshot on `rpc`: every record once, in id order, the end
+    mark last. */
+static void s_stream_all (tf_rpc_t *rpc)
+{
+    Techfeed__SyncRequest request;
+    s_snapshot_request (&request);
+    s_sink_t sink = { 0 };
+    int rc = tf_rpc_stream (rpc, &request, s_chunk, &sink);
+    if (rc != 0)
+        fail_msg ("tf_rpc_stream: %d: %s", rc, tf_rpc_errstr (rpc));
+    assert_int_equal (sink.chunks, (S_RECORDS + S_CHUNK) / S_CHUNK); // the end mark holds the rest
+    assert_int_equal (sink.ends, 1);
+    assert_true (sink.last_end);
+    assert_int_equal (sink.after_end, 0);
+    assert_int_equal (sink.errors, 0);
+    assert_int_equal (sink.no_cursor, 0);
+    s_check_ids (&sink, S_RECORDS);
+    s_sink_free (&sink);
+}
+
+/*  SYNC_STATUS on `rpc`: the status of S_RECORDS records, not a chunk. */
+static void s_check_status (tf_rpc_t *rpc)
+{
+    Techfeed__SyncRequest request;
+    techfeed__sync_request__init (&request);
+    request.has_version = request.has_kind = 1;
+    request.version = TF_PROTOCOL_VERSION;
+    request.kind = TECHFEED__SYNC_KIND__SYNC_STATUS;
+    Techfeed__SyncReply *reply = (Techfeed__SyncReply *) tf_rpc_call (
+        rpc, &request.base, &techfeed__sync_reply__descriptor, 0, NULL, NULL);
+    if (!reply)
+        fail_msg ("status: %s", tf_rpc_errstr (rpc));
+    size_t records = reply->n_records;
+    bool has_status = reply->status != NULL;
+    uint64_t count = has_status ? reply->status->record_count : 0;
+    tf_wire_free (&reply->base);
+    if (!has_status)
+        fail_msg ("the status request got a reply without status (%zu records: a chunk)", records);
+    assert_int_equal (records, 0);
+    assert_int_equal (count, S_RECORDS);
+}
+
+// ------------------------------------------------------------------ cases
+
+static void s_whole (void **state, bool read_ahead)
+{
+    tf_service_t *svc = (tf_service_t *) *state;
+    tf_rpc_t *rpc = s_rpc (svc, read_ahead);
+    s_stream_all (rpc);
+    s_stream_all (rpc); // the handle is ready for the next one
+    tf_rpc_destroy (&rpc);
+}
+
+static void test_whole_stream (void **state)
+{
+    s_whole (state, false);
+}
+
+static void test_whole_stream_read_ahead (void **state)
+{
+    s_whole (state, true);
+}
+
+/*  The handler answers `verdict` to the 2nd chunk; the stream returns
+    `expected`, then the same handle gets a status and a whole snapshot. */
+static void s_early (void **state, bool read_ahead, int verdict, int expected)
+{
+    tf_service_t *svc = (tf_service_t *) *state;
+    tf_rpc_t *rpc = s_rpc (svc, read_ahead);
+    Techfeed__SyncRequest request;
+    s_snapshot_request (&request);
+    s_sink_t sink = { .stop_after = 2, .verdict = verdict };
+    int rc = tf_rpc_stream (rpc, &request, s_chunk, &sink);
+    if (rc != expected)
+        fail_msg ("tf_rpc_stream returned %d, expected %d (%s)", rc, expected, tf_rpc_errstr (rpc));
+    assert_int_equal (sink.chunks, 2); // nothing after the verdict
+    assert_int_equal (sink.ends, 0);
+    s_check_ids (&sink, 2 * S_CHUNK);
+    s_sink_free (&sink);
+
+    s_check_status (rpc);
+    s_stream_all (rpc);
+    s_check_status (rpc);
+    tf_rpc_destroy (&rpc);
+}
+
+static void test_stop (void **state)
+{
+    s_early (state, false, TF_STREAM_STOP, 0);
+}
+
+static void test_stop_read_ahead (void **state)
+{
+    s_early (state, true, TF_STREAM_STOP, 0);
+}
+
+static void test_error (void **state)
+{
+    s_early (state, false, TF_STREAM_ERROR, -1);
+}
+
+static void test_error_read_ahead (void **state)
+{
+    s_early (state, true, TF_STREAM_ERROR, -1);
+}
+
+/*  Whole records cloned out of the borrowed replies, checked after the
+    stream (its arena is gone by then). */
+static void s_copies (void **state, bool read_ahead)
+{
+    tf_service_t *svc = (tf_service_t *) *state;
+    tf_rpc_t *rpc = s_rpc (svc, read_ahead);
+    Techfeed__SyncRequest request;
+    s_snapshot_request (&request);
+    s_sink_t sink = { .clone = true };
+    assert_int_equal (tf_rpc_stream (rpc, &request, s_chunk, &sink), 0);
+    tf_rpc_destroy (&rpc); // the copies do not depend on the handle either
+    s_check_ids (&sink, S_RECORDS);
+    for (size_t i = 0; i < S_RECORDS; i++) {
+        const Techfeed__Milestone *record = sink.clones[i];
+        char title[64];
+        snprintf (title, sizeof title, "Fault test milestone %s", sink.ids[i]);
+        assert_string_equal (record->id, sink.ids[i]);
+        assert_string_equal (record->title, title);
+        assert_non_null (record->summary);
+        assert_int_equal (strlen (record->summary), S_SUMMARY);
+        assert_string_equal (record->country, "CN");
+        assert_int_equal (record->sector, 1 + (S_FIRST + i) % TF_SECTOR_MAX);
+        assert_int_equal (record->revision, 1);
+    }
+    s_sink_free (&sink);
+}
+
+static void test_copies_outlive_stream (void **state)
+{
+    s_copies (state, false);
+}
+
+static void test_copies_outlive_stream_read_ahead (void **state)
+{
+    s_copies (state, true);
+}
+
+/*  The service stopped after the 2nd chunk: one timeout, then -1 with
+    "service unavailable"; once it continues, the same handle streams
+    everything. */
+static void s_service_stopped (void **state, bool read_ahead)
+{
+    tf_service_t *svc = (tf_service_t *) *state;
+    tf_rpc_t *rpc = s_rpc (svc, read_ahead);
+    tf_rpc_set_timeout (rpc, S_STOPPED_MS);
+    Techfeed__SyncRequest request;
+    s_snapshot_request (&request);
+    s_sink_t sink = { .stop_after = 2, .freeze = svc->pid };
+    int64_t start = zclock_mono ();
+    int rc = tf_rpc_stream (rpc, &request, s_chunk, &sink);
+    int64_t elapsed = zclock_mono () - start;
+    print_message ("read-ahead %s: stream gave up after %" PRId64 " ms, %zu chunks: %s\n",
+                   read_ahead ? "on" : "off", elapsed, sink.chunks, tf_rpc_errstr (rpc));
+    assert_int_equal (kill (svc->pid, SIGCONT), 0);
+    assert_true (sink.frozen);
+    assert_int_equal (rc, -1);
+    assert_non_null (strstr (tf_rpc_errstr (rpc), "service unavailable"));
+    //  Read-ahead may have had the 3rd chunk asked for and answered before
+    //  the stop; without it, the NEXT after the 2nd gets no answer
+    assert_true (sink.chunks >= 2 && sink.chunks <= (read_ahead ? 3u : 2u));
+    assert_int_equal (sink.ends, 0);
+    s_check_ids (&sink, sink.chunks * S_CHUNK);
+    s_sink_free (&sink);
+    assert_true (elapsed >= S_STOPPED_MS);
+    assert_true (elapsed < 10 * S_STOPPED_MS);
+
+    tf_rpc_set_timeout (rpc, S_TIMEOUT_MS);
+    s_check_status (rpc);
+    s_stream_all (rpc);
+    tf_rpc_destroy (&rpc);
+}
+
+static void test_service_stopped (void **state)
+{
+    s_service_stopped (state, false);
+}
+
+static void test_service_stopped_read_ahead (void **state)
+{
+    s_service_stopped (state, true);
+}
+
+int main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_whole_stream),
+        cmocka_unit_test (test_whole_stream_read_ahead),
+        cmocka_unit_test (test_stop),
+        cmocka_unit_test (test_stop_read_ahead),
+        cmocka_unit_test (test_error),
+        cmocka_unit_test (test_error_read_ahead),
+        cmocka_unit_test (test_copies_outlive_stream),
+        cmocka_unit_test (test_copies_outlive_stream_read_ahead),
+        cmocka_unit_test_teardown (test_service_stopped, s_continue),
+        cmocka_unit_test_teardown (test_service_stopped_read_ahead, s_continue),
+    };
+    return cmocka_run_group_tests_name ("tf_rpc_stream", tests, setup, teardown);
+}
