@@ -65,7 +65,8 @@ ProtobufCMessage *tf_rpc_call (tf_rpc_t *self, const ProtobufCMessage *request,
 #define TF_STREAM_ERROR -1
 
 /*  Called for every SyncReply of a cursor, whatever its code; `reply` is
-    borrowed for the call (it lives in the handle's arena). */
+    borrowed for the call (it lives in the handle's arena, so fn must not
+    start another stream on the same handle). */
 typedef int (tf_rpc_chunk_fn) (const Techfeed__SyncReply *reply, void *arg);
 
 /*  Opens a cursor with `request` (SNAPSHOT or CATCHUP; retried like

@@ -4,6 +4,12 @@
     connection of its own, and the client pulls one bounded chunk per
     request (SYNC_NEXT), so a 100k-record snapshot is never built in memory
     and writers go on meanwhile (WAL).
+
+    Chunks are read between writes, a slice at a time (tf_sync_read_ahead,
+    called by the server loop). A request for a chunk not yet complete
+    waits in its cursor and is answered once the slices complete it, so a
+    reader that asks again at once never holds the loop for a whole chunk:
+    an ingest request waits at most one slice.
 */
 #include "tf_log.h"
 #include "tf_server_int.h"
@@ -13,6 +19,7 @@
 #define TF_CHUNK_BYTES (1024 * 1024) /* a chunk stops growing past this */
 #define TF_GET_MAX 1000
 #define TF_READ_SLICE 64 /* items read ahead per turn of the loop */
+#define TF_ASKERS_MAX 8  /* requests for chunks waiting on one cursor */
 
 /*  A growing byte buffer for a snapshot chunk. */
 typedef struct {
@@ -32,6 +39,8 @@ typedef struct {
     size_t next_count;         /* items in it so far */
     int next_rc;               /* its last cursor result, once complete */
     bool read_ahead;           /* next is complete */
+    tf_envelope_t askers[TF_ASKERS_MAX]; /* waiting for chunks, oldest first (identity only) */
+    size_t n_askers;
 } s_cursor_t;
 
 struct _tf_sync_t {
@@ -45,6 +54,8 @@ static void s_cursor_destroy (void **item)
     if (cursor) {
         tf_store_cursor_destroy (&cursor->cursor);
         free (cursor->next.data);
+        for (size_t i = 0; i < cursor->n_askers; i++)
+            tf_envelope_clear (&cursor->askers[i]);
         free (cursor);
         *item = NULL;
     }
@@ -200,25 +211,17 @@ static void s_read_more (s_cursor_t *c, size_t limit)
     }
 }
 
-bool tf_sync_read_ahead (tf_server_t *self)
-{
-    bool more = false;
-    zlistx_t *list = self->cursors->cursors;
-    for (s_cursor_t *c = (s_cursor_t *) zlistx_first (list); c;
-         c = (s_cursor_t *) zlistx_next (list)) {
-        if (!c->read_ahead)
-            s_read_more (c, TF_READ_SLICE);
-        more |= !c->read_ahead;
-    }
-    return more;
-}
-
-static void s_send_chunk (tf_server_t *self, const tf_envelope_t *envelope, void *handle)
+/*  Answers the cursor's oldest waiting request with its complete chunk;
+    the cursor is deleted when that was the end (or an error), and the
+    requests still waiting learn it has gone. */
+static void s_send_chunk (tf_server_t *self, void *handle)
 {
     zlistx_t *list = self->cursors->cursors;
     s_cursor_t *c = (s_cursor_t *) zlistx_handle_item (handle);
-    if (!c->read_ahead)
-        s_read_more (c, SIZE_MAX);
+    assert (c->read_ahead && c->n_askers > 0);
+    tf_envelope_t asker = c->askers[0];
+    memmove (c->askers, c->askers + 1, --c->n_askers * sizeof asker);
+    const tf_envelope_t *envelope = &asker;
     s_bytes_t records = c->next;
     int rc = c->next_rc;
     memset (&c->next, 0, sizeof c->next);
@@ -254,11 +257,61 @@ static void s_send_chunk (tf_server_t *self, const tf_envelope_t *envelope, void
     tf_envelope_send_bytes (self->sync, envelope, frame.data, frame.used);
     free (frame.data);
     free (records.data);
+    tf_envelope_clear (&asker);
     if (rc != 1) {
         tf_info ("%s %" PRIu64 " done: %" PRIu64 " items up to seq %" PRIu64,
                  c->changes ? "catch-up" : "snapshot", c->id, c->sent, reply.sequence);
+        for (size_t i = 0; i < c->n_askers; i++)
+            s_reply_error (self, &c->askers[i], TECHFEED__ERROR_CODE__NOT_FOUND,
+                           "cursor %" PRIu64 " ended with the chunk before", c->id);
         zlistx_delete (list, handle);
     }
+}
+
+/*  Sends what the cursor's waiting requests can have now. */
+static void s_answer (tf_server_t *self, void *handle)
+{
+    s_cursor_t *c = (s_cursor_t *) zlistx_handle_item (handle);
+    if (c->read_ahead && c->n_askers > 0)
+        s_send_chunk (self, handle); // may delete the cursor
+}
+
+/*  A request for the cursor's next chunk: it waits in the cursor (only the
+    identity kept) until the chunk is complete. */
+static void s_ask (tf_server_t *self, const tf_envelope_t *envelope, void *handle)
+{
+    s_cursor_t *c = (s_cursor_t *) zlistx_handle_item (handle);
+    c->last_used_ms = tf_now_ms ();
+    if (c->n_askers == TF_ASKERS_MAX) {
+        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__UNAVAILABLE,
+                       "%d requests already wait for chunks of cursor %" PRIu64, TF_ASKERS_MAX,
+                       c->id);
+        return;
+    }
+    tf_envelope_t *kept = &c->askers[c->n_askers++];
+    memset (kept, 0, sizeof *kept);
+    kept->identity = zframe_dup (envelope->identity);
+    kept->delimiter = envelope->delimiter;
+    s_answer (self, handle);
+}
+
+bool tf_sync_read_ahead (tf_server_t *self)
+{
+    bool more = false;
+    zlistx_t *list = self->cursors->cursors;
+    void *handle = zlistx_first (list) ? zlistx_cursor (list) : NULL;
+    while (handle) {
+        void *next = zlistx_next (list) ? zlistx_cursor (list) : NULL;
+        s_cursor_t *c = (s_cursor_t *) zlistx_handle_item (handle);
+        if (!c->read_ahead)
+            s_read_more (c, TF_READ_SLICE);
+        bool ended = c->read_ahead && c->n_askers > 0 && c->next_rc != 1;
+        s_answer (self, handle);
+        //  A cursor that goes on starts reading its next chunk at once
+        more |= !ended && !c->read_ahead;
+        handle = next;
+    }
+    return more;
 }
 
 static void s_open_cursor (tf_server_t *self, const tf_envelope_t *envelope,
@@ -320,7 +373,7 @@ static void s_open_cursor (tf_server_t *self, const tf_envelope_t *envelope,
         chunk > (uint32_t) self->config->chunk_max ? (uint32_t) self->config->chunk_max : chunk;
     tf_info ("%s %" PRIu64 " opened at seq %" PRIu64 "%s", changes ? "catch-up" : "snapshot", c->id,
              tf_store_cursor_sequence (cursor), changes ? "" : "");
-    s_send_chunk (self, envelope, zlistx_add_end (self->cursors->cursors, c));
+    s_ask (self, envelope, zlistx_add_end (self->cursors->cursors, c));
 }
 
 static void *s_find_cursor (tf_server_t *self, uint64_t id)
@@ -344,7 +397,7 @@ static void s_next (tf_server_t *self, const tf_envelope_t *envelope,
         return;
     }
     if (!close) {
-        s_send_chunk (self, envelope, handle);
+        s_ask (self, envelope, handle);
         return;
     }
     zlistx_delete (self->cursors->cursors, handle);
