@@ -91,7 +91,6 @@
 #define TF_STORE_SCHEMA 2                  /* highest migration below */
 #define TF_STORE_BUSY_MS 5000
 #define TF_STORE_SECTORS 11          /* sector_heads index 0..TF_SECTOR_MAX */
-#define TF_STORE_SNAPSHOT_APPLY 4096 /* a snapshot applies a tail this short first */
 
 // --------------------------------------------------------------- schema
 
@@ -407,6 +406,13 @@ static int s_bind_text (sqlite3_stmt *stmt, int index, const char *text)
     if (!text)
         return sqlite3_bind_null (stmt, index);
     return sqlite3_bind_text (stmt, index, text, -1, SQLITE_STATIC);
+}
+
+/*  For a cursor's statement, which outlives the request its filter came
+    from: SQLite keeps its own copy. */
+static int s_bind_text_copy (sqlite3_stmt *stmt, int index, const char *text)
+{
+    return sqlite3_bind_text (stmt, index, text, -1, SQLITE_TRANSIENT);
 }
 
 /*  A blob never binds as NULL, even when empty. */
@@ -1712,9 +1718,8 @@ static int s_locked_apply (tf_store_t *self, size_t max)
 static int s_locked_trim (tf_store_t *self, uint64_t keep_count, int64_t before_ms)
 {
     assert (self);
-    int result = tf_store_apply (self, 0);
-    if (result)
-        return result;
+    //  Only what the records table holds goes: the applier's work stays
+    //  on its thread, never on the caller's
     sqlite3_stmt *stmt = self->stmt[ST_TRIM];
     sqlite3_bind_int64 (stmt, 1, keep_count > INT64_MAX ? INT64_MAX : (int64_t) keep_count);
     sqlite3_bind_int64 (stmt, 2, before_ms > 0 ? before_ms : INT64_MIN);
@@ -1887,11 +1892,8 @@ static int s_cursor_prepare (tf_store_t *self, tf_store_cursor_t *cursor, s_sql_
 tf_store_cursor_t *tf_store_snapshot_open (tf_store_t *self, const Techfeed__Filter *filter)
 {
     assert (self);
-    //  Best effort, and only a short tail (the applier keeps it short): what
-    //  is applied is read from the table, not decoded from the log. A full
-    //  disk must not stop reads, a long tail must not stop the writer.
-    if (tf_store_unapplied (self) <= TF_STORE_SNAPSHOT_APPLY)
-        tf_store_apply (self, 0);
+    //  The unapplied tail is merged, not applied first: decoding it costs a
+    //  fraction of applying it, and the caller is the service's one thread.
     s_position_t pos;
     tf_store_cursor_t *cursor = s_cursor_new (self, false, &pos);
     if (!cursor)
@@ -1926,13 +1928,13 @@ tf_store_cursor_t *tf_store_snapshot_open (tf_store_t *self, const Techfeed__Fil
     next = 1;
     s_sectors_bind (cursor->stmt, filter, &next);
     if (filter && s_given (filter->organization))
-        s_bind_text (cursor->stmt, next++, filter->organization);
+        s_bind_text_copy (cursor->stmt, next++, filter->organization);
     if (filter && s_given (filter->country))
-        s_bind_text (cursor->stmt, next++, filter->country);
+        s_bind_text_copy (cursor->stmt, next++, filter->country);
     if (filter && s_given (filter->date_from))
-        s_bind_text (cursor->stmt, next++, filter->date_from);
+        s_bind_text_copy (cursor->stmt, next++, filter->date_from);
     if (filter && s_given (filter->date_to))
-        s_bind_text (cursor->stmt, next++, filter->date_to);
+        s_bind_text_copy (cursor->stmt, next++, filter->date_to);
     return cursor;
 }
 

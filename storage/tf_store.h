@@ -149,7 +149,9 @@ uint64_t tf_store_unapplied (tf_store_t *self);
     none older than before_ms survives (0 disables either bound). The latest
     change of each record is never needed for a snapshot, so trimming only
     affects catch-up. The head sequence and sector heads survive trimming
-    the whole log. Applies the log first, so outside a transaction. */
+    the whole log. Changes the records table does not have yet (see
+    tf_store_unapplied) are kept whatever the bounds: they go in a later
+    call, once the applier has them. Outside a transaction. */
 int tf_store_trim (tf_store_t *self, uint64_t keep_count, int64_t before_ms);
 
 /*  Record by id. *record is caller-owned (techfeed__milestone__free_unpacked). */
@@ -157,9 +159,9 @@ int tf_store_get (tf_store_t *self, const char *id, Techfeed__Milestone **record
 
 /*  Snapshot cursor: records matching `filter` (NULL = all) in id order, as
     of the head (tf_store_cursor_sequence): the records table, with the
-    log's changes it does not have yet merged in (a short tail is applied
-    first when it can be: outside a transaction, disk not full). Holds a read transaction on
-    its own connection until destroyed. NULL on error (errstr says why). */
+    log's changes it does not have yet merged in (decoded, never applied
+    here). Holds a read transaction on its own connection until destroyed.
+    NULL on error (errstr says why). */
 tf_store_cursor_t *tf_store_snapshot_open (tf_store_t *self, const Techfeed__Filter *filter);
 
 /*  Catch-up cursor: changes with sequence > since in `filter`'s sectors, in

@@ -84,21 +84,6 @@ size_t tf_sync_open_cursors (tf_server_t *self)
     return zlistx_size (self->cursors->cursors);
 }
 
-void tf_sync_expire (tf_server_t *self, int64_t now_ms)
-{
-    zlistx_t *list = self->cursors->cursors;
-    void *handle = zlistx_first (list) ? zlistx_cursor (list) : NULL;
-    while (handle) {
-        s_cursor_t *c = (s_cursor_t *) zlistx_handle_item (handle);
-        void *next = zlistx_next (list) ? zlistx_cursor (list) : NULL;
-        if (now_ms - c->last_used_ms > self->config->cursor_idle_ms) {
-            tf_info ("closed idle cursor %" PRIu64 " after %" PRIu64 " items", c->id, c->sent);
-            zlistx_delete (list, handle);
-        }
-        handle = next;
-    }
-}
-
 /*  Frees the records a GET reply owns. The struct is the caller's. */
 static void s_reply_clear (Techfeed__SyncReply *reply)
 {
@@ -129,6 +114,31 @@ static void s_reply_error (tf_server_t *self, const tf_envelope_t *envelope,
     reply.code = code;
     reply.message = message;
     tf_envelope_reply (self->sync, envelope, &reply.base);
+}
+
+/*  Deletes the cursor; requests still waiting for its chunks learn why. */
+static void s_cursor_close (tf_server_t *self, void *handle, const char *why)
+{
+    s_cursor_t *c = (s_cursor_t *) zlistx_handle_item (handle);
+    for (size_t i = 0; i < c->n_askers; i++)
+        s_reply_error (self, &c->askers[i], TECHFEED__ERROR_CODE__NOT_FOUND,
+                       "cursor %" PRIu64 " %s", c->id, why);
+    zlistx_delete (self->cursors->cursors, handle);
+}
+
+void tf_sync_expire (tf_server_t *self, int64_t now_ms)
+{
+    zlistx_t *list = self->cursors->cursors;
+    void *handle = zlistx_first (list) ? zlistx_cursor (list) : NULL;
+    while (handle) {
+        s_cursor_t *c = (s_cursor_t *) zlistx_handle_item (handle);
+        void *next = zlistx_next (list) ? zlistx_cursor (list) : NULL;
+        if (now_ms - c->last_used_ms > self->config->cursor_idle_ms) {
+            tf_info ("closed idle cursor %" PRIu64 " after %" PRIu64 " items", c->id, c->sent);
+            s_cursor_close (self, handle, "was idle too long");
+        }
+        handle = next;
+    }
 }
 
 static void s_bytes_add (s_bytes_t *bytes, const void *data, size_t size)
@@ -216,7 +226,6 @@ static void s_read_more (s_cursor_t *c, size_t limit)
     requests still waiting learn it has gone. */
 static void s_send_chunk (tf_server_t *self, void *handle)
 {
-    zlistx_t *list = self->cursors->cursors;
     s_cursor_t *c = (s_cursor_t *) zlistx_handle_item (handle);
     assert (c->read_ahead && c->n_askers > 0);
     tf_envelope_t asker = c->askers[0];
@@ -261,10 +270,7 @@ static void s_send_chunk (tf_server_t *self, void *handle)
     if (rc != 1) {
         tf_info ("%s %" PRIu64 " done: %" PRIu64 " items up to seq %" PRIu64,
                  c->changes ? "catch-up" : "snapshot", c->id, c->sent, reply.sequence);
-        for (size_t i = 0; i < c->n_askers; i++)
-            s_reply_error (self, &c->askers[i], TECHFEED__ERROR_CODE__NOT_FOUND,
-                           "cursor %" PRIu64 " ended with the chunk before", c->id);
-        zlistx_delete (list, handle);
+        s_cursor_close (self, handle, "ended with the chunk before");
     }
 }
 
@@ -400,7 +406,7 @@ static void s_next (tf_server_t *self, const tf_envelope_t *envelope,
         s_ask (self, envelope, handle);
         return;
     }
-    zlistx_delete (self->cursors->cursors, handle);
+    s_cursor_close (self, handle, "was closed");
     Techfeed__SyncReply reply;
     s_reply_init (self, &reply);
     reply.has_end = reply.end = 1;

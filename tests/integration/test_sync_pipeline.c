@@ -520,6 +520,58 @@ static void test_pipelined_catchup (void **state)
 
 /*  After the cases above (cmocka runs them in order): the service is up
     and its status is the fixture's, on a new connection. */
+/*  SYNC_CLOSE while chunks are asked for: each waiting request still gets
+    one reply (its chunk if it was read before the close, else NOT_FOUND
+    naming the cursor), then the close's own end reply. */
+static void test_close_with_requests_waiting (void **state)
+{
+    s_fixture_t *f = (s_fixture_t *) *state;
+    zsock_t *dealer = s_dealer (f->svc);
+    Techfeed__SyncRequest open;
+    s_open_request (&open, TECHFEED__SYNC_KIND__SYNC_SNAPSHOT);
+    tf_raw_send_sync (dealer, &open);
+    Techfeed__SyncReply *first = s_recv (dealer, "the opening request");
+    assert_true (first->has_cursor && first->cursor > 0 && !first->end);
+    s_run_t run = { .cursor = first->cursor };
+    tf_wire_free (&first->base);
+    const size_t waiting = 3;
+    for (size_t i = 0; i < waiting; i++)
+        s_send_next (dealer, &run);
+    Techfeed__SyncRequest close;
+    techfeed__sync_request__init (&close);
+    close.has_version = close.has_kind = close.has_cursor = 1;
+    close.version = TF_PROTOCOL_VERSION;
+    close.kind = TECHFEED__SYNC_KIND__SYNC_CLOSE;
+    close.cursor = run.cursor;
+    tf_raw_send_sync (dealer, &close);
+    size_t chunks = 0, not_found = 0;
+    for (size_t i = 0; i < waiting; i++) {
+        Techfeed__SyncReply *reply = s_recv (dealer, "a request waiting at the close");
+        if (reply->code == TECHFEED__ERROR_CODE__OK) {
+            assert_int_equal (not_found, 0); // chunks come before the refusals
+            assert_false (reply->end);
+            assert_int_equal (reply->n_records, S_CHUNK);
+            chunks++;
+        } else {
+            assert_int_equal (reply->code, TECHFEED__ERROR_CODE__NOT_FOUND);
+            if (!s_names_cursor (reply->message, run.cursor) || !strstr (reply->message, "closed"))
+                fail_msg ("NOT_FOUND does not say cursor %" PRIu64 " was closed: %s", run.cursor,
+                          reply->message);
+            not_found++;
+        }
+        tf_wire_free (&reply->base);
+    }
+    assert_int_equal (chunks + not_found, waiting);
+    Techfeed__SyncReply *closed = s_recv (dealer, "the close");
+    assert_int_equal (closed->code, TECHFEED__ERROR_CODE__OK);
+    assert_true (closed->end);
+    assert_int_equal (closed->n_records, 0);
+    tf_wire_free (&closed->base);
+    s_expect_quiet (dealer, "the close's reply");
+    printf ("close with %zu waiting: %zu chunks, %zu NOT_FOUND\n", waiting, chunks, not_found);
+    zsock_destroy (&dealer);
+}
+
 static void test_status_after (void **state)
 {
     s_fixture_t *f = (s_fixture_t *) *state;
@@ -556,6 +608,7 @@ int main (void)
         cmocka_unit_test (test_pipelined_snapshot),
         cmocka_unit_test (test_burst_beyond_waiting_limit),
         cmocka_unit_test (test_pipelined_catchup),
+        cmocka_unit_test (test_close_with_requests_waiting),
         cmocka_unit_test (test_status_after),
     };
     return cmocka_run_group_tests_name ("sync pipeline", tests, setup, teardown);
