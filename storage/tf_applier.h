@@ -5,8 +5,9 @@
     in batches. It reads and decodes the log and encodes the JSON columns
     on a connection of its own, so the writer waits only while the rows
     themselves are written on its connection. Like group commit, it
-    applies a full batch at once and looks for a smaller one every 20 ms,
-    so a quiet service wakes it rarely. After a failure (a full disk) it
+    applies a full batch at once and looks for a smaller one every 5 ms:
+    the writer waits for a batch being written, so batches stay short
+    (at 20 ms, serial-put ack p99 was 2.2 ms; at 5 ms, 1.3 ms). After a failure (a full disk) it
     retries every 100 ms and keeps the last error for the service to
     report.
 */
