@@ -1,5 +1,6 @@
 /*  tf_columns — see tf_columns.h. */
 #include "tf_columns.h"
+#include "tf_json.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -9,7 +10,8 @@
 
 /*  The list columns' JSON, written directly: the same text jansson's
     json_dumps (JSON_COMPACT) makes, without building its object tree
-    (tests/unit/test_columns.c compares the two). */
+    (tests/unit/test_columns.c compares the two), each number with the
+    digits it needs. */
 typedef struct {
     char *data;
     size_t len, cap;
@@ -79,14 +81,15 @@ static bool s_put_string (s_text_t *t, const char *s)
     return true;
 }
 
-/*  A JSON number for a double: 17 significant digits, always with a dot
-    or an exponent, the exponent without '+' or leading zeros. */
+/*  A JSON number for a double: as few significant digits as read back
+    exactly (tf_json_real_digits), always with a dot or an exponent, the
+    exponent without '+' or leading zeros, as jansson prints it. */
 static bool s_put_real (s_text_t *t, double value)
 {
     if (!isfinite (value))
         return false;
     char buffer[40];
-    int n = snprintf (buffer, sizeof buffer, "%.17g", value);
+    int n = snprintf (buffer, sizeof buffer, "%.*g", tf_json_real_digits (value), value);
     if (!strchr (buffer, '.') && !strchr (buffer, 'e'))
         n += snprintf (buffer + n, sizeof buffer - (size_t) n, ".0");
     char *exponent = strchr (buffer, 'e');

@@ -280,6 +280,38 @@ static json_t *s_text_list (char *const *items, size_t count)
     return array;
 }
 
+int tf_json_real_digits (double value)
+{
+    char buffer[40];
+    for (int digits = 15; digits < 17; digits++) {
+        snprintf (buffer, sizeof buffer, "%.*g", digits, value);
+        if (strtod (buffer, NULL) == value)
+            return digits;
+    }
+    return 17;
+}
+
+int tf_json_real_precision (const json_t *value)
+{
+    int most = 15;
+    if (json_is_real (value))
+        return tf_json_real_digits (json_real_value (value));
+    if (json_is_array (value)) {
+        for (size_t i = 0; i < json_array_size (value); i++) {
+            int digits = tf_json_real_precision (json_array_get (value, i));
+            most = digits > most ? digits : most;
+        }
+    } else if (json_is_object (value)) {
+        const char *key;
+        json_t *member;
+        json_object_foreach ((json_t *) value, key, member) {
+            int digits = tf_json_real_precision (member);
+            most = digits > most ? digits : most;
+        }
+    }
+    return most;
+}
+
 /*  Integral values print as integers (140, not 140.0) while exact in a
     double; JSON has no NaN or infinity, so those become null. */
 static json_t *s_number (double value)

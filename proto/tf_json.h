@@ -20,6 +20,16 @@ Techfeed__Milestone *tf_json_to_milestone (const json_t *object, tf_verror_t *er
     set). Caller owns the reference. */
 json_t *tf_json_from_milestone (const Techfeed__Milestone *record);
 
+/*  Significant digits (15, 16 or 17) that print `value` so it reads back
+    exactly: "138.7", not 17 digits' "138.69999999999999". %.15g already
+    drops trailing zeros, and every double whose shortest decimal form
+    has at most 15 digits prints as that form. */
+int tf_json_real_digits (double value);
+
+/*  The same for every real in `value`'s tree, the most any needs: a dump
+    with JSON_REAL_PRECISION of it reads back exactly. */
+int tf_json_real_precision (const json_t *value);
+
 /*  A change event as {"seq":..,"kind":"put"|"delete","id":..,"sector":..,
     "revision":..,"record":{..}}. Caller owns the reference. */
 json_t *tf_json_from_change (const Techfeed__ChangeEvent *event);

@@ -12,6 +12,7 @@
 #include <sysexits.h>
 
 #include "techfeed.h"
+#include "tf_json.h"
 #include "tf_wire.h"
 
 /*  Exit status for "asked for something that is not there" (get, delete

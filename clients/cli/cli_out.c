@@ -30,7 +30,8 @@ void cli_report (const char *file, size_t line, const char *field, const char *m
 void cli_print_json (cli_t *cli, json_t *value)
 {
     size_t flags = cli->pretty ? JSON_INDENT (2) : JSON_COMPACT;
-    char *text = json_dumps (value, flags | JSON_REAL_PRECISION (17));
+    int digits = tf_json_real_precision (value); // 138.7, not 138.69999999999999
+    char *text = json_dumps (value, flags | JSON_REAL_PRECISION (digits));
     json_decref (value);
     if (!text)
         abort (); // jansson fails only on out of memory here

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "tf_columns.h"
+#include "tf_json.h"
 
 #define S_ROUNDS 3000
 
@@ -95,9 +96,11 @@ static char *s_jansson_strings (char **items, size_t count)
     return text;
 }
 
+/*  Each metric dumped alone, with the digits its value needs, then
+    joined: jansson has one precision per dump. */
 static char *s_jansson_metrics (Techfeed__Metric **metrics, size_t count)
 {
-    json_t *array = json_array ();
+    char *text = strdup ("[");
     for (size_t i = 0; i < count; i++) {
         json_t *item = json_object ();
         int rc = 0;
@@ -107,14 +110,21 @@ static char *s_jansson_metrics (Techfeed__Metric **metrics, size_t count)
             rc |= json_object_set_new (item, "value", json_real (metrics[i]->value));
         if (metrics[i]->unit)
             rc |= json_object_set_new (item, "unit", json_string (metrics[i]->unit));
-        json_array_append_new (array, item);
-        if (rc) {
-            json_decref (array);
+        char *one = rc ? NULL
+                       : json_dumps (item, JSON_COMPACT |
+                                               JSON_REAL_PRECISION (tf_json_real_precision (item)));
+        json_decref (item);
+        if (!one) {
+            free (text);
             return NULL;
         }
+        size_t len = strlen (text);
+        text = realloc (text, len + strlen (one) + 2);
+        sprintf (text + len, "%s%s", i ? "," : "", one);
+        free (one);
     }
-    char *text = json_dumps (array, JSON_COMPACT);
-    json_decref (array);
+    text = realloc (text, strlen (text) + 2);
+    strcat (text, "]");
     return text;
 }
 

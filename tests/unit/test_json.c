@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,9 +35,11 @@ static json_t *s_parse (const char *text)
 }
 
 /*  Compact text of `json`, which it consumes; caller frees. */
+/*  As the CLI prints it: reals with the digits they need. */
 static char *s_dump (json_t *json)
 {
-    char *text = json_dumps (json, JSON_COMPACT);
+    char *text =
+        json_dumps (json, JSON_COMPACT | JSON_REAL_PRECISION (tf_json_real_precision (json)));
     json_decref (json);
     return text;
 }
@@ -238,7 +241,8 @@ static void test_output_values (void **state)
         { 1.5, 1000, "\"value\":1.5}" },
         { NAN, 0, "\"value\":null}" },
         { INFINITY, 0, "\"value\":null}" },
-        { 1e300, 0, "\"value\":1.0000000000000001e300}" },
+        { 1e300, 0, "\"value\":1e300}" },
+        { 138.7, 0, "\"value\":138.7}" },
         { 9007199254740992.0, 0, "\"value\":9007199254740992}" },
         { 18014398509481984.0, 0, "\"value\":18014398509481984.0}" },
         { 0, 253402300799999LL, "\"updated_at\":\"9999-12-31T23:59:59.999Z\"" },
@@ -298,12 +302,61 @@ static void test_from_change (void **state)
     techfeed__milestone__free_unpacked (ev.record, NULL);
 }
 
+/*  `value` printed with tf_json_real_digits. */
+static const char *s_shortest (double value)
+{
+    static char text[40];
+    snprintf (text, sizeof text, "%.*g", tf_json_real_digits (value), value);
+    return text;
+}
+
+static void test_real_digits (void **state)
+{
+    assert_string_equal (s_shortest (138.7), "138.7");
+    assert_string_equal (s_shortest (93.01), "93.01");
+    assert_string_equal (s_shortest (2.788), "2.788");
+    assert_string_equal (s_shortest (0.1 + 0.2), "0.30000000000000004"); // needs all 17
+    assert_string_equal (s_shortest (1e300), "1e+300");
+    assert_string_equal (s_shortest (-0.0), "-0");
+    assert_int_equal (tf_json_real_digits (1.0 / 3.0), 16);
+    //  Random doubles, any bit pattern: the text reads back exactly, and
+    //  one digit fewer would not (when more than 15 are used)
+    uint64_t x = 0x9E3779B97F4A7C15ULL;
+    for (int i = 0; i < 20000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        double value;
+        memcpy (&value, &x, sizeof value);
+        if (!isfinite (value))
+            continue;
+        int digits = tf_json_real_digits (value);
+        char text[40];
+        snprintf (text, sizeof text, "%.*g", digits, value);
+        if (strtod (text, NULL) != value)
+            fail_msg ("%s does not read back as %a", text, value);
+        snprintf (text, sizeof text, "%.*g", digits - 1, value);
+        if (digits > 15 && strtod (text, NULL) == value)
+            fail_msg ("%a: %d digits where %d do", value, digits, digits - 1);
+    }
+    //  A tree: the most any real needs; integers and strings need none
+    json_t *tree = json_pack ("{s:[f,f],s:{s:f,s:i,s:s}}", "a", 138.7, 0.1 + 0.2, "b", "c", 93.01,
+                              "d", 5, "e", "x");
+    assert_int_equal (tf_json_real_precision (tree), 17);
+    json_array_remove (json_object_get (tree, "a"), 1);
+    assert_int_equal (tf_json_real_precision (tree), 15);
+    char *text = json_dumps (tree, JSON_COMPACT | JSON_SORT_KEYS |
+                                       JSON_REAL_PRECISION (tf_json_real_precision (tree)));
+    assert_string_equal (text, "{\"a\":[138.7],\"b\":{\"c\":93.01,\"d\":5,\"e\":\"x\"}}");
+    free (text);
+    json_decref (tree);
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_from_milestone), cmocka_unit_test (test_round_trip),
         cmocka_unit_test (test_lenient_input),  cmocka_unit_test (test_errors),
         cmocka_unit_test (test_output_values),  cmocka_unit_test (test_from_change),
+        cmocka_unit_test (test_real_digits),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
