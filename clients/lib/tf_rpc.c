@@ -227,8 +227,10 @@ static ProtobufCMessage *s_call (tf_rpc_t *self, const ProtobufCMessage *request
         while (true) {
             ProtobufCMessage *reply = NULL;
             int rc = s_recv (self, reply_type, deadline, arena, &reply);
-            if (rc < 0)
+            if (rc < 0) {
+                s_reset (self); // the reply on its way must not answer the next call
                 return NULL;
+            }
             if (rc > 0)
                 break; // timeout: next try on a fresh socket
             if (!match || match (reply, arg))
@@ -285,6 +287,8 @@ static Techfeed__SyncReply *s_await_next (tf_rpc_t *self)
                      self->arena, &reply);
     if (rc > 0)
         s_unavailable (self, 1);
+    else if (rc < 0)
+        s_reset (self); // interrupted: the chunk on its way dies with the socket
     return rc == 0 ? (Techfeed__SyncReply *) reply : NULL;
 }
 

@@ -102,6 +102,7 @@ typedef struct {
     size_t stop_after; /* answer `verdict` to this chunk (1 = the first); 0: never */
     int verdict;       /* TF_STREAM_STOP or TF_STREAM_ERROR */
     pid_t freeze;      /* instead: SIGSTOP this process at that chunk, answer MORE */
+    bool interrupt;    /* instead: raise zsys_interrupted at that chunk, answer MORE */
     bool clone;        /* keep a tf_clone of every record */
     //  Seen
     size_t chunks;     /* replies handed */
@@ -166,6 +167,10 @@ static int s_chunk (const Techfeed__SyncReply *reply, void *arg)
     }
     if (sink->stop_after == 0 || sink->chunks != sink->stop_after)
         return TF_STREAM_MORE;
+    if (sink->interrupt) {
+        zsys_interrupted = 1; // as SIGINT's handler does
+        return TF_STREAM_MORE;
+    }
     if (sink->freeze) {
         //  Stopped before we ask for more (read-ahead asked for one already)
         if (kill (sink->freeze, SIGSTOP) == 0)
@@ -272,6 +277,40 @@ static void s_early (void **state, bool read_ahead, int verdict, int expected)
     s_stream_all (rpc);
     s_check_status (rpc);
     tf_rpc_destroy (&rpc);
+}
+
+/*  Interrupted while a chunk is on its way (asked for ahead, or just
+    asked for): the stream ends with "interrupted", and once the signal is
+    dealt with, the same handle answers its own requests, not with that
+    chunk. */
+static void s_interrupted (void **state, bool read_ahead)
+{
+    tf_service_t *svc = (tf_service_t *) *state;
+    tf_rpc_t *rpc = s_rpc (svc, read_ahead);
+    Techfeed__SyncRequest request;
+    s_snapshot_request (&request);
+    s_sink_t sink = { .stop_after = 2, .interrupt = true };
+    int rc = tf_rpc_stream (rpc, &request, s_chunk, &sink);
+    zsys_interrupted = 0;
+    assert_int_equal (rc, -1);
+    assert_string_equal (tf_rpc_errstr (rpc), "interrupted");
+    assert_int_equal (sink.chunks, 2);
+    s_sink_free (&sink);
+
+    s_check_status (rpc);
+    s_stream_all (rpc);
+    s_check_status (rpc);
+    tf_rpc_destroy (&rpc);
+}
+
+static void test_interrupted (void **state)
+{
+    s_interrupted (state, false);
+}
+
+static void test_interrupted_read_ahead (void **state)
+{
+    s_interrupted (state, true);
 }
 
 static void test_stop (void **state)
@@ -385,6 +424,8 @@ int main (void)
         cmocka_unit_test (test_stop_read_ahead),
         cmocka_unit_test (test_error),
         cmocka_unit_test (test_error_read_ahead),
+        cmocka_unit_test (test_interrupted),
+        cmocka_unit_test (test_interrupted_read_ahead),
         cmocka_unit_test (test_copies_outlive_stream),
         cmocka_unit_test (test_copies_outlive_stream_read_ahead),
         cmocka_unit_test_teardown (test_service_stopped, s_continue),
