@@ -190,8 +190,8 @@ static int s_recv (tf_rpc_t *self, const ProtobufCMessageDescriptor *type, int64
             size_t budget = s_budget (self, zframe_size (body));
             decoded = arena ? tf_wire_unpack_in (arena, type, zframe_data (body),
                                                  zframe_size (body), budget, err, sizeof err)
-                            : tf_wire_unpack (type, zframe_data (body), zframe_size (body),
-                                              budget, err, sizeof err);
+                            : tf_wire_unpack (type, zframe_data (body), zframe_size (body), budget,
+                                              err, sizeof err);
         }
         zmsg_destroy (&msg);
         if (decoded) {
