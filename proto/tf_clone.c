@@ -34,31 +34,23 @@ static void *s_take (s_space_t *space, size_t n)
 static size_t s_element_size (ProtobufCType type)
 {
     switch (type) {
-    case PROTOBUF_C_TYPE_INT32:
-    case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-    case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32:
-    case PROTOBUF_C_TYPE_ENUM:
-        return 4;
-    case PROTOBUF_C_TYPE_FLOAT:
-        return sizeof (float);
-    case PROTOBUF_C_TYPE_BOOL:
-        return sizeof (protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return 8;
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return sizeof (double);
-    case PROTOBUF_C_TYPE_STRING:
-        return sizeof (char *);
-    case PROTOBUF_C_TYPE_BYTES:
-        return sizeof (ProtobufCBinaryData);
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return sizeof (ProtobufCMessage *);
+        case PROTOBUF_C_TYPE_INT32:
+        case PROTOBUF_C_TYPE_SINT32:
+        case PROTOBUF_C_TYPE_SFIXED32:
+        case PROTOBUF_C_TYPE_UINT32:
+        case PROTOBUF_C_TYPE_FIXED32:
+        case PROTOBUF_C_TYPE_ENUM: return 4;
+        case PROTOBUF_C_TYPE_FLOAT: return sizeof (float);
+        case PROTOBUF_C_TYPE_BOOL: return sizeof (protobuf_c_boolean);
+        case PROTOBUF_C_TYPE_INT64:
+        case PROTOBUF_C_TYPE_SINT64:
+        case PROTOBUF_C_TYPE_SFIXED64:
+        case PROTOBUF_C_TYPE_UINT64:
+        case PROTOBUF_C_TYPE_FIXED64: return 8;
+        case PROTOBUF_C_TYPE_DOUBLE: return sizeof (double);
+        case PROTOBUF_C_TYPE_STRING: return sizeof (char *);
+        case PROTOBUF_C_TYPE_BYTES: return sizeof (ProtobufCBinaryData);
+        case PROTOBUF_C_TYPE_MESSAGE: return sizeof (ProtobufCMessage *);
     }
     abort (); // a type protobuf-c does not have
 }
@@ -179,9 +171,8 @@ static ProtobufCMessage *s_message_copy (const ProtobufCMessage *msg, s_space_t 
     ProtobufCMessage *out = (ProtobufCMessage *) copy;
     if (msg->n_unknown_fields) {
         size_t n = msg->n_unknown_fields;
-        out->unknown_fields =
-            memcpy (s_take (space, n * sizeof *out->unknown_fields), msg->unknown_fields,
-                    n * sizeof *out->unknown_fields);
+        out->unknown_fields = memcpy (s_take (space, n * sizeof *out->unknown_fields),
+                                      msg->unknown_fields, n * sizeof *out->unknown_fields);
         for (size_t i = 0; i < n; i++) {
             ProtobufCMessageUnknownField *u = &out->unknown_fields[i];
             u->data = u->len ? memcpy (s_take (space, u->len), u->data, u->len) : NULL;

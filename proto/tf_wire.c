@@ -265,7 +265,8 @@ ProtobufCMessage *tf_wire_unpack (const ProtobufCMessageDescriptor *descriptor, 
     return s_unpack (NULL, descriptor, data, size, max_alloc, err, errlen);
 }
 
-ProtobufCMessage *tf_wire_unpack_in (tf_arena_t *arena, const ProtobufCMessageDescriptor *descriptor,
+ProtobufCMessage *tf_wire_unpack_in (tf_arena_t *arena,
+                                     const ProtobufCMessageDescriptor *descriptor,
                                      const uint8_t *data, size_t size, size_t max_alloc, char *err,
                                      size_t errlen)
 {

@@ -48,7 +48,8 @@ void tf_wire_free (ProtobufCMessage *message);
     lives until the arena's next reset and is never freed on its own. For
     messages handled and dropped (live events, sync replies); what must
     outlive them is copied out with tf_clone(). */
-ProtobufCMessage *tf_wire_unpack_in (tf_arena_t *arena, const ProtobufCMessageDescriptor *descriptor,
+ProtobufCMessage *tf_wire_unpack_in (tf_arena_t *arena,
+                                     const ProtobufCMessageDescriptor *descriptor,
                                      const uint8_t *data, size_t size, size_t max_alloc, char *err,
                                      size_t errlen);
 

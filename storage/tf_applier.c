@@ -7,7 +7,7 @@
 
 #include "tf_worker.h"
 
-#define TF_APPLIER_DELAY_US 5000  /* a batch not full waits at most this */
+#define TF_APPLIER_DELAY_US 5000   /* a batch not full waits at most this */
 #define TF_APPLIER_RETRY_US 100000 /* after a failed batch */
 
 struct _tf_applier_t {

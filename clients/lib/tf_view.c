@@ -62,14 +62,14 @@
 #define TF_ARENA_KEEP (1u << 20)       /* arena kept between messages, at most */
 
 struct _tf_view_t {
-    char *events_ep;                    /* PUB endpoint to connect */
-    char *sync_ep;                      /* sync ROUTER endpoint to connect */
-    zsock_t *sub;                       /* SUB socket; NULL before start and detached */
-    tf_rpc_t *rpc;                      /* DEALER to sync; NULL before start and detached */
-    int timeout_ms;                     /* wait for one sync reply */
-    tf_arena_t *arena;                  /* what a PUB message decodes into */
-    bool filtered;                      /* holds some sectors only */
-    bool held[TF_SECTOR_MAX + 1];       /* sectors held, by value */
+    char *events_ep;                         /* PUB endpoint to connect */
+    char *sync_ep;                           /* sync ROUTER endpoint to connect */
+    zsock_t *sub;                            /* SUB socket; NULL before start and detached */
+    tf_rpc_t *rpc;                           /* DEALER to sync; NULL before start and detached */
+    int timeout_ms;                          /* wait for one sync reply */
+    tf_arena_t *arena;                       /* what a PUB message decodes into */
+    bool filtered;                           /* holds some sectors only */
+    bool held[TF_SECTOR_MAX + 1];            /* sectors held, by value */
     Techfeed__Sector sectors[TF_SECTOR_MAX]; /* the same as a list, for filters */
     size_t n_sectors;                        /* entries in sectors; 0 when not filtered */
     tf_view_state_t state;                   /* where in §9 */
@@ -1048,9 +1048,9 @@ static int s_drain (tf_view_t *self)
         if (!two)
             s_bad (self, "PUB message", "not two frames");
         else
-            tf_view_feed_message (self, (const char *) zmq_msg_data (&topic),
-                                  zmq_msg_size (&topic), (const uint8_t *) zmq_msg_data (&body),
-                                  zmq_msg_size (&body), zclock_mono ());
+            tf_view_feed_message (self, (const char *) zmq_msg_data (&topic), zmq_msg_size (&topic),
+                                  (const uint8_t *) zmq_msg_data (&body), zmq_msg_size (&body),
+                                  zclock_mono ());
     }
     zmq_msg_close (&topic);
     zmq_msg_close (&body);

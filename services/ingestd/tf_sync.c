@@ -29,16 +29,16 @@ typedef struct {
 
 /*  An open cursor. */
 typedef struct {
-    uint64_t id;               /* what the client sends back in SYNC_NEXT */
-    tf_store_cursor_t *cursor; /* the read transaction */
-    bool changes;              /* catch-up (changes) or snapshot (records) */
-    uint32_t chunk;            /* records per reply */
-    int64_t last_used_ms;      /* for the idle timeout */
-    uint64_t sent;             /* items sent so far, for the log */
-    s_bytes_t next;            /* the next chunk, read ahead */
-    size_t next_count;         /* items in it so far */
-    int next_rc;               /* its last cursor result, once complete */
-    bool read_ahead;           /* next is complete */
+    uint64_t id;                         /* what the client sends back in SYNC_NEXT */
+    tf_store_cursor_t *cursor;           /* the read transaction */
+    bool changes;                        /* catch-up (changes) or snapshot (records) */
+    uint32_t chunk;                      /* records per reply */
+    int64_t last_used_ms;                /* for the idle timeout */
+    uint64_t sent;                       /* items sent so far, for the log */
+    s_bytes_t next;                      /* the next chunk, read ahead */
+    size_t next_count;                   /* items in it so far */
+    int next_rc;                         /* its last cursor result, once complete */
+    bool read_ahead;                     /* next is complete */
     tf_envelope_t askers[TF_ASKERS_MAX]; /* waiting for chunks, oldest first (identity only) */
     size_t n_askers;
 } s_cursor_t;

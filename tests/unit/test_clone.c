@@ -61,7 +61,8 @@ static Techfeed__SyncReply *s_reply (size_t n)
         change->has_sequence = 1;
         change->sequence = i + 1;
         change->has_kind = 1;
-        change->kind = i % 3 ? TECHFEED__CHANGE_KIND__CHANGE_PUT : TECHFEED__CHANGE_KIND__CHANGE_DELETE;
+        change->kind =
+            i % 3 ? TECHFEED__CHANGE_KIND__CHANGE_PUT : TECHFEED__CHANGE_KIND__CHANGE_DELETE;
         if (change->kind == TECHFEED__CHANGE_KIND__CHANGE_PUT)
             change->record = tf_fixture_milestone ();
         reply->changes[i] = change;
@@ -125,7 +126,7 @@ static void test_clone_unknown_fields (void **state)
     Techfeed__Milestone *m = tf_fixture_milestone ();
     size_t size;
     uint8_t *bytes = tf_wire_pack (&m->base, &size);
-    static const uint8_t extra[] = { 0xF8, 0x06, 0x2A,                 // field 111, varint 42
+    static const uint8_t extra[] = { 0xF8, 0x06, 0x2A,                  // field 111, varint 42
                                      0x82, 0x07, 0x03, 'a', 'b', 'c' }; // field 112, "abc"
     uint8_t *longer = malloc (size + sizeof extra);
     memcpy (longer, bytes, size);
@@ -151,8 +152,8 @@ static void test_arena_alignment_and_growth (void **state)
     tf_arena_t *arena = tf_arena_new (256, 4096);
     char *a = tf_arena_alloc (arena, 1);
     char *b = tf_arena_alloc (arena, 3);
-    assert_int_equal ((uintptr_t) a % _Alignof (max_align_t), 0);
-    assert_int_equal ((uintptr_t) b % _Alignof (max_align_t), 0);
+    assert_int_equal ((uintptr_t) a % _Alignof(max_align_t), 0);
+    assert_int_equal ((uintptr_t) b % _Alignof(max_align_t), 0);
     assert_true (b > a);
     //  More than a block holds: a new block, as large as asked
     char *big = tf_arena_alloc (arena, 10000);
@@ -190,8 +191,8 @@ static void test_unpack_in_arena_equals_heap (void **state)
     uint8_t *bytes = tf_wire_pack (&reply->base, &size);
     tf_arena_t *arena = tf_arena_new (1024, 1 << 20);
     for (int round = 0; round < 3; round++) {
-        ProtobufCMessage *in_arena = tf_wire_unpack_in (
-            arena, &techfeed__sync_reply__descriptor, bytes, size, BUDGET, s_err, sizeof s_err);
+        ProtobufCMessage *in_arena = tf_wire_unpack_in (arena, &techfeed__sync_reply__descriptor,
+                                                        bytes, size, BUDGET, s_err, sizeof s_err);
         if (!in_arena)
             fail_msg ("%s", s_err);
         ProtobufCMessage *on_heap = tf_wire_unpack (&techfeed__sync_reply__descriptor, bytes, size,

@@ -865,7 +865,7 @@ static void test_trim (void **state)
         snprintf (id, sizeof id, "r%02d", i);
         s_put (fx->store, id, 1 + i % 3, "2020", "CN", "X", T0 + i * 1000);
     }
-    assert_int_equal (tf_store_apply (fx->store, 0), 0); // trimming keeps what is not applied
+    assert_int_equal (tf_store_apply (fx->store, 0), 0);   // trimming keeps what is not applied
     assert_int_equal (tf_store_trim (fx->store, 0, 0), 0); // both bounds off
     assert_int_equal (s_state (fx->store).log_first_sequence, 1);
 
