@@ -1215,6 +1215,7 @@ static int s_locked_state (tf_store_t *self, tf_store_state_t *state)
     state->head_sequence = f->head;
     state->applied_sequence = atomic_load (&self->applied);
     memcpy (state->sector_heads, f->heads, sizeof state->sector_heads);
+    state->index_bytes = tf_index_bytes (self->ids) + tf_index_bytes (self->requests);
     int64_t first = 0;
     int rc = s_query_int (self->db, "SELECT coalesce (min(seq), 0) FROM changes", &first);
     if (rc != SQLITE_OK)

@@ -56,6 +56,7 @@ typedef struct {
     uint64_t record_count;
     uint64_t digest;           /* see tf_wire.h tf_digest_item */
     uint64_t sector_heads[11]; /* last sequence per sector value, index 1..10 */
+    uint64_t index_bytes;      /* memory of the id and request-id indexes */
 } tf_store_state_t;
 
 /*  Opens or creates the database at `path` (not ":memory:": cursors open

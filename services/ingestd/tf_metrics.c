@@ -92,6 +92,9 @@ char *tf_metrics_render (tf_metrics_t *m)
     s_metric (&text, "techfeed_records_table_behind", "gauge",
               "Committed changes the records table does not have yet.",
               atomic_load (&m->records_behind));
+    s_metric (&text, "techfeed_index_bytes", "gauge",
+              "Memory of the in-memory indexes: every record id and cached request id.",
+              atomic_load (&m->index_bytes));
     s_metric (&text, "techfeed_database_bytes", "gauge", "Size of the database file and its WAL.",
               atomic_load (&m->db_bytes));
     s_metric (&text, "techfeed_ready", "gauge", "1 when the service is ready.",

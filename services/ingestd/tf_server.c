@@ -120,6 +120,7 @@ static void s_update_gauges (tf_server_t *self, const tf_store_state_t *state)
     atomic_store (&m->head, state->head_sequence);
     atomic_store (&m->records, state->record_count);
     atomic_store (&m->records_behind, state->head_sequence - state->applied_sequence);
+    atomic_store (&m->index_bytes, state->index_bytes);
     atomic_store (&m->cursors, tf_sync_open_cursors (self));
     uint64_t bytes = 0;
     const char *suffixes[] = { "", "-wal" };

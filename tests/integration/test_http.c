@@ -163,17 +163,20 @@ static void test_metrics_move (void **state)
     //  The records table follows the log on its own: once the gauges show
     //  the 5 changes (they move with heartbeats), the table has them all.
     int64_t deadline = zclock_mono () + 10000;
-    double head = 0, behind = -1;
+    double head = 0, behind = -1, index = 0;
     while ((head != 5 || behind != 0) && zclock_mono () < deadline) {
         char *now = s_get (f, "/metrics", &status);
         head = s_sample (now, "techfeed_head_sequence");
         behind = s_sample (now, "techfeed_records_table_behind");
+        index = s_sample (now, "techfeed_index_bytes");
         free (now);
         if (head != 5 || behind != 0)
             zclock_sleep (50);
     }
     assert_true (head == 5);
     assert_true (behind == 0);
+    //  5 ids and 6 request ids held in memory: some bytes, not megabytes
+    assert_true (index > 0 && index < 1e6);
 
     //  SYNC_STATUS says the same.
     zsock_t *sync = zsock_new_dealer (f->svc.sync);
