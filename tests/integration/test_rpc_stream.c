@@ -266,18 +266,23 @@ static void test_whole_stream_read_ahead (void **state)
     s_whole (state, true);
 }
 
-/*  The handler answers `verdict` to the 2nd chunk; the stream returns
-    `expected`, then the same handle gets a status and a whole snapshot. */
-static void s_early (void **state, bool read_ahead, int verdict, int expected)
+/*  The handler's script ends the stream at the 2nd chunk; the stream
+    returns `expected` (and, when given, says `why`), then the same handle
+    gets a status and a whole snapshot. */
+static void s_early (void **state, bool read_ahead, s_sink_t script, int expected, const char *why)
 {
     tf_service_t *svc = (tf_service_t *) *state;
     tf_rpc_t *rpc = s_rpc (svc, read_ahead);
     Techfeed__SyncRequest request;
     s_snapshot_request (&request);
-    s_sink_t sink = { .stop_after = 2, .verdict = verdict };
+    s_sink_t sink = script;
+    sink.stop_after = 2;
     int rc = tf_rpc_stream (rpc, &request, s_chunk, &sink);
+    zsys_interrupted = 0; // what the interrupting script raised
     if (rc != expected)
         fail_msg ("tf_rpc_stream returned %d, expected %d (%s)", rc, expected, tf_rpc_errstr (rpc));
+    if (why)
+        assert_string_equal (tf_rpc_errstr (rpc), why);
     assert_int_equal (sink.chunks, 2); // nothing after the verdict
     assert_int_equal (sink.ends, 0);
     s_check_ids (&sink, 2 * S_CHUNK);
@@ -290,51 +295,34 @@ static void s_early (void **state, bool read_ahead, int verdict, int expected)
     asked for): the stream ends with "interrupted", and once the signal is
     dealt with, the same handle answers its own requests, not with that
     chunk. */
-static void s_interrupted (void **state, bool read_ahead)
-{
-    tf_service_t *svc = (tf_service_t *) *state;
-    tf_rpc_t *rpc = s_rpc (svc, read_ahead);
-    Techfeed__SyncRequest request;
-    s_snapshot_request (&request);
-    s_sink_t sink = { .stop_after = 2, .interrupt = true };
-    int rc = tf_rpc_stream (rpc, &request, s_chunk, &sink);
-    zsys_interrupted = 0;
-    assert_int_equal (rc, -1);
-    assert_string_equal (tf_rpc_errstr (rpc), "interrupted");
-    assert_int_equal (sink.chunks, 2);
-    s_sink_free (&sink);
-
-    s_handle_still_right (&rpc);
-}
-
 static void test_interrupted (void **state)
 {
-    s_interrupted (state, false);
+    s_early (state, false, (s_sink_t){ .interrupt = true }, -1, "interrupted");
 }
 
 static void test_interrupted_read_ahead (void **state)
 {
-    s_interrupted (state, true);
+    s_early (state, true, (s_sink_t){ .interrupt = true }, -1, "interrupted");
 }
 
 static void test_stop (void **state)
 {
-    s_early (state, false, TF_STREAM_STOP, 0);
+    s_early (state, false, (s_sink_t){ .verdict = TF_STREAM_STOP }, 0, NULL);
 }
 
 static void test_stop_read_ahead (void **state)
 {
-    s_early (state, true, TF_STREAM_STOP, 0);
+    s_early (state, true, (s_sink_t){ .verdict = TF_STREAM_STOP }, 0, NULL);
 }
 
 static void test_error (void **state)
 {
-    s_early (state, false, TF_STREAM_ERROR, -1);
+    s_early (state, false, (s_sink_t){ .verdict = TF_STREAM_ERROR }, -1, NULL);
 }
 
 static void test_error_read_ahead (void **state)
 {
-    s_early (state, true, TF_STREAM_ERROR, -1);
+    s_early (state, true, (s_sink_t){ .verdict = TF_STREAM_ERROR }, -1, NULL);
 }
 
 /*  Whole records cloned out of the borrowed replies, checked after the

@@ -422,6 +422,20 @@ static Techfeed__SyncReply *s_start_status (const s_fixture_t *f, zsock_t *deale
     return status;
 }
 
+/*  A cursor driven with S_FLIGHT requests always in flight: every chunk
+    once, one end mark at the head, and the S_FLIGHT - 1 requests still in
+    flight when it came answered NOT_FOUND; a reply to every request. */
+static void s_assert_kept_in_flight (const s_run_t *run, const Techfeed__SyncReply *status)
+{
+    assert_int_equal (run->chunks, S_CHUNKS);
+    assert_int_equal (run->ends, 1);
+    assert_int_equal (run->end_sequence, status->status->head_sequence);
+    assert_int_equal (run->unavailable, 0);
+    assert_int_equal (run->not_found, S_FLIGHT - 1);
+    assert_int_equal (run->requests, 1 + S_FLIGHT + (S_CHUNKS - 2));
+    assert_int_equal (run->replies, run->requests);
+}
+
 // ------------------------------------------------------------------ cases
 
 /*  S_FLIGHT requests always in flight on a snapshot. */
@@ -437,14 +451,7 @@ static void test_pipelined_snapshot (void **state)
     s_report ("snapshot", &run);
 
     assert_int_equal (run.items, S_RECORDS);
-    assert_int_equal (run.chunks, S_CHUNKS);
-    assert_int_equal (run.ends, 1);
-    assert_int_equal (run.end_sequence, status->status->head_sequence);
-    assert_int_equal (run.unavailable, 0);
-    //  When the end mark came, S_FLIGHT - 1 requests were still in flight
-    assert_int_equal (run.not_found, S_FLIGHT - 1);
-    assert_int_equal (run.requests, 1 + S_FLIGHT + (S_CHUNKS - 2));
-    assert_int_equal (run.replies, run.requests);
+    s_assert_kept_in_flight (&run, status);
     tf_wire_free (&status->base);
     zsock_destroy (&dealer);
 }
@@ -507,19 +514,11 @@ static void test_pipelined_catchup (void **state)
     for (size_t i = 0; i < S_RECORDS; i++)
         if (!run.seen[i])
             fail_msg ("no change of " S_PREFIX "-%zu in the catch-up", S_FIRST + i);
-    assert_int_equal (run.chunks, S_CHUNKS);
-    assert_int_equal (run.ends, 1);
-    assert_int_equal (run.end_sequence, status->status->head_sequence);
-    assert_int_equal (run.unavailable, 0);
-    assert_int_equal (run.not_found, S_FLIGHT - 1);
-    assert_int_equal (run.requests, 1 + S_FLIGHT + (S_CHUNKS - 2));
-    assert_int_equal (run.replies, run.requests);
+    s_assert_kept_in_flight (&run, status);
     tf_wire_free (&status->base);
     zsock_destroy (&dealer);
 }
 
-/*  After the cases above (cmocka runs them in order): the service is up
-    and its status is the fixture's, on a new connection. */
 /*  SYNC_CLOSE while chunks are asked for: each waiting request still gets
     one reply (its chunk if it was read before the close, else NOT_FOUND
     naming the cursor), then the close's own end reply. */
@@ -572,6 +571,8 @@ static void test_close_with_requests_waiting (void **state)
     zsock_destroy (&dealer);
 }
 
+/*  After the cases above (cmocka runs them in order): the service is up
+    and its status is the fixture's, on a new connection. */
 static void test_status_after (void **state)
 {
     s_fixture_t *f = (s_fixture_t *) *state;
