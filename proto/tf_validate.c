@@ -285,6 +285,30 @@ static int s_check_date (tf_verror_t *err, const char *date)
     }
 }
 
+/*  Puts `format`'s expansion in front of err->field: an item is checked
+    with the field relative to it, and its place is only printed when it
+    failed (the success path formats nothing). Returns -1. */
+static int s_field_under (tf_verror_t *err, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
+static int s_field_under (tf_verror_t *err, const char *format, ...)
+{
+    if (!err)
+        return -1;
+    char relative[sizeof err->field];
+    memcpy (relative, err->field, sizeof relative);
+    va_list args;
+    va_start (args, format);
+    vsnprintf (err->field, sizeof err->field, format, args);
+    va_end (args);
+    size_t used = strlen (err->field), room = sizeof err->field - 1 - used;
+    size_t rest = strlen (relative);
+    memcpy (err->field + used, relative, rest < room ? rest : room);
+    err->field[used + (rest < room ? rest : room)] = '\0';
+    s_clip_utf8 (err->field);
+    return -1;
+}
+
 typedef int (s_item_check_fn) (tf_verror_t *err, const char *field, const char *item);
 
 /*  A repeated string field: at most TF_LIST_MAX items, each passing
@@ -292,17 +316,16 @@ typedef int (s_item_check_fn) (tf_verror_t *err, const char *field, const char *
 static int s_check_list (tf_verror_t *err, const char *name, char *const *items, size_t count,
                          s_item_check_fn *check, bool unique)
 {
-    char field[48];
-    snprintf (field, sizeof field, "/%s", name);
-    if (s_check_count (err, field, count))
-        return -1;
+    if (s_check_count (err, "", count))
+        return s_field_under (err, "/%s", name);
     for (size_t i = 0; i < count; i++) {
-        snprintf (field, sizeof field, "/%s/%zu", name, i);
-        if (check (err, field, items[i]))
-            return -1;
+        if (check (err, "", items[i]))
+            return s_field_under (err, "/%s/%zu", name, i);
         for (size_t j = 0; unique && j < i; j++)
-            if (strcmp (items[i], items[j]) == 0)
-                return tf_verror_set (err, field, "duplicates /%s/%zu", name, j);
+            if (strcmp (items[i], items[j]) == 0) {
+                tf_verror_set (err, "", "duplicates /%s/%zu", name, j);
+                return s_field_under (err, "/%s/%zu", name, i);
+            }
     }
     return 0;
 }
@@ -312,29 +335,26 @@ static int s_check_name (tf_verror_t *err, const char *field, const char *name)
     return s_check_text (err, field, name, 1, TF_NAME_MAX, false);
 }
 
+static int s_check_metric (tf_verror_t *err, const Techfeed__Metric *metric)
+{
+    if (!metric)
+        return tf_verror_set (err, "", "is required");
+    if (s_check_name (err, "/name", metric->name))
+        return -1;
+    if (!metric->has_value)
+        return tf_verror_set (err, "/value", "is required");
+    if (!isfinite (metric->value))
+        return tf_verror_set (err, "/value", "must be a finite number");
+    return s_check_text (err, "/unit", metric->unit, 0, TF_UNIT_MAX, false);
+}
+
 static int s_check_metrics (tf_verror_t *err, const Techfeed__Milestone *m)
 {
     if (s_check_count (err, "/metrics", m->n_metrics))
         return -1;
-    char field[48];
-    for (size_t i = 0; i < m->n_metrics; i++) {
-        const Techfeed__Metric *metric = m->metrics[i];
-        if (!metric) {
-            snprintf (field, sizeof field, "/metrics/%zu", i);
-            return tf_verror_set (err, field, "is required");
-        }
-        snprintf (field, sizeof field, "/metrics/%zu/name", i);
-        if (s_check_name (err, field, metric->name))
-            return -1;
-        snprintf (field, sizeof field, "/metrics/%zu/value", i);
-        if (!metric->has_value)
-            return tf_verror_set (err, field, "is required");
-        if (!isfinite (metric->value))
-            return tf_verror_set (err, field, "must be a finite number");
-        snprintf (field, sizeof field, "/metrics/%zu/unit", i);
-        if (s_check_text (err, field, metric->unit, 0, TF_UNIT_MAX, false))
-            return -1;
-    }
+    for (size_t i = 0; i < m->n_metrics; i++)
+        if (s_check_metric (err, m->metrics[i]))
+            return s_field_under (err, "/metrics/%zu", i);
     return 0;
 }
 

@@ -1410,7 +1410,8 @@ static int s_locked_request_get (tf_store_t *self, const char *request_id, uint8
     *size = 0;
     tf_index_value_t row;
     if (!tf_index_get (self->requests, request_id, &row))
-        return s_fail (self, TF_STORE_NOT_FOUND, "request %.64s: not cached", request_id);
+        return TF_STORE_NOT_FOUND; // every new request: nothing to format
+
     sqlite3_stmt *stmt = self->stmt[ST_REQ_GET];
     sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (row.a));
     int rc = sqlite3_step (stmt);

@@ -123,7 +123,8 @@ int tf_store_delete (tf_store_t *self, const char *id, bool has_expected,
 
 /*  Idempotency cache: the packed reply of a request id, written inside the
     same transaction as its changes. get returns TF_STORE_NOT_FOUND when
-    absent; *reply is malloc'd, caller frees. */
+    absent (errstr untouched: it is every new request's case); *reply is
+    malloc'd, caller frees. */
 int tf_store_request_get (tf_store_t *self, const char *request_id, uint8_t **reply, size_t *size);
 int tf_store_request_put (tf_store_t *self, const char *request_id, const uint8_t *reply,
                           size_t size, int64_t now_ms);

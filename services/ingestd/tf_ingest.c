@@ -61,7 +61,7 @@ static void s_event_destroy (void **item)
     }
 }
 
-static void s_pending_destroy (s_pending_t *pending)
+static void s_items_free (s_pending_t *pending)
 {
     for (size_t i = 0; i < pending->reply.n_results; i++) {
         free (pending->items[i].id);
@@ -70,6 +70,14 @@ static void s_pending_destroy (s_pending_t *pending)
     }
     free (pending->items);
     free (pending->reply.results);
+    pending->items = NULL;
+    pending->reply.results = NULL;
+    pending->reply.n_results = 0;
+}
+
+static void s_pending_destroy (s_pending_t *pending)
+{
+    s_items_free (pending);
     free (pending->reply.message);
     free (pending->reply.request_id);
     free (pending->replayed);
@@ -85,6 +93,47 @@ static void s_reply_error (s_pending_t *pending, Techfeed__ErrorCode code, const
     pending->reply.code = code;
     free (pending->reply.message);
     pending->reply.message = strdup (message);
+}
+
+/*  Checks what one operation says on its own, before the transaction:
+    the item is refused here, or left without a code for s_apply. */
+static void s_precheck (Techfeed__Operation *op, Techfeed__ItemResult *item)
+{
+    tf_verror_t verr;
+    if (op->kind == TECHFEED__OP_KIND__OP_PUT) {
+        if (!op->record) {
+            s_item_error (item, TECHFEED__ERROR_CODE__INVALID, "/record", "a put needs a record");
+            return;
+        }
+        if (op->record->id && tf_valid_id (op->record->id))
+            item->id = strdup (op->record->id);
+        if (tf_validate_milestone (op->record, &verr))
+            s_item_error (item, TECHFEED__ERROR_CODE__INVALID, verr.field, "%s", verr.message);
+    } else if (op->kind == TECHFEED__OP_KIND__OP_DELETE) {
+        if (!op->id || !tf_valid_id (op->id)) {
+            s_item_error (item, TECHFEED__ERROR_CODE__INVALID, "/id",
+                          "a delete needs an id of [a-z0-9][a-z0-9._-]*, 1 to %d bytes", TF_ID_MAX);
+            return;
+        }
+        item->id = strdup (op->id);
+    } else
+        s_item_error (item, TECHFEED__ERROR_CODE__INVALID, "/kind",
+                      "operation kind must be OP_PUT or OP_DELETE");
+}
+
+/*  The reply's items, each checked on its own: validation is CPU work
+    that needs no database, so it stays out of the write transaction. */
+static void s_items_new (s_pending_t *pending)
+{
+    size_t count = pending->request->n_ops;
+    pending->items = (Techfeed__ItemResult *) zmalloc (count * sizeof *pending->items);
+    pending->reply.results = (Techfeed__ItemResult **) zmalloc (count * sizeof (void *));
+    pending->reply.n_results = count;
+    for (size_t i = 0; i < count; i++) {
+        techfeed__item_result__init (&pending->items[i]);
+        pending->reply.results[i] = &pending->items[i];
+        s_precheck (pending->request->ops[i], &pending->items[i]);
+    }
 }
 
 /*  Whether the request as a whole may be processed: OK, or the code of
@@ -138,9 +187,10 @@ static void s_pending_decode (tf_server_t *self, s_pending_t *pending)
     if (request->request_id && tf_valid_request_id (request->request_id))
         pending->reply.request_id = strdup (request->request_id);
     Techfeed__ErrorCode code = s_check_request (self, request, envelope->body, err, sizeof err);
-    if (code == TECHFEED__ERROR_CODE__OK)
+    if (code == TECHFEED__ERROR_CODE__OK) {
         pending->request = request;
-    else
+        s_items_new (pending);
+    } else
         s_reply_error (pending, code, err);
 }
 
@@ -172,47 +222,22 @@ static void s_event_add (s_pending_t *pending, const tf_server_t *self, const ch
     zlistx_add_end (pending->events, packed);
 }
 
-/*  Applies one operation inside the open transaction. Returns 0 when the
-    item is done (stored or refused, the item says which), -1 when the
-    database failed and the whole group must be rolled back. */
+/*  Applies one checked operation inside the open transaction. Returns 0
+    when the item is done (stored or refused, the item says which), -1
+    when the database failed and the whole group must be rolled back. */
 static int s_apply (tf_server_t *self, s_pending_t *pending, size_t index, int64_t now_ms)
 {
     Techfeed__Operation *op = pending->request->ops[index];
     Techfeed__ItemResult *item = &pending->items[index];
-    tf_change_t change = { 0 };
-    tf_verror_t verr;
-    int rc;
-    const char *id = NULL;
-
-    if (op->kind == TECHFEED__OP_KIND__OP_PUT) {
-        if (!op->record) {
-            s_item_error (item, TECHFEED__ERROR_CODE__INVALID, "/record", "a put needs a record");
-            return 0;
-        }
-        id = op->record->id;
-        if (id && tf_valid_id (id))
-            item->id = strdup (id);
-        if (tf_validate_milestone (op->record, &verr)) {
-            s_item_error (item, TECHFEED__ERROR_CODE__INVALID, verr.field, "%s", verr.message);
-            return 0;
-        }
-        rc = tf_store_put (self->store, op->record, op->has_expected_revision,
-                           op->expected_revision, now_ms, &change);
-    } else if (op->kind == TECHFEED__OP_KIND__OP_DELETE) {
-        id = op->id;
-        if (!id || !tf_valid_id (id)) {
-            s_item_error (item, TECHFEED__ERROR_CODE__INVALID, "/id",
-                          "a delete needs an id of [a-z0-9][a-z0-9._-]*, 1 to %d bytes", TF_ID_MAX);
-            return 0;
-        }
-        item->id = strdup (id);
-        rc = tf_store_delete (self->store, id, op->has_expected_revision, op->expected_revision,
-                              now_ms, &change);
-    } else {
-        s_item_error (item, TECHFEED__ERROR_CODE__INVALID, "/kind",
-                      "operation kind must be OP_PUT or OP_DELETE");
+    if (item->has_code) // refused by s_precheck
         return 0;
-    }
+    tf_change_t change = { 0 };
+    const char *id = item->id;
+    int rc = op->kind == TECHFEED__OP_KIND__OP_PUT
+                 ? tf_store_put (self->store, op->record, op->has_expected_revision,
+                                 op->expected_revision, now_ms, &change)
+                 : tf_store_delete (self->store, id, op->has_expected_revision,
+                                    op->expected_revision, now_ms, &change);
 
     switch (rc) {
         case TF_STORE_OK:
@@ -254,13 +279,6 @@ static int s_process (tf_server_t *self, s_pending_t *pending, int64_t now_ms)
         return 0;
 
     size_t count = request->n_ops;
-    pending->items = (Techfeed__ItemResult *) zmalloc (count * sizeof *pending->items);
-    pending->reply.results = (Techfeed__ItemResult **) zmalloc (count * sizeof (void *));
-    pending->reply.n_results = count;
-    for (size_t i = 0; i < count; i++) {
-        techfeed__item_result__init (&pending->items[i]);
-        pending->reply.results[i] = &pending->items[i];
-    }
     int rc = request->atomic ? tf_store_savepoint (self->store) : 0;
     if (rc)
         return rc;
@@ -369,6 +387,8 @@ static s_pending_t *s_pending_new (tf_server_t *self)
 
 static void s_log_refusals (const s_pending_t *pending)
 {
+    if (pending->replayed) // answered from the cache: its items were not applied
+        return;
     if (!pending->request) {
         tf_info ("refused request: %s: %s", tf_error_name (pending->reply.code),
                  pending->reply.message);
@@ -487,6 +507,7 @@ void tf_ingest_refuse_waiting (tf_server_t *self)
             break;
         if (pending->request) {
             pending->request = NULL;
+            s_items_free (pending); // none was applied: the reply as a whole says why
             s_reply_error (pending, TECHFEED__ERROR_CODE__UNAVAILABLE,
                            "the service is shutting down: retry with the same request_id");
         }
