@@ -59,6 +59,11 @@ void tf_checkpointer_destroy (tf_checkpointer_t **self_p)
     *self_p = NULL;
 }
 
+void tf_checkpointer_kick (tf_checkpointer_t *self)
+{
+    tf_worker_wake (&self->worker);
+}
+
 uint64_t tf_checkpointer_runs (tf_checkpointer_t *self)
 {
     return self->runs;

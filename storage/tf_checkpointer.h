@@ -20,6 +20,11 @@ typedef struct _tf_checkpointer_t tf_checkpointer_t;
 tf_checkpointer_t *tf_checkpointer_new (const char *path, int interval_ms);
 /*  Stops the thread (waits for a running checkpoint) and closes. */
 void tf_checkpointer_destroy (tf_checkpointer_t **self_p);
+/*  Checkpoints now instead of at the end of the interval: the writer
+    calls it when its WAL fills, so the copying happens on this thread and
+    the writer's own rewinding checkpoint finds little left to copy. */
+void tf_checkpointer_kick (tf_checkpointer_t *self);
+
 /*  Checkpoints made so far (for metrics and tests). */
 uint64_t tf_checkpointer_runs (tf_checkpointer_t *self);
 

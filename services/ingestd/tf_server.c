@@ -19,6 +19,7 @@
     overwrites WAL space syncs in about half the time of one that grows
     the file (fdatasync must then also commit the new size). */
 #define TF_WAL_PAGES_MAX 1024
+#define TF_WAL_PAGES_KICK 256                /* the checkpointer copies each such step */
 #define TF_REQUESTS_ARENA_FIRST (256u << 10) /* a group of small puts decodes into this */
 #define TF_REQUESTS_ARENA_KEEP (8u << 20)    /* kept between groups, at most */
 
@@ -373,6 +374,21 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
     return self;
 }
 
+/*  Keeps the WAL short: the checkpointer thread copies it as it grows
+    (off this thread), and past TF_WAL_PAGES_MAX the writer checkpoints
+    what is left so that its next commit starts the WAL over. */
+static void s_tend_wal (tf_server_t *self)
+{
+    int pages = tf_store_wal_pages (self->store);
+    int step = pages / TF_WAL_PAGES_KICK; // falls back to 0 when the WAL starts over
+    if (pages > TF_WAL_PAGES_MAX) {
+        if (tf_store_checkpoint (self->store))
+            tf_warn ("%s", tf_store_errstr (self->store));
+    } else if (self->checkpointer && step > self->wal_step)
+        tf_checkpointer_kick (self->checkpointer);
+    self->wal_step = step;
+}
+
 /*  The loop: ingest first (writers wait on fsync), then sync requests,
     heartbeats on time, housekeeping now and then. Returns when `pipe`
     says $TERM or, without a pipe, when a signal interrupts. */
@@ -410,9 +426,7 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
         //  Drain both sockets on every wake-up, writes first.
         if (zsock_events (self->ingest) & ZMQ_POLLIN)
             tf_ingest_handle (self);
-        if (tf_store_wal_pages (self->store) > TF_WAL_PAGES_MAX &&
-            tf_store_checkpoint (self->store))
-            tf_warn ("%s", tf_store_errstr (self->store));
+        s_tend_wal (self);
         if (zsock_events (self->sync) & ZMQ_POLLIN)
             tf_sync_handle (self);
         //  Chunks are read ahead in slices, between writes.

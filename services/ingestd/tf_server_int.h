@@ -19,6 +19,7 @@ typedef struct {
     const tf_server_config_t *config;
     tf_store_t *store;
     tf_checkpointer_t *checkpointer; /* WAL checkpoints on their own thread */
+    int wal_step;                    /* WAL pages / TF_WAL_PAGES_KICK, last seen */
     tf_applier_t *applier;           /* the records table behind the log, same */
     uint64_t applier_failures;       /* as last reported */
     zsock_t *ingest;                 /* ROUTER: IngestRequest -> IngestReply */
