@@ -260,14 +260,18 @@ static void s_cursor_request (Techfeed__SyncRequest *request, Techfeed__SyncKind
     request->cursor = cursor;
 }
 
-/*  Closes `cursor`, one try, the reply dropped. */
+/*  Closes `cursor`, one try, the reply dropped; errstr is kept (it may
+    say why the stream ended). */
 static void s_cursor_close (tf_rpc_t *self, uint64_t cursor)
 {
+    char why[sizeof self->errstr];
+    memcpy (why, self->errstr, sizeof why);
     Techfeed__SyncRequest request;
     s_cursor_request (&request, TECHFEED__SYNC_KIND__SYNC_CLOSE, cursor);
     ProtobufCMessage *closed =
         tf_rpc_call (self, &request.base, &techfeed__sync_reply__descriptor, 1, NULL, NULL);
     tf_wire_free (closed);
+    memcpy (self->errstr, why, sizeof why);
 }
 
 /*  Sends NEXT for `cursor`; 0 or -1 (errstr). */
@@ -317,10 +321,10 @@ static int s_stream (tf_rpc_t *self, const Techfeed__SyncRequest *request, tf_rp
         if (verdict != TF_STREAM_MORE) {
             if (asked)
                 s_reset (self); // the chunk asked for dies with the socket
-            if (verdict == TF_STREAM_ERROR)
-                return -1; // fn said why; the service closes the idle cursor
+            //  Closed either way: an abandoned cursor would count against
+            //  the service's --max-cursors until its idle timeout.
             s_cursor_close (self, cursor);
-            return 0;
+            return verdict == TF_STREAM_ERROR ? -1 : 0;
         }
         tf_arena_reset (self->arena); // fn is done with the reply
         if (!asked && s_ask_next (self, cursor) != 0)

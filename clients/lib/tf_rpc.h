@@ -73,7 +73,8 @@ typedef int (tf_rpc_chunk_fn) (const Techfeed__SyncReply *reply, void *arg);
     tf_rpc_call), hands every reply to `fn`, and asks for the next chunk
     with SYNC_NEXT while `fn` says MORE and the reply is not the end mark
     nor an error. NEXT is not retried (a cursor moves on the service).
-    When `fn` stops early, the cursor is closed with SYNC_CLOSE. Returns 0
+    When `fn` stops early (STOP or ERROR), the cursor is closed with
+    SYNC_CLOSE, one try, errstr unchanged. Returns 0
     when the conversation ended by the rules (end mark, an error reply
     handed to fn, or fn stopping), -1 when fn said ERROR or the service
     stopped answering (errstr). */

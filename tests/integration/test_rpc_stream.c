@@ -267,12 +267,9 @@ static void test_whole_stream_read_ahead (void **state)
 }
 
 /*  The handler's script ends the stream at the 2nd chunk; the stream
-    returns `expected` (and, when given, says `why`), then the same handle
-    gets a status and a whole snapshot. */
-static void s_early (void **state, bool read_ahead, s_sink_t script, int expected, const char *why)
+    returns `expected` (and, when given, says `why`). */
+static void s_end_early (tf_rpc_t *rpc, s_sink_t script, int expected, const char *why)
 {
-    tf_service_t *svc = (tf_service_t *) *state;
-    tf_rpc_t *rpc = s_rpc (svc, read_ahead);
     Techfeed__SyncRequest request;
     s_snapshot_request (&request);
     s_sink_t sink = script;
@@ -287,7 +284,14 @@ static void s_early (void **state, bool read_ahead, s_sink_t script, int expecte
     assert_int_equal (sink.ends, 0);
     s_check_ids (&sink, 2 * S_CHUNK);
     s_sink_free (&sink);
+}
 
+/*  s_end_early, then the same handle gets a status and a whole snapshot. */
+static void s_early (void **state, bool read_ahead, s_sink_t script, int expected, const char *why)
+{
+    tf_service_t *svc = (tf_service_t *) *state;
+    tf_rpc_t *rpc = s_rpc (svc, read_ahead);
+    s_end_early (rpc, script, expected, why);
     s_handle_still_right (&rpc);
 }
 
@@ -323,6 +327,22 @@ static void test_error (void **state)
 static void test_error_read_ahead (void **state)
 {
     s_early (state, true, (s_sink_t){ .verdict = TF_STREAM_ERROR }, -1, NULL);
+}
+
+/*  A stream its handler ends (STOP or ERROR) closes its cursor: more
+    such streams than the service keeps cursors (--max-cursors, 64) all
+    get their chunks, where abandoned cursors would run out until their
+    30 s idle timeout. */
+static void test_ended_streams_close_their_cursors (void **state)
+{
+    tf_service_t *svc = (tf_service_t *) *state;
+    for (int read_ahead = 0; read_ahead < 2; read_ahead++) {
+        tf_rpc_t *rpc = s_rpc (svc, read_ahead);
+        for (int i = 0; i < 40; i++)
+            s_end_early (rpc, (s_sink_t){ .verdict = i % 4 ? TF_STREAM_ERROR : TF_STREAM_STOP },
+                         i % 4 ? -1 : 0, NULL);
+        tf_rpc_destroy (&rpc);
+    }
 }
 
 /*  Whole records cloned out of the borrowed replies, checked after the
@@ -416,6 +436,7 @@ int main (void)
         cmocka_unit_test (test_stop_read_ahead),
         cmocka_unit_test (test_error),
         cmocka_unit_test (test_error_read_ahead),
+        cmocka_unit_test (test_ended_streams_close_their_cursors),
         cmocka_unit_test (test_interrupted),
         cmocka_unit_test (test_interrupted_read_ahead),
         cmocka_unit_test (test_copies_outlive_stream),
