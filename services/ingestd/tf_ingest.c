@@ -463,7 +463,7 @@ static int s_commit_group (tf_server_t *self, zlistx_t *group, size_t decoded)
     return rc;
 }
 
-void tf_ingest_handle (tf_server_t *self)
+size_t tf_ingest_handle (tf_server_t *self)
 {
     zlistx_t *group = zlistx_new ();
     size_t decoded = 0;
@@ -494,8 +494,10 @@ void tf_ingest_handle (tf_server_t *self)
         tf_debug ("committed %zu request(s), seq %" PRIu64 "..%" PRIu64, decoded, first,
                   self->head);
     atomic_store (&self->metrics.head, self->head);
+    size_t taken = zlistx_size (group);
     zlistx_destroy (&group);
     tf_arena_reset (self->requests); // every request of the group is answered
+    return taken;
 }
 
 void tf_ingest_refuse_waiting (tf_server_t *self)

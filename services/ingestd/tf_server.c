@@ -19,7 +19,8 @@
     overwrites WAL space syncs in about half the time of one that grows
     the file (fdatasync must then also commit the new size). */
 #define TF_WAL_PAGES_MAX 1024
-#define TF_WAL_PAGES_KICK 256                /* the checkpointer copies each such step */
+#define TF_WAL_PAGES_KICK 256                /* the checkpointer copies each such step, */
+#define TF_GROUP_BUSY 8                      /* when the groups are this large (a queue) */
 #define TF_REQUESTS_ARENA_FIRST (256u << 10) /* a group of small puts decodes into this */
 #define TF_REQUESTS_ARENA_KEEP (8u << 20)    /* kept between groups, at most */
 
@@ -374,17 +375,19 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
     return self;
 }
 
-/*  Keeps the WAL short: the checkpointer thread copies it as it grows
-    (off this thread), and past TF_WAL_PAGES_MAX the writer checkpoints
-    what is left so that its next commit starts the WAL over. */
-static void s_tend_wal (tf_server_t *self)
+/*  Keeps the WAL short: past TF_WAL_PAGES_MAX the writer checkpoints
+    what is left so that its next commit starts the WAL over. Under load
+    (`busy`) the checkpointer thread copies the WAL as it grows, off this
+    thread; at a low rate its syncs of the database file would only delay
+    the writer's own (measured: serial put ack p99 +13 %). */
+static void s_tend_wal (tf_server_t *self, bool busy)
 {
     int pages = tf_store_wal_pages (self->store);
     int step = pages / TF_WAL_PAGES_KICK; // falls back to 0 when the WAL starts over
     if (pages > TF_WAL_PAGES_MAX) {
         if (tf_store_checkpoint (self->store))
             tf_warn ("%s", tf_store_errstr (self->store));
-    } else if (self->checkpointer && step > self->wal_step)
+    } else if (busy && self->checkpointer && step > self->wal_step)
         tf_checkpointer_kick (self->checkpointer);
     self->wal_step = step;
 }
@@ -424,9 +427,9 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
         if (which == self->monitor)
             s_monitor_event (self);
         //  Drain both sockets on every wake-up, writes first.
-        if (zsock_events (self->ingest) & ZMQ_POLLIN)
-            tf_ingest_handle (self);
-        s_tend_wal (self);
+        bool busy =
+            (zsock_events (self->ingest) & ZMQ_POLLIN) && tf_ingest_handle (self) >= TF_GROUP_BUSY;
+        s_tend_wal (self, busy);
         if (zsock_events (self->sync) & ZMQ_POLLIN)
             tf_sync_handle (self);
         //  Chunks are read ahead in slices, between writes.

@@ -79,8 +79,9 @@ int tf_auth_start (tf_server_t *self);
 void tf_auth_stop (tf_server_t *self);
 bool tf_auth_may_write (tf_server_t *self, zframe_t *frame, char *why, size_t whylen);
 
-/*  Ingest (tf_ingest.c): drains pending requests into one transaction. */
-void tf_ingest_handle (tf_server_t *self);
+/*  Ingest (tf_ingest.c): drains pending requests into one transaction;
+    returns how many it took. */
+size_t tf_ingest_handle (tf_server_t *self);
 /*  At shutdown: answers what is still waiting UNAVAILABLE, storing nothing. */
 void tf_ingest_refuse_waiting (tf_server_t *self);
 
