@@ -34,37 +34,16 @@
 #include "tf_faultkit.h"
 #include "tf_wire.h"
 
-typedef struct {
-    tf_service_t svc;
-    tf_fk_views_t *views;
-    tf_fk_load_t *load;
-    zhashx_t *stored;
-} fixture_t;
-
 static const char *s_args[] = { "--heartbeat-ms", "200", NULL };
 
 static int setup (void **state)
 {
-    fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
-    assert_int_equal (tf_service_start (&f->svc, s_args), 0);
-    *state = f;
-    return 0;
-}
-
-static int teardown (void **state)
-{
-    fixture_t *f = (fixture_t *) *state;
-    tf_fk_views_destroy (&f->views);
-    tf_fk_load_destroy (&f->load);
-    zhashx_destroy (&f->stored);
-    tf_service_cleanup (&f->svc);
-    free (f);
-    return 0;
+    return tf_fk_setup_with (state, s_args);
 }
 
 static void test_kill_9_under_load (void **state)
 {
-    fixture_t *f = (fixture_t *) *state;
+    tf_fk_fixture_t *f = (tf_fk_fixture_t *) *state;
     unsigned seed = tf_fk_seed ();
     int rounds = tf_fk_soak () ? 200 : 20;
     print_message ("seed %u (TF_SEED=%u replays it), %d rounds\n", seed, seed, rounds);
@@ -185,7 +164,7 @@ static void test_kill_9_under_load (void **state)
 int main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown (test_kill_9_under_load, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_kill_9_under_load, setup, tf_fk_teardown_any_exit),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -22,37 +22,9 @@
 
 #define S_STREAM_MS 3500
 
-typedef struct {
-    tf_service_t svc;
-    tf_fk_views_t *views;
-    tf_fk_load_t *load;
-    tf_writer_t *writer;
-} fixture_t;
-
-static int setup (void **state)
-{
-    fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
-    const char *args[] = { "--heartbeat-ms", "200", NULL };
-    assert_int_equal (tf_service_start (&f->svc, args), 0);
-    *state = f;
-    return 0;
-}
-
-static int teardown (void **state)
-{
-    fixture_t *f = (fixture_t *) *state;
-    tf_fk_views_destroy (&f->views);
-    tf_fk_load_destroy (&f->load);
-    tf_writer_destroy (&f->writer);
-    assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
-    tf_service_cleanup (&f->svc);
-    free (f);
-    return 0;
-}
-
 /*  Puts and deletes one record of the main thread; its number picks the
     sector, so the filtered view sees tombstones too. */
-static void s_put_delete (fixture_t *f, int n, uint64_t *deletes)
+static void s_put_delete (tf_fk_fixture_t *f, int n, uint64_t *deletes)
 {
     char id[40];
     snprintf (id, sizeof id, "gone-%d", n);
@@ -81,7 +53,7 @@ static void s_report (const char *name, const tf_fk_view_info_t *info, uint64_t 
 
 static void test_late_joiner_and_filtered (void **state)
 {
-    fixture_t *f = (fixture_t *) *state;
+    tf_fk_fixture_t *f = (tf_fk_fixture_t *) *state;
     Techfeed__Sector two[] = { TECHFEED__SECTOR__SECTOR_SPACE,
                                TECHFEED__SECTOR__SECTOR_HIGH_SPEED_RAIL };
     f->views = tf_fk_views_new (f->svc.events, f->svc.sync);
@@ -149,7 +121,8 @@ static void test_late_joiner_and_filtered (void **state)
 int main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown (test_late_joiner_and_filtered, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_late_joiner_and_filtered, tf_fk_setup,
+                                         tf_fk_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

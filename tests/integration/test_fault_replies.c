@@ -25,31 +25,9 @@
 #define S_REQUESTS 40 /* per writer */
 #define S_OPS 2       /* records per request */
 
-typedef struct {
-    tf_service_t svc;
-} fixture_t;
-
-static int setup (void **state)
-{
-    fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
-    const char *args[] = { "--heartbeat-ms", "200", NULL };
-    assert_int_equal (tf_service_start (&f->svc, args), 0);
-    *state = f;
-    return 0;
-}
-
-static int teardown (void **state)
-{
-    fixture_t *f = (fixture_t *) *state;
-    assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
-    tf_service_cleanup (&f->svc);
-    free (f);
-    return 0;
-}
-
 static void test_dropped_replies_store_once (void **state)
 {
-    fixture_t *f = (fixture_t *) *state;
+    tf_fk_fixture_t *f = (tf_fk_fixture_t *) *state;
     tf_fk_proxy_t *proxy = tf_fk_proxy_new (f->svc.ingest, 3);
     tf_fk_load_config_t config = { .endpoint = tf_fk_proxy_endpoint (proxy),
                                    .prefix = "reply",
@@ -111,7 +89,7 @@ static void test_dropped_replies_store_once (void **state)
     answered from the cache written by the same, still open transaction. */
 static void test_retries_in_one_group (void **state)
 {
-    fixture_t *f = (fixture_t *) *state;
+    tf_fk_fixture_t *f = (tf_fk_fixture_t *) *state;
     tf_status_t before, after;
     assert_int_equal (tf_fk_status (&f->svc, &before), 0);
     zsock_t *dealer = zsock_new_dealer (f->svc.ingest);
@@ -145,8 +123,9 @@ static void test_retries_in_one_group (void **state)
 int main (int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown (test_dropped_replies_store_once, setup, teardown),
-        cmocka_unit_test_setup_teardown (test_retries_in_one_group, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_dropped_replies_store_once, tf_fk_setup,
+                                         tf_fk_teardown),
+        cmocka_unit_test_setup_teardown (test_retries_in_one_group, tf_fk_setup, tf_fk_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

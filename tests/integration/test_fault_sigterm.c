@@ -23,33 +23,15 @@
 #define S_WRITERS 4
 #define S_OPS 20
 
-typedef struct {
-    tf_service_t svc;
-    tf_fk_load_t *load;
-    zhashx_t *stored;
-} fixture_t;
-
+/*  The service with its default settings. */
 static int setup (void **state)
 {
-    fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
-    assert_int_equal (tf_service_start (&f->svc, NULL), 0);
-    *state = f;
-    return 0;
-}
-
-static int teardown (void **state)
-{
-    fixture_t *f = (fixture_t *) *state;
-    tf_fk_load_destroy (&f->load);
-    zhashx_destroy (&f->stored);
-    tf_service_cleanup (&f->svc);
-    free (f);
-    return 0;
+    return tf_fk_setup_with (state, NULL);
 }
 
 static void test_sigterm_during_burst (void **state)
 {
-    fixture_t *f = (fixture_t *) *state;
+    tf_fk_fixture_t *f = (tf_fk_fixture_t *) *state;
     tf_fk_load_config_t config = { .endpoint = f->svc.ingest,
                                    .prefix = "term",
                                    .writers = S_WRITERS,
@@ -106,7 +88,7 @@ static void test_sigterm_during_burst (void **state)
 int main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown (test_sigterm_during_burst, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_sigterm_during_burst, setup, tf_fk_teardown_any_exit),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -21,35 +21,16 @@
 #define S_INTERVAL_MS 200
 #define S_VIEWS 2
 
-typedef struct {
-    tf_service_t svc;
-    tf_fk_views_t *views;
-    tf_fk_load_t *load;
-} fixture_t;
-
-static int setup (void **state)
-{
-    fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
-    const char *args[] = { "--heartbeat-ms", "200", NULL };
-    assert_int_equal (tf_service_start (&f->svc, args), 0);
-    *state = f;
-    return 0;
-}
-
+/*  tf_fk_teardown, after a SIGCONT in case the test stopped midway. */
 static int teardown (void **state)
 {
-    fixture_t *f = (fixture_t *) *state;
+    tf_fk_fixture_t *f = (tf_fk_fixture_t *) *state;
     if (f->svc.pid)
         kill (f->svc.pid, SIGCONT);
-    tf_fk_views_destroy (&f->views);
-    tf_fk_load_destroy (&f->load);
-    assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
-    tf_service_cleanup (&f->svc);
-    free (f);
-    return 0;
+    return tf_fk_teardown (state);
 }
 
-static bool s_all (fixture_t *f, const int *index, bool recovered)
+static bool s_all (tf_fk_fixture_t *f, const int *index, bool recovered)
 {
     for (int i = 0; i < S_VIEWS; i++) {
         tf_fk_view_info_t info;
@@ -62,7 +43,7 @@ static bool s_all (fixture_t *f, const int *index, bool recovered)
 
 static void test_service_silent (void **state)
 {
-    fixture_t *f = (fixture_t *) *state;
+    tf_fk_fixture_t *f = (tf_fk_fixture_t *) *state;
     Techfeed__Sector ai[] = { TECHFEED__SECTOR__SECTOR_AI };
     f->views = tf_fk_views_new (f->svc.events, f->svc.sync);
     int index[S_VIEWS] = { tf_fk_views_add (f->views, NULL, 0, NULL),
@@ -141,7 +122,7 @@ static void test_service_silent (void **state)
 int main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown (test_service_silent, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_service_silent, tf_fk_setup, teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -14,31 +14,18 @@
 #include "tf_rawclient.h"
 #include "tf_testkit.h"
 
-typedef struct {
-    tf_service_t svc;
-} fixture_t;
-
+/*  The service with an HTTP listener on a free port, and raw sockets. */
 static int setup (void **state)
 {
-    fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
     const char *extra[] = { "--http-addr", "127.0.0.1:0", NULL };
-    assert_int_equal (tf_service_start (&f->svc, extra), 0);
-    assert_true (f->svc.http[0]);
-    *state = f;
-    return 0;
-}
-
-static int teardown (void **state)
-{
-    fixture_t *f = (fixture_t *) *state;
-    assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
-    tf_service_cleanup (&f->svc);
-    free (f);
+    if (tf_raw_fixture_setup (state, extra) != 0)
+        return -1;
+    assert_true (((tf_raw_fixture_t *) *state)->svc.http[0]);
     return 0;
 }
 
 /*  curl PATH; returns the body (caller frees) and the HTTP status. */
-static char *s_get (fixture_t *f, const char *path, int *status)
+static char *s_get (tf_raw_fixture_t *f, const char *path, int *status)
 {
     char url[300];
     snprintf (url, sizeof url, "%s%s", f->svc.http, path);
@@ -115,7 +102,7 @@ static void s_check_exposition (const char *text)
 
 static void test_health_and_ready (void **state)
 {
-    fixture_t *f = (fixture_t *) *state;
+    tf_raw_fixture_t *f = (tf_raw_fixture_t *) *state;
     int status;
     char *body = s_get (f, "/healthz", &status);
     assert_int_equal (status, 200);
@@ -131,24 +118,22 @@ static void test_health_and_ready (void **state)
 
 static void test_metrics_move (void **state)
 {
-    fixture_t *f = (fixture_t *) *state;
+    tf_raw_fixture_t *f = (tf_raw_fixture_t *) *state;
     int status;
     char *before = s_get (f, "/metrics", &status);
     assert_int_equal (status, 200);
     s_check_exposition (before);
     assert_true (s_sample (before, "techfeed_records_ingested_total") == 0);
 
-    zsock_t *dealer = zsock_new_dealer (f->svc.ingest);
-    zsock_set_rcvtimeo (dealer, 5000);
     for (int i = 0; i < 5; i++) {
         char id[32];
         snprintf (id, sizeof id, "metric-%d", i);
-        assert_int_equal (tf_raw_put (dealer, id, TECHFEED__SECTOR__SECTOR_HIGH_SPEED_RAIL), 0);
+        assert_int_equal (tf_raw_put (f->ingest, id, TECHFEED__SECTOR__SECTOR_HIGH_SPEED_RAIL), 0);
     }
     //  An invalid record: counted as rejected, reason INVALID.
-    assert_int_equal (tf_raw_put (dealer, "Not A Slug", TECHFEED__SECTOR__SECTOR_HIGH_SPEED_RAIL),
-                      TECHFEED__ERROR_CODE__INVALID);
-    zsock_destroy (&dealer);
+    assert_int_equal (
+        tf_raw_put (f->ingest, "Not A Slug", TECHFEED__SECTOR__SECTOR_HIGH_SPEED_RAIL),
+        TECHFEED__ERROR_CODE__INVALID);
 
     char *after = s_get (f, "/metrics", &status);
     s_check_exposition (after);
@@ -179,23 +164,20 @@ static void test_metrics_move (void **state)
     assert_true (index > 0 && index < 1e6);
 
     //  SYNC_STATUS says the same.
-    zsock_t *sync = zsock_new_dealer (f->svc.sync);
-    zsock_set_rcvtimeo (sync, 5000);
-    Techfeed__SyncReply *reply = tf_raw_status (sync);
+    Techfeed__SyncReply *reply = tf_raw_status (f->sync);
     assert_non_null (reply);
     assert_non_null (reply->status);
     assert_true (reply->status->has_records_applied);
     assert_int_equal (reply->status->records_applied, 5);
     assert_int_equal (reply->status->head_sequence, 5);
     techfeed__sync_reply__free_unpacked (reply, NULL);
-    zsock_destroy (&sync);
 }
 
 int main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown (test_health_and_ready, setup, teardown),
-        cmocka_unit_test_setup_teardown (test_metrics_move, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_health_and_ready, setup, tf_raw_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_metrics_move, setup, tf_raw_fixture_teardown),
     };
     return cmocka_run_group_tests_name ("health and metrics", tests, NULL, NULL);
 }

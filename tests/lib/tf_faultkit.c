@@ -1206,3 +1206,44 @@ long long tf_fk_file_size (const char *path)
     struct stat st;
     return stat (path, &st) == 0 ? (long long) st.st_size : -1;
 }
+
+// --------------------------------------------------------------- fixture
+
+int tf_fk_setup_with (void **state, const char *const *args)
+{
+    *state = tf_test_fixture_new (sizeof (tf_fk_fixture_t), args);
+    return *state ? 0 : -1;
+}
+
+int tf_fk_setup (void **state)
+{
+    const char *args[] = { "--heartbeat-ms", "200", NULL };
+    return tf_fk_setup_with (state, args);
+}
+
+/*  Destroys what the test started on the service, which is left running. */
+static void s_fixture_release (tf_fk_fixture_t *self)
+{
+    tf_fk_views_destroy (&self->views);
+    tf_fk_load_destroy (&self->load);
+    tf_writer_destroy (&self->writer);
+    zhashx_destroy (&self->stored);
+}
+
+int tf_fk_teardown (void **state)
+{
+    tf_fk_fixture_t *self = (tf_fk_fixture_t *) *state;
+    s_fixture_release (self);
+    int rc = tf_test_service_end (&self->svc);
+    free (self);
+    return rc;
+}
+
+int tf_fk_teardown_any_exit (void **state)
+{
+    tf_fk_fixture_t *self = (tf_fk_fixture_t *) *state;
+    s_fixture_release (self);
+    tf_service_cleanup (&self->svc);
+    free (self);
+    return 0;
+}

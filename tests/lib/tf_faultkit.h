@@ -3,7 +3,8 @@
     acknowledged and measure ack latency, the server's digest (whole or by
     sectors), library views polled by a thread of their own, a view in a
     separate process (the test binary re-executed, so it can be stopped
-    with SIGSTOP), a proxy that drops replies, percentiles.
+    with SIGSTOP), a proxy that drops replies, percentiles, and the
+    cmocka state most of them keep (the service and what runs on it).
 
     No cmocka here (tests/lib is linked into the benchmark too): failures
     are return values and the tests assert on them.
@@ -242,5 +243,29 @@ int tf_fk_backup_db (const char *from, const char *to);
 
 /*  Size of a file, -1 when missing. */
 long long tf_fk_file_size (const char *path);
+
+// ------------------------------------------------------------------ fixture
+
+/*  The state of a fault test: the service and what the test starts on it
+    (each NULL until then). The teardowns destroy whatever is set. */
+typedef struct {
+    tf_service_t svc;     /* the service under test (first, for tf_test_fixture_new) */
+    tf_fk_views_t *views; /* library views, or NULL */
+    tf_fk_load_t *load;   /* writer threads, or NULL */
+    tf_writer_t *writer;  /* a writer of the test's own, or NULL */
+    zhashx_t *stored;     /* revisions the test read (tf_fk_revisions), or NULL */
+} tf_fk_fixture_t;
+
+/*  Sets *state to a new fixture, its service started with `args`
+    (NULL-terminated, or NULL). 0, or -1 when the service did not start. */
+int tf_fk_setup_with (void **state, const char *const *args);
+/*  A cmocka setup: tf_fk_setup_with "--heartbeat-ms 200". */
+int tf_fk_setup (void **state);
+/*  A cmocka teardown: destroys the fixture and stops the service, which
+    must still run and exit 0 on SIGTERM; else -1 (the status on stderr). */
+int tf_fk_teardown (void **state);
+/*  The same for tests that stop or kill the service themselves: its exit
+    status is not checked (it is stopped if it still runs). 0. */
+int tf_fk_teardown_any_exit (void **state);
 
 #endif

@@ -93,12 +93,9 @@ uint64_t tf_raw_count (zsock_t *sync)
 
 int tf_raw_fixture_setup (void **state, const char *const *extra)
 {
-    tf_raw_fixture_t *f = (tf_raw_fixture_t *) zmalloc (sizeof *f);
-    if (tf_service_start (&f->svc, extra) != 0) {
-        tf_service_cleanup (&f->svc);
-        free (f);
+    tf_raw_fixture_t *f = (tf_raw_fixture_t *) tf_test_fixture_new (sizeof *f, extra);
+    if (!f)
         return -1;
-    }
     f->ingest = zsock_new_dealer (f->svc.ingest);
     f->sync = zsock_new_dealer (f->svc.sync);
     zsock_set_rcvtimeo (f->ingest, 5000);

@@ -13,7 +13,7 @@
 /*  A cmocka fixture: the real service and a DEALER on each of its ingest
     and sync sockets (5 s receive timeouts). */
 typedef struct {
-    tf_service_t svc;
+    tf_service_t svc; /* first, for tf_test_fixture_new */
     zsock_t *ingest;
     zsock_t *sync;
 } tf_raw_fixture_t;

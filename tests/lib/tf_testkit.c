@@ -227,15 +227,23 @@ int tf_test_service_end (tf_service_t *svc)
     return status == 0 ? 0 : -1;
 }
 
+void *tf_test_fixture_new (size_t size, const char *const *extra)
+{
+    tf_service_t *svc = (tf_service_t *) calloc (1, size);
+    if (!svc)
+        abort ();
+    if (tf_service_start (svc, extra) != 0) {
+        tf_service_cleanup (svc);
+        free (svc);
+        return NULL;
+    }
+    return svc;
+}
+
 int tf_test_setup_service (void **state)
 {
-    tf_service_t *svc = (tf_service_t *) calloc (1, sizeof *svc);
-    if (!svc || tf_service_start (svc, NULL) != 0) {
-        free (svc);
-        return -1;
-    }
-    *state = svc;
-    return 0;
+    *state = tf_test_fixture_new (sizeof (tf_service_t), NULL);
+    return *state ? 0 : -1;
 }
 
 int tf_test_teardown_service (void **state)

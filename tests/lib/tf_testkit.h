@@ -49,6 +49,11 @@ void tf_service_cleanup (tf_service_t *svc);
     removes its directory: 0, or -1 when it did not exit 0. */
 int tf_test_service_end (tf_service_t *svc);
 
+/*  A new zeroed fixture of `size` bytes whose first member is a
+    tf_service_t, started with `extra` (as tf_service_start); NULL, with
+    nothing left behind, when it does not start. Caller frees. */
+void *tf_test_fixture_new (size_t size, const char *const *extra);
+
 /*  A cmocka setup and teardown (usable as such, 0 or -1) for tests whose
     state is nothing but a started service: *state is a tf_service_t *. */
 int tf_test_setup_service (void **state);
