@@ -21,6 +21,20 @@ zsock_t *tf_fake_router_curve (char *endpoint, size_t size, zcert_t *cert)
     return router;
 }
 
+ProtobufCMessage *tf_fake_recv (zsock_t *router, const ProtobufCMessageDescriptor *descriptor,
+                                zframe_t **identity)
+{
+    zmsg_t *msg = zmsg_recv (router);
+    *identity = zmsg_pop (msg);
+    zframe_t *body = zmsg_pop (msg);
+    ProtobufCMessage *request =
+        body ? protobuf_c_message_unpack (descriptor, NULL, zframe_size (body), zframe_data (body))
+             : NULL;
+    zframe_destroy (&body);
+    zmsg_destroy (&msg);
+    return request;
+}
+
 void tf_fake_reply (zsock_t *router, zframe_t *identity, const ProtobufCMessage *msg)
 {
     size_t size;

@@ -27,16 +27,23 @@ void tf_raw_send_request (zsock_t *dealer, const Techfeed__IngestRequest *reques
     s_send (dealer, &request->base);
 }
 
-Techfeed__IngestReply *tf_raw_recv_reply (zsock_t *dealer)
+/*  Receives one message and unpacks its last frame as a `descriptor`
+    message; NULL on timeout or when it does not unpack. */
+static ProtobufCMessage *s_recv (zsock_t *socket, const ProtobufCMessageDescriptor *descriptor)
 {
-    zmsg_t *msg = zmsg_recv (dealer);
+    zmsg_t *msg = zmsg_recv (socket);
     if (!msg)
         return NULL;
     zframe_t *body = zmsg_last (msg);
-    Techfeed__IngestReply *reply =
-        techfeed__ingest_reply__unpack (NULL, zframe_size (body), zframe_data (body));
+    ProtobufCMessage *message =
+        protobuf_c_message_unpack (descriptor, NULL, zframe_size (body), zframe_data (body));
     zmsg_destroy (&msg);
-    return reply;
+    return message;
+}
+
+Techfeed__IngestReply *tf_raw_recv_reply (zsock_t *dealer)
+{
+    return (Techfeed__IngestReply *) s_recv (dealer, &techfeed__ingest_reply__descriptor);
 }
 
 void tf_raw_one_put (tf_raw_one_put_t *self, Techfeed__Milestone *record)
@@ -122,14 +129,7 @@ void tf_raw_send_sync (zsock_t *dealer, const Techfeed__SyncRequest *request)
 
 Techfeed__SyncReply *tf_raw_recv_sync (zsock_t *dealer)
 {
-    zmsg_t *msg = zmsg_recv (dealer);
-    if (!msg)
-        return NULL;
-    zframe_t *body = zmsg_last (msg);
-    Techfeed__SyncReply *reply =
-        techfeed__sync_reply__unpack (NULL, zframe_size (body), zframe_data (body));
-    zmsg_destroy (&msg);
-    return reply;
+    return (Techfeed__SyncReply *) s_recv (dealer, &techfeed__sync_reply__descriptor);
 }
 
 Techfeed__SyncReply *tf_raw_status (zsock_t *dealer)

@@ -59,11 +59,9 @@ static void s_fake_sync (zsock_t *pipe, void *args)
     zsock_signal (pipe, 0);
     zpoller_t *poller = zpoller_new (pipe, router, NULL);
     while (zpoller_wait (poller, -1) == router) {
-        zmsg_t *msg = zmsg_recv (router);
-        zframe_t *identity = zmsg_pop (msg);
-        zframe_t *body = zmsg_pop (msg);
-        Techfeed__SyncRequest *req =
-            techfeed__sync_request__unpack (NULL, zframe_size (body), zframe_data (body));
+        zframe_t *identity;
+        Techfeed__SyncRequest *req = (Techfeed__SyncRequest *) tf_fake_recv (
+            router, &techfeed__sync_request__descriptor, &identity);
         Techfeed__SyncReply reply = TECHFEED__SYNC_REPLY__INIT;
         Techfeed__ChangeEvent events[LOG_SIZE + 1], *event_ptrs[LOG_SIZE];
         Techfeed__Milestone recs[LOG_SIZE + 1], *rec_ptrs[LOG_SIZE];
@@ -96,8 +94,6 @@ static void s_fake_sync (zsock_t *pipe, void *args)
         tf_fake_reply (router, identity, &reply.base);
         zframe_destroy (&identity);
         techfeed__sync_request__free_unpacked (req, NULL);
-        zframe_destroy (&body);
-        zmsg_destroy (&msg);
     }
     zpoller_destroy (&poller);
     zsock_destroy (&router);

@@ -86,18 +86,14 @@ static void s_ingest_actor (zsock_t *pipe, void *args)
         void *which = zpoller_wait (poller, -1);
         if (which != router)
             break; // $TERM or interrupted
-        zmsg_t *msg = zmsg_recv (router);
-        zframe_t *identity = zmsg_pop (msg);
-        zframe_t *body = zmsg_pop (msg);
-        Techfeed__IngestRequest *req =
-            techfeed__ingest_request__unpack (NULL, zframe_size (body), zframe_data (body));
+        zframe_t *identity;
+        Techfeed__IngestRequest *req = (Techfeed__IngestRequest *) tf_fake_recv (
+            router, &techfeed__ingest_request__descriptor, &identity);
         fake->requests++;
         if (!req || !req->request_id) { // no cmocka asserts in this thread
             fake->same_ids = false;
             techfeed__ingest_request__free_unpacked (req, NULL);
             zframe_destroy (&identity);
-            zframe_destroy (&body);
-            zmsg_destroy (&msg);
             continue;
         }
         if (fake->requests == 1)
@@ -140,8 +136,6 @@ static void s_ingest_actor (zsock_t *pipe, void *args)
         }
         techfeed__ingest_request__free_unpacked (req, NULL);
         zframe_destroy (&identity);
-        zframe_destroy (&body);
-        zmsg_destroy (&msg);
     }
     zframe_destroy (&last_identity);
     zpoller_destroy (&poller);
@@ -341,16 +335,12 @@ static void s_sync_actor (zsock_t *pipe, void *args)
     size_t sent = 0;
     zpoller_t *poller = zpoller_new (pipe, router, NULL);
     while (zpoller_wait (poller, -1) == router) {
-        zmsg_t *msg = zmsg_recv (router);
-        zframe_t *identity = zmsg_pop (msg);
-        zframe_t *body = zmsg_pop (msg);
-        Techfeed__SyncRequest *req =
-            techfeed__sync_request__unpack (NULL, zframe_size (body), zframe_data (body));
+        zframe_t *identity;
+        Techfeed__SyncRequest *req = (Techfeed__SyncRequest *) tf_fake_recv (
+            router, &techfeed__sync_request__descriptor, &identity);
         fake->requests++;
         if (!req) { // counted; the test sees too few replies
             zframe_destroy (&identity);
-            zframe_destroy (&body);
-            zmsg_destroy (&msg);
             continue;
         }
         Techfeed__SyncReply reply = TECHFEED__SYNC_REPLY__INIT;
@@ -401,8 +391,6 @@ static void s_sync_actor (zsock_t *pipe, void *args)
         tf_fake_reply (router, identity, &reply.base);
         techfeed__sync_request__free_unpacked (req, NULL);
         zframe_destroy (&identity);
-        zframe_destroy (&body);
-        zmsg_destroy (&msg);
     }
     zpoller_destroy (&poller);
     zsock_destroy (&router);
