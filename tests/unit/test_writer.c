@@ -203,19 +203,28 @@ static void test_put_answered (void **state)
     assert_int_equal (fake.requests, 3);
 }
 
+/*  What s_put_through leaves for a test to check. */
+typedef struct {
+    fake_t fake;            /* the fake's counters */
+    tf_result_t results[3]; /* one per record put */
+    char errstr[256];       /* the writer's errstr */
+} s_put_t;
+
 /*  Puts the first `n` records through a fake in `mode` with `tries` per
     request (0: the default) and takes everything down again. Returns
-    tf_writer_put's code; results, the fake's counters and the writer's
-    errstr (256 bytes) are copied out. */
-static int s_put_through (fake_mode_t mode, size_t n, int tries, tf_result_t *results, fake_t *fake,
-                          char *errstr)
+    tf_writer_put's code; what it left is copied into `put`. */
+static int s_put_through (s_put_t *put, fake_mode_t mode, size_t n, int tries)
 {
     zactor_t *actor;
-    tf_writer_t *writer = s_writer (fake, &actor, mode);
+    tf_writer_t *writer = s_writer (&put->fake, &actor, mode);
     if (tries)
         tf_writer_set_retries (writer, tries);
+    //  Exactly n results on the heap, so ASan sees a write past them
+    tf_result_t *results = (tf_result_t *) calloc (n, sizeof *results);
     int rc = tf_writer_put (writer, s_pointers, n, mode == FAKE_DROP_FIRST, results);
-    snprintf (errstr, 256, "%s", tf_writer_errstr (writer));
+    memcpy (put->results, results, n * sizeof *results);
+    free (results);
+    snprintf (put->errstr, sizeof put->errstr, "%s", tf_writer_errstr (writer));
     tf_writer_destroy (&writer);
     zactor_destroy (&actor);
     return rc;
@@ -223,79 +232,67 @@ static int s_put_through (fake_mode_t mode, size_t n, int tries, tf_result_t *re
 
 static void test_lazy_pirate_retry (void **state)
 {
-    fake_t fake;
-    tf_result_t results[2];
-    char errstr[256];
-    assert_int_equal (s_put_through (FAKE_DROP_FIRST, 2, 0, results, &fake, errstr), 0);
-    assert_int_equal (results[1].sequence, 101);
+    s_put_t put;
+    assert_int_equal (s_put_through (&put, FAKE_DROP_FIRST, 2, 0), 0);
+    assert_int_equal (put.results[1].sequence, 101);
     //  Retried once, on a fresh socket, with the same request_id; the
     //  stale reply was not taken for the answer
-    assert_int_equal (fake.requests, 2);
-    assert_int_equal (fake.identities, 2);
-    assert_true (fake.same_ids);
+    assert_int_equal (put.fake.requests, 2);
+    assert_int_equal (put.fake.identities, 2);
+    assert_true (put.fake.same_ids);
 }
 
 static void test_unavailable_after_tries (void **state)
 {
-    fake_t fake;
-    tf_result_t results[1];
-    char errstr[256];
+    s_put_t put;
     int64_t start = zclock_mono ();
-    assert_int_equal (s_put_through (FAKE_SILENT, 1, 2, results, &fake, errstr), -1);
+    assert_int_equal (s_put_through (&put, FAKE_SILENT, 1, 2), -1);
     assert_true (zclock_mono () - start >= 600);
-    assert_non_null (strstr (errstr, "service unavailable at tcp://127.0.0.1:"));
-    assert_non_null (strstr (errstr, "after 2 tries"));
-    assert_int_equal (fake.requests, 2);
-    assert_true (fake.same_ids);
+    assert_non_null (strstr (put.errstr, "service unavailable at tcp://127.0.0.1:"));
+    assert_non_null (strstr (put.errstr, "after 2 tries"));
+    assert_int_equal (put.fake.requests, 2);
+    assert_true (put.fake.same_ids);
 }
 
 static void test_garbage_reply_skipped (void **state)
 {
-    fake_t fake;
-    tf_result_t results[1];
-    char errstr[256];
-    assert_int_equal (s_put_through (FAKE_GARBLE, 1, 0, results, &fake, errstr), 0);
-    assert_int_equal (results[0].code, 0);
-    assert_int_equal (fake.requests, 1);
+    s_put_t put;
+    assert_int_equal (s_put_through (&put, FAKE_GARBLE, 1, 0), 0);
+    assert_int_equal (put.results[0].code, 0);
+    assert_int_equal (put.fake.requests, 1);
 }
 
 static void test_unavailable_is_resent (void **state)
 {
-    fake_t fake;
-    tf_result_t results[1];
-    char errstr[256];
-    assert_int_equal (s_put_through (FAKE_UNAVAILABLE, 1, 0, results, &fake, errstr), 0);
-    assert_int_equal (results[0].code, 0);
-    assert_int_equal (fake.requests, 3);
-    assert_true (fake.same_ids);
+    s_put_t put;
+    assert_int_equal (s_put_through (&put, FAKE_UNAVAILABLE, 1, 0), 0);
+    assert_int_equal (put.results[0].code, 0);
+    assert_int_equal (put.fake.requests, 3);
+    assert_true (put.fake.same_ids);
 }
 
 static void test_whole_request_error (void **state)
 {
-    fake_t fake;
-    tf_result_t results[3];
-    char errstr[256];
-    assert_int_equal (s_put_through (FAKE_WHOLE_ERROR, 3, 0, results, &fake, errstr), 0);
+    s_put_t put;
+    assert_int_equal (s_put_through (&put, FAKE_WHOLE_ERROR, 3, 0), 0);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal (results[i].code, TECHFEED__ERROR_CODE__TOO_LARGE);
-        assert_string_equal (results[i].id, s_records[i].id);
-        assert_string_equal (results[i].message, "too many operations");
+        assert_int_equal (put.results[i].code, TECHFEED__ERROR_CODE__TOO_LARGE);
+        assert_string_equal (put.results[i].id, s_records[i].id);
+        assert_string_equal (put.results[i].message, "too many operations");
     }
-    assert_non_null (strstr (errstr, "TOO_LARGE"));
+    assert_non_null (strstr (put.errstr, "TOO_LARGE"));
 }
 
 /*  A refusal as a whole that does not name the request (the service did
     not read its id) still answers it: no retry, the code in every result. */
 static void test_whole_request_error_without_id (void **state)
 {
-    fake_t fake;
-    tf_result_t results[2];
-    char errstr[256];
-    assert_int_equal (s_put_through (FAKE_NAMELESS, 2, 0, results, &fake, errstr), 0);
-    assert_int_equal (fake.requests, 1);
+    s_put_t put;
+    assert_int_equal (s_put_through (&put, FAKE_NAMELESS, 2, 0), 0);
+    assert_int_equal (put.fake.requests, 1);
     for (int i = 0; i < 2; i++)
-        assert_int_equal (results[i].code, TECHFEED__ERROR_CODE__UNAUTHORIZED);
-    assert_non_null (strstr (errstr, "UNAUTHORIZED: not a writer"));
+        assert_int_equal (put.results[i].code, TECHFEED__ERROR_CODE__UNAUTHORIZED);
+    assert_non_null (strstr (put.errstr, "UNAUTHORIZED: not a writer"));
 }
 
 /*  With CURVE, the retry's fresh socket is a CURVE client too: the fake
