@@ -39,3 +39,18 @@ Techfeed__Milestone *tf_fixture_milestone (void)
     m.updated_at_ms = 1795887738123;
     return tf_milestone_dup (&m); // heap copy the caller may change and free
 }
+
+void tf_fixture_change (Techfeed__ChangeEvent *ev, Techfeed__ChangeKind kind, uint64_t sequence)
+{
+    techfeed__change_event__init (ev);
+    ev->epoch = "0123456789abcdef0123456789abcdef";
+    ev->has_sequence = 1;
+    ev->sequence = sequence;
+    ev->has_kind = 1;
+    ev->kind = kind;
+    ev->has_sector = 1;
+    ev->sector = TECHFEED__SECTOR__SECTOR_SPACE;
+    ev->id = "change-4-far-side-landing";
+    ev->has_revision = 1;
+    ev->revision = 7;
+}

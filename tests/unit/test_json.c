@@ -268,17 +268,7 @@ static void test_output_values (void **state)
 static void test_from_change (void **state)
 {
     Techfeed__ChangeEvent ev;
-    techfeed__change_event__init (&ev);
-    ev.epoch = "0123456789abcdef0123456789abcdef";
-    ev.has_sequence = 1;
-    ev.sequence = 42;
-    ev.has_kind = 1;
-    ev.kind = TECHFEED__CHANGE_KIND__CHANGE_DELETE;
-    ev.has_sector = 1;
-    ev.sector = TECHFEED__SECTOR__SECTOR_SPACE;
-    ev.id = "change-4-far-side-landing";
-    ev.has_revision = 1;
-    ev.revision = 7;
+    tf_fixture_change (&ev, TECHFEED__CHANGE_KIND__CHANGE_DELETE, 42);
     ev.has_timestamp_ms = 1;
     ev.timestamp_ms = 1795887738123;
     const char *head = "{\"seq\":42,\"kind\":\"%s\",\"id\":\"change-4-far-side-landing\","

@@ -139,17 +139,7 @@ static void test_round_trip_ingest (void **state)
 static void test_round_trip_events_and_sync (void **state)
 {
     Techfeed__ChangeEvent ev, *changes[] = { &ev };
-    techfeed__change_event__init (&ev);
-    ev.epoch = "0123456789abcdef0123456789abcdef";
-    ev.has_sequence = 1;
-    ev.sequence = 9;
-    ev.has_kind = 1;
-    ev.kind = TECHFEED__CHANGE_KIND__CHANGE_PUT;
-    ev.has_sector = 1;
-    ev.sector = TECHFEED__SECTOR__SECTOR_SPACE;
-    ev.id = "change-4-far-side-landing";
-    ev.has_revision = 1;
-    ev.revision = 7;
+    tf_fixture_change (&ev, TECHFEED__CHANGE_KIND__CHANGE_PUT, 9);
     ev.record = s_record;
     ev.has_sector_prev_sequence = 1;
     ev.sector_prev_sequence = 4;
