@@ -35,6 +35,23 @@ ProtobufCMessage *tf_fake_recv (zsock_t *router, const ProtobufCMessageDescripto
     return request;
 }
 
+void tf_fake_snapshot_chunk (Techfeed__SyncReply *reply, const char *epoch,
+                             Techfeed__Milestone **records, size_t n, bool end, uint64_t sequence,
+                             Techfeed__SectorHead **heads, size_t n_heads)
+{
+    techfeed__sync_reply__init (reply);
+    reply->has_code = reply->has_end = reply->has_sequence = reply->has_cursor = 1;
+    reply->code = TECHFEED__ERROR_CODE__OK;
+    reply->epoch = (char *) epoch;
+    reply->records = records;
+    reply->n_records = n;
+    reply->end = end;
+    reply->cursor = end ? 0 : 42;
+    reply->sequence = end ? sequence : 0;
+    reply->n_sector_heads = end ? n_heads : 0;
+    reply->sector_heads = heads;
+}
+
 void tf_fake_reply (zsock_t *router, zframe_t *identity, const ProtobufCMessage *msg)
 {
     size_t size;

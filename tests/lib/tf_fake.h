@@ -24,6 +24,13 @@ zsock_t *tf_fake_router_curve (char *endpoint, size_t size, zcert_t *cert);
 ProtobufCMessage *tf_fake_recv (zsock_t *router, const ProtobufCMessageDescriptor *descriptor,
                                 zframe_t **identity);
 
+/*  Fills `reply` as a chunk of a snapshot in `epoch` holding `records` (n):
+    the last chunk (`end`) with the end mark at `sequence` and the sector
+    `heads` (n_heads), the others with cursor 42. Arrays are borrowed. */
+void tf_fake_snapshot_chunk (Techfeed__SyncReply *reply, const char *epoch,
+                             Techfeed__Milestone **records, size_t n, bool end, uint64_t sequence,
+                             Techfeed__SectorHead **heads, size_t n_heads);
+
 /*  Sends [identity][packed msg] on `router` (identity is copied). */
 void tf_fake_reply (zsock_t *router, zframe_t *identity, const ProtobufCMessage *msg);
 

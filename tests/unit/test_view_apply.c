@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "tf_fake.h"
 #include "tf_view_internal.h"
 #include "tf_wire.h"
 
@@ -190,17 +191,8 @@ static int s_snapshot_chunk (tf_view_t *view, const char *epoch, const s_rec_t *
     }
     s_heads_t heads;
     s_heads_init (&heads, head_list);
-    Techfeed__SyncReply reply = TECHFEED__SYNC_REPLY__INIT;
-    reply.has_code = reply.has_end = reply.has_sequence = reply.has_cursor = 1;
-    reply.code = TECHFEED__ERROR_CODE__OK;
-    reply.epoch = (char *) epoch;
-    reply.records = pointers;
-    reply.n_records = n;
-    reply.end = end;
-    reply.cursor = end ? 0 : 42;
-    reply.sequence = end ? seq : 0;
-    reply.n_sector_heads = end ? heads.n : 0;
-    reply.sector_heads = heads.pointers;
+    Techfeed__SyncReply reply;
+    tf_fake_snapshot_chunk (&reply, epoch, pointers, n, end, seq, heads.pointers, heads.n);
     return s_decoded ? s_sync_reply_decoded (view, &reply)
                      : tf_view_sync_reply (view, &reply, s_now);
 }

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tf_fake.h"
 #include "tf_mirror.h"
 #include "tf_sqlcheck.h"
 #include "tf_store.h"
@@ -353,16 +354,8 @@ static int s_snapshot_chunk (tf_view_t *view, const char *epoch, const char *con
     }
     s_heads_t heads;
     s_heads_init (&heads, space, ai);
-    Techfeed__SyncReply reply = TECHFEED__SYNC_REPLY__INIT;
-    reply.has_code = reply.has_end = reply.has_sequence = reply.has_cursor = 1;
-    reply.epoch = (char *) epoch;
-    reply.records = pointers;
-    reply.n_records = n;
-    reply.end = end;
-    reply.cursor = end ? 0 : 42;
-    reply.sequence = end ? seq : 0;
-    reply.n_sector_heads = end ? 2 : 0;
-    reply.sector_heads = heads.pointers;
+    Techfeed__SyncReply reply;
+    tf_fake_snapshot_chunk (&reply, epoch, pointers, n, end, seq, heads.pointers, 2);
     return tf_view_sync_reply (view, &reply, s_now);
 }
 
