@@ -9,6 +9,7 @@
     machine.sqlite.rate, machine.sqlite_idkey.rate.
 */
 #include "bench.h"
+#include "tf_testkit.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -289,12 +290,7 @@ static void s_sqlite (const char *dir, bool id_key, const char *key)
         bench_putf ((double) counted / ((double) (now - start) / 1e9), "%s.rate", key);
     sqlite3_finalize (insert);
     sqlite3_close (db);
-    char wal[1100];
-    unlink (path);
-    snprintf (wal, sizeof wal, "%s-wal", path);
-    unlink (wal);
-    snprintf (wal, sizeof wal, "%s-shm", path);
-    unlink (wal);
+    tf_test_remove_db (path);
 }
 
 void bench_machine_run (int run)

@@ -63,12 +63,8 @@ static void s_start (fixture_t *f, const char *heartbeat_ms)
 /*  The old copy back in place of the database, without its WAL. */
 static void s_restore (fixture_t *f)
 {
-    char path[450];
+    tf_test_remove_db (f->db);
     assert_int_equal (tf_fk_copy_file (f->backup, f->db), 0);
-    snprintf (path, sizeof path, "%s-wal", f->db);
-    unlink (path);
-    snprintf (path, sizeof path, "%s-shm", f->db);
-    unlink (path);
 }
 
 static void s_wait_views (fixture_t *f, const int *index, const char *const *names,

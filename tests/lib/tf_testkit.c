@@ -59,6 +59,16 @@ void tf_test_rmtree (const char *path)
         nftw (path, s_remove, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+void tf_test_remove_db (const char *path)
+{
+    char name[1100];
+    unlink (path);
+    snprintf (name, sizeof name, "%s-wal", path);
+    unlink (name);
+    snprintf (name, sizeof name, "%s-shm", path);
+    unlink (name);
+}
+
 /*  The endpoint a test service binds when it has none yet: a random free
     port (CZMQ's "!"), not the lowest free one ("*") that every other test
     service takes too, and above the kernel's range for outgoing

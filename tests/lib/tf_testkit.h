@@ -29,6 +29,8 @@ const char *tf_test_program (const char *name);
 char *tf_test_tempdir (void);
 /*  rm -rf of a directory this test made. */
 void tf_test_rmtree (const char *path);
+/*  Removes an SQLite database file and its -wal and -shm files. */
+void tf_test_remove_db (const char *path);
 
 /*  Starts the service. `svc->dir` empty: a new temporary data directory.
     Endpoints: the ones already in svc (restart on the same ports) or a

@@ -16,6 +16,7 @@
 #include <sqlite3.h>
 
 #include "tf_store.h"
+#include "tf_testkit.h"
 #include "tf_wire.h"
 
 #define T0 1700000000000LL /* a fixed "now" in Unix ms */
@@ -215,16 +216,6 @@ static void s_write_file (const char *path, const void *data, size_t size)
     fclose (file);
 }
 
-static void s_remove_db (const char *path)
-{
-    char name[256];
-    unlink (path);
-    snprintf (name, sizeof name, "%s-wal", path);
-    unlink (name);
-    snprintf (name, sizeof name, "%s-shm", path);
-    unlink (name);
-}
-
 /*  Reopening refuses the file; the message names the file and `problem`. */
 static void s_assert_refused (const char *path, const char *problem)
 {
@@ -259,10 +250,10 @@ static int teardown (void **state)
     fixture_t *fx = *state;
     tf_store_destroy (&fx->store);
     tf_store_destroy (&fx->store); // safe twice
-    s_remove_db (fx->path);
+    tf_test_remove_db (fx->path);
     char other[160];
     snprintf (other, sizeof other, "%s/other.db", fx->dir);
-    s_remove_db (other);
+    tf_test_remove_db (other);
     if (rmdir (fx->dir))
         fail_msg ("rmdir %s: leftovers", fx->dir);
     free (fx);
@@ -1057,14 +1048,14 @@ static void test_refuse_foreign (void **state)
     assert_memory_equal (back, garbage, sizeof garbage);
     s_write_file (other, "hello, world\n", 13);
     s_assert_refused (other, "not a techfeed database");
-    s_remove_db (other);
+    tf_test_remove_db (other);
 
     //  Another program's SQLite database
     s_sql_exec (other, "CREATE TABLE users (name TEXT)");
     s_assert_refused (other, "not a techfeed database");
     s_sql_exec (other, "PRAGMA application_id = 42");
     s_assert_refused (other, "application_id");
-    s_remove_db (other);
+    tf_test_remove_db (other);
 
     //  A techfeed database from a newer program
     tf_store_destroy (&fx->store);
