@@ -67,12 +67,19 @@ static void s_restore (fixture_t *f)
     assert_int_equal (tf_fk_copy_file (f->backup, f->db), 0);
 }
 
-static void s_wait_views (fixture_t *f, const int *index, const char *const *names,
-                          const uint64_t *digests, size_t n, const char *when)
+/*  Waits until each of the three views (all, space + rail, all in a
+    file) is live at the head with the database's digest of its sectors;
+    `when` names the moment in the report. */
+static void s_wait_views (fixture_t *f, const Techfeed__Sector *two, const int *index,
+                          const char *const *names, const char *when)
 {
+    uint64_t digests[3];
+    assert_int_equal (tf_fk_digest (&f->svc, NULL, 0, &digests[0], NULL), 0);
+    assert_int_equal (tf_fk_digest (&f->svc, two, 2, &digests[1], NULL), 0);
+    digests[2] = digests[0];
     tf_status_t status;
     assert_int_equal (tf_fk_status (&f->svc, &status), 0);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < 3; i++) {
         tf_fk_view_info_t info;
         bool ok =
             tf_fk_view_wait (f->views, index[i], digests[i], status.head_sequence, 15000, &info);
@@ -85,13 +92,6 @@ static void s_wait_views (fixture_t *f, const int *index, const char *const *nam
         assert_string_equal (info.epoch, status.epoch);
         assert_int_equal (info.order_errors, 0);
     }
-}
-
-static void s_digests (fixture_t *f, const Techfeed__Sector *two, uint64_t *digests)
-{
-    assert_int_equal (tf_fk_digest (&f->svc, NULL, 0, &digests[0], NULL), 0);
-    assert_int_equal (tf_fk_digest (&f->svc, two, 2, &digests[1], NULL), 0);
-    digests[2] = digests[0];
 }
 
 static void test_restored_older_copy (void **state)
@@ -107,13 +107,11 @@ static void test_restored_older_copy (void **state)
                      tf_fk_views_add (f->views, two, 2, NULL),
                      tf_fk_views_add (f->views, NULL, 0, store) };
     const char *names[] = { "all", "space + rail", "all, in a file" };
-    uint64_t digests[3];
 
     assert_int_equal (tf_fk_put_many (f->svc.ingest, "restore", 0, 100, 20, 100), 0);
     tf_status_t old;
     assert_int_equal (tf_fk_status (&f->svc, &old), 0);
-    s_digests (f, two, digests);
-    s_wait_views (f, index, names, digests, 3, "before the copy");
+    s_wait_views (f, two, index, names, "before the copy");
     assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
     assert_int_equal (tf_fk_copy_file (f->db, f->backup), 0);
 
@@ -121,8 +119,7 @@ static void test_restored_older_copy (void **state)
     assert_int_equal (tf_fk_put_many (f->svc.ingest, "restore", 50, 150, 25, 100), 0);
     tf_status_t newer;
     assert_int_equal (tf_fk_status (&f->svc, &newer), 0);
-    s_digests (f, two, digests);
-    s_wait_views (f, index, names, digests, 3, "after more writes");
+    s_wait_views (f, two, index, names, "after more writes");
     assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
 
     s_restore (f);
@@ -135,8 +132,7 @@ static void test_restored_older_copy (void **state)
     assert_string_not_equal (restored.epoch, old.epoch);
     assert_int_equal (restored.head_sequence, old.head_sequence);
     assert_int_equal (restored.digest, old.digest);
-    s_digests (f, two, digests);
-    s_wait_views (f, index, names, digests, 3, "after the restore");
+    s_wait_views (f, two, index, names, "after the restore");
     for (int i = 0; i < 3; i++) {
         tf_fk_view_info_t info;
         tf_fk_views_info (f->views, index[i], &info);
@@ -149,8 +145,7 @@ static void test_restored_older_copy (void **state)
 
     //  Live in the new epoch
     assert_int_equal (tf_fk_put_many (f->svc.ingest, "after", 0, 30, 10, 100), 0);
-    s_digests (f, two, digests);
-    s_wait_views (f, index, names, digests, 3, "new writes");
+    s_wait_views (f, two, index, names, "new writes");
     assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
 }
 
