@@ -39,6 +39,28 @@ void tf_envelope_send_bytes (zsock_t *socket, const tf_envelope_t *envelope, con
     zmsg_send (&msg, socket);
 }
 
+static void s_free (void *data, void *hint)
+{
+    free (data);
+}
+
+void tf_envelope_send_owned (zsock_t *socket, const tf_envelope_t *envelope, uint8_t *data,
+                             size_t size)
+{
+    void *handle = zsock_resolve (socket);
+    zmq_msg_t body;
+    if (zmq_msg_init_data (&body, data, size, s_free, NULL) != 0) {
+        free (data);
+        return;
+    }
+    zmq_send (handle, zframe_data (envelope->identity), zframe_size (envelope->identity),
+              ZMQ_SNDMORE);
+    if (envelope->delimiter)
+        zmq_send (handle, NULL, 0, ZMQ_SNDMORE);
+    if (zmq_msg_send (&body, handle, 0) < 0)
+        zmq_msg_close (&body); // not sent: frees data
+}
+
 void tf_envelope_reply (zsock_t *socket, const tf_envelope_t *envelope,
                         const ProtobufCMessage *message)
 {

@@ -60,6 +60,10 @@ void tf_envelope_reply (zsock_t *socket, const tf_envelope_t *envelope,
                         const ProtobufCMessage *message);
 void tf_envelope_send_bytes (zsock_t *socket, const tf_envelope_t *envelope, const uint8_t *data,
                              size_t size);
+/*  Same, but `data` (malloc'd) is handed to ZeroMQ, which frees it once
+    sent: a megabyte of sync chunk is neither copied nor allocated twice. */
+void tf_envelope_send_owned (zsock_t *socket, const tf_envelope_t *envelope, uint8_t *data,
+                             size_t size);
 void tf_envelope_clear (tf_envelope_t *envelope);
 
 /*  Bytes a decoded request may allocate: generous for valid input,

@@ -257,15 +257,14 @@ static void s_send_chunk (tf_server_t *self, void *handle)
         reply.sector_heads = head_ptrs;
     }
     //  A full chunk may have been the last one; the client learns it from
-    //  the next (empty) end mark.
+    //  the next (empty) end mark. The reply's own fields go after the
+    //  records (protobuf merges fields in any order), so the chunk's
+    //  buffer is sent as it is.
     size_t size;
-    uint8_t *data = tf_wire_pack (&reply.base, &size);
-    s_bytes_t frame = { data, size, size };
-    if (records.used)
-        s_bytes_add (&frame, records.data, records.used);
-    tf_envelope_send_bytes (self->sync, envelope, frame.data, frame.used);
-    free (frame.data);
-    free (records.data);
+    uint8_t *fields = tf_wire_pack (&reply.base, &size);
+    s_bytes_add (&records, fields, size);
+    free (fields);
+    tf_envelope_send_owned (self->sync, envelope, records.data, records.used);
     tf_envelope_clear (&asker);
     if (rc != 1) {
         tf_info ("%s %" PRIu64 " done: %" PRIu64 " items up to seq %" PRIu64,
