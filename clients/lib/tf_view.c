@@ -40,6 +40,7 @@
 
 #include "techfeed.h"
 #include "tf_clone.h"
+#include "tf_index.h"
 #include "tf_mirror.h"
 #include "tf_rpc.h"
 #include "tf_validate.h"
@@ -77,7 +78,8 @@ struct _tf_view_t {
     char epoch[TF_EPOCH_MAX + 1];            /* epoch of the records, "" before a snapshot */
     uint64_t position;                       /* P */
     uint64_t last[TF_SECTOR_MAX + 1];        /* last[s], by sector value */
-    zhashx_t *records;                       /* id -> Techfeed__Milestone clone, owned */
+    tf_index_t *records;                     /* id -> Techfeed__Milestone clone (a), owned */
+    size_t walk;                             /* tf_view_first/next's place in records */
     uint64_t digest;                         /* §10 over records */
     Techfeed__Milestone **incoming;          /* snapshot being read, clones, in arrival order */
     size_t incoming_len, incoming_cap;
@@ -112,6 +114,31 @@ static void s_clone_destroy (void **item)
 {
     free (*item);
     *item = NULL;
+}
+
+/*  The view's record with `id`, or NULL. */
+static Techfeed__Milestone *s_record (const tf_view_t *self, const char *id)
+{
+    tf_index_value_t value;
+    return tf_index_get (self->records, id, &value) ? (Techfeed__Milestone *) (uintptr_t) value.a
+                                                    : NULL;
+}
+
+/*  Keeps `record` (a clone, handed over) under its id. */
+static void s_record_keep (tf_view_t *self, Techfeed__Milestone *record)
+{
+    tf_index_set (self->records, record->id, (tf_index_value_t){ (uintptr_t) record, 0 });
+}
+
+/*  Frees every record and empties the table. */
+static void s_records_purge (tf_view_t *self)
+{
+    size_t cursor = 0;
+    tf_index_value_t value;
+    while (tf_index_next (self->records, &cursor, NULL, &value))
+        free ((void *) (uintptr_t) value.a);
+    tf_index_destroy (&self->records);
+    self->records = tf_index_new ();
 }
 
 static Techfeed__Milestone *s_record_copy (const Techfeed__Milestone *record)
@@ -259,7 +286,7 @@ static void s_save (tf_view_t *self)
         char what[200];
         snprintf (what, sizeof what, "%s: %zu %s, position %" PRIu64 ", %zu records", kind,
                   self->batch_changes, self->batch_changes == 1 ? "change" : "changes",
-                  self->position, zhashx_size (self->records));
+                  self->position, tf_index_size (self->records));
         s_notify (self, TF_VIEW_SAVED, NULL, what);
     }
     self->batch_changes = 0;
@@ -275,7 +302,7 @@ static void s_save (tf_view_t *self)
     id). */
 static int s_apply (tf_view_t *self, Techfeed__Milestone *record, const char *id, uint64_t sequence)
 {
-    Techfeed__Milestone *old = (Techfeed__Milestone *) zhashx_lookup (self->records, id);
+    Techfeed__Milestone *old = s_record (self, id);
     self->change_sequence = sequence;
     if (!record) {
         if (!old)
@@ -284,7 +311,8 @@ static int s_apply (tf_view_t *self, Techfeed__Milestone *record, const char *id
         self->digest -= tf_digest_item (id, old->revision);
         self->stats.changes++;
         s_notify (self, TF_VIEW_DELETE, old, old->id); // before it goes
-        zhashx_delete (self->records, id);
+        tf_index_remove (self->records, id);
+        free (old);
         self->change_sequence = 0;
         return 1;
     }
@@ -296,12 +324,10 @@ static int s_apply (tf_view_t *self, Techfeed__Milestone *record, const char *id
     if (old)
         self->digest -= tf_digest_item (old->id, old->revision);
     self->digest += tf_digest_item (record->id, record->revision);
-    bool update = old != NULL;
-    if (old)
-        zhashx_delete (self->records, id); // frees old, whose id was the key
-    zhashx_insert (self->records, record->id, record);
+    s_record_keep (self, record);
     self->stats.changes++;
-    s_notify (self, update ? TF_VIEW_UPDATE : TF_VIEW_ADD, record, record->id);
+    s_notify (self, old ? TF_VIEW_UPDATE : TF_VIEW_ADD, record, record->id);
+    free (old);
     self->change_sequence = 0;
     return 1;
 }
@@ -650,11 +676,11 @@ static void s_finish_snapshot (tf_view_t *self, const Techfeed__SyncReply *end)
     s_incoming_sort (self);
     zlistx_t *gone = zlistx_new ();
     zlistx_set_destructor (gone, (czmq_destructor *) zstr_free);
-    for (void *r = zhashx_first (self->records); r; r = zhashx_next (self->records)) {
-        const char *id = (const char *) zhashx_cursor (self->records);
-        if (!s_incoming_has (self, id))
-            zlistx_add_end (gone, strdup (id));
-    }
+    size_t cursor = 0;
+    const char *held;
+    while (tf_index_next (self->records, &cursor, &held, NULL))
+        if (!s_incoming_has (self, held))
+            zlistx_add_end (gone, strdup (held));
     for (char *id = (char *) zlistx_first (gone); id; id = (char *) zlistx_next (gone))
         s_apply (self, NULL, id, 0);
     zlistx_destroy (&gone);
@@ -801,11 +827,7 @@ static tf_view_t *s_new (const char *events_ep, const char *sync_ep)
     for (int s = 1; s <= TF_SECTOR_MAX; s++)
         self->held[s] = true;
     self->state = TF_STATE_CONNECTING;
-    self->records = zhashx_new ();
-    zhashx_set_destructor (self->records, s_clone_destroy);
-    //  Keyed by each record's own id: no copy of every key.
-    zhashx_set_key_duplicator (self->records, NULL);
-    zhashx_set_key_destructor (self->records, NULL);
+    self->records = tf_index_new ();
     self->buffer = zlistx_new ();
     zlistx_set_destructor (self->buffer, s_clone_destroy);
     self->interval_ms = TF_INTERVAL_MS;
@@ -842,7 +864,8 @@ void tf_view_destroy (tf_view_t **self_p)
     zsock_destroy (&self->sub);
     tf_rpc_destroy (&self->rpc);
     tf_curve_destroy (&self->curve);
-    zhashx_destroy (&self->records);
+    s_records_purge (self);
+    tf_index_destroy (&self->records);
     s_incoming_purge (self);
     free (self->incoming);
     zlistx_destroy (&self->buffer);
@@ -937,18 +960,18 @@ static void s_begin (tf_view_t *self)
 static int s_load_record (const Techfeed__Milestone *record, void *arg)
 {
     tf_view_t *self = (tf_view_t *) arg;
-    if (zhashx_lookup (self->records, record->id))
+    if (s_record (self, record->id))
         return 0; // one row per id in the file
     Techfeed__Milestone *copy = s_record_copy (record);
     self->digest += tf_digest_item (copy->id, copy->revision);
-    zhashx_insert (self->records, copy->id, copy);
+    s_record_keep (self, copy);
     return 0;
 }
 
 int tf_view_set_store (tf_view_t *self, const char *path)
 {
     assert (self && path);
-    if (self->sub || self->mirror || zhashx_size (self->records) > 0) {
+    if (self->sub || self->mirror || tf_index_size (self->records) > 0) {
         snprintf (self->errstr, sizeof self->errstr,
                   "a view takes its file once, before it starts");
         return -1;
@@ -963,7 +986,7 @@ int tf_view_set_store (tf_view_t *self, const char *path)
     if (tf_mirror_state (self->mirror, &state) != 0 ||
         tf_mirror_each (self->mirror, s_load_record, self) != 0) {
         snprintf (self->errstr, sizeof self->errstr, "%s", tf_mirror_errstr (self->mirror));
-        zhashx_purge (self->records);
+        s_records_purge (self);
         self->digest = 0;
         tf_mirror_destroy (&self->mirror);
         return -1;
@@ -1201,22 +1224,26 @@ zsock_t *tf_view_socket (tf_view_t *self)
 
 const Techfeed__Milestone *tf_view_get (tf_view_t *self, const char *id)
 {
-    return id ? (const Techfeed__Milestone *) zhashx_lookup (self->records, id) : NULL;
+    return id ? s_record (self, id) : NULL;
 }
 
 size_t tf_view_count (tf_view_t *self)
 {
-    return zhashx_size (self->records);
+    return tf_index_size (self->records);
 }
 
 const Techfeed__Milestone *tf_view_first (tf_view_t *self)
 {
-    return (const Techfeed__Milestone *) zhashx_first (self->records);
+    self->walk = 0;
+    return tf_view_next (self);
 }
 
 const Techfeed__Milestone *tf_view_next (tf_view_t *self)
 {
-    return (const Techfeed__Milestone *) zhashx_next (self->records);
+    tf_index_value_t value;
+    return tf_index_next (self->records, &self->walk, NULL, &value)
+               ? (const Techfeed__Milestone *) (uintptr_t) value.a
+               : NULL;
 }
 
 uint64_t tf_view_position (tf_view_t *self)

@@ -1,8 +1,9 @@
-/*  Unit tests for storage/tf_index: get/set/remove on an empty and a small
+/*  Unit tests for proto/tf_index: get/set/remove on an empty and a small
     table, overwrite, key copies, growth to 50,000 keys, byte accounting,
     keys whose hashes share their low bits (long runs that wrap around the
     end of the table, emptied from the middle), and long randomized runs
-    of set/remove/get checked after every operation against a plain array. */
+    of set/remove/get checked after every operation against a plain array,
+    with walks (tf_index_next) checked against it along the way. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -70,8 +71,7 @@ static uint64_t s_fnv1a (const char *key)
 
 /*  Fills keys[count] with distinct keys whose hash has low bits `low`
     (masked by LOW_MASK); *cursor carries the candidate counter on. */
-static void s_colliding_keys (char (*keys)[KEY_MAX], size_t count, uint64_t low,
-                              uint64_t *cursor)
+static void s_colliding_keys (char (*keys)[KEY_MAX], size_t count, uint64_t low, uint64_t *cursor)
 {
     for (size_t found = 0; found < count; (*cursor)++) {
         char key[KEY_MAX];
@@ -97,12 +97,53 @@ static int s_setup (void **state)
     return 0;
 }
 
+static int s_strcmp_p (const void *a, const void *b)
+{
+    return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+/*  tf_index_next walks each present key once, with its value, and no
+    other: the walked keys and the present ones, both sorted, are equal. */
+static void s_check_walk (const tf_index_t *index, char (*keys)[KEY_MAX], size_t count,
+                          const bool *present, const tf_index_value_t *values)
+{
+    const char **walked = calloc (count + 1, sizeof *walked);
+    const char **expected = calloc (count + 1, sizeof *expected);
+    assert_non_null (walked);
+    assert_non_null (expected);
+    size_t n = 0, m = 0, cursor = 0;
+    const char *key;
+    tf_index_value_t value;
+    while (tf_index_next (index, &cursor, &key, &value)) {
+        if (n == count)
+            fail_msg ("the walk gave more than the %zu possible keys", count);
+        tf_index_value_t got;
+        assert_true (tf_index_get (index, key, &got));
+        assert_true (got.a == value.a && got.b == value.b);
+        walked[n++] = key;
+    }
+    assert_false (tf_index_next (index, &cursor, &key, &value)); // stays at the end
+    for (size_t k = 0; k < count; k++)
+        if (present[k]) {
+            s_expect (index, keys[k], values[k].a, values[k].b);
+            expected[m++] = keys[k];
+        }
+    assert_int_equal (n, m);
+    assert_int_equal (n, tf_index_size (index));
+    qsort (walked, n, sizeof *walked, s_strcmp_p);
+    qsort (expected, m, sizeof *expected, s_strcmp_p);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal (walked[i], expected[i]);
+    free (walked);
+    free (expected);
+}
+
 /*  Random set/remove/get on keys[count], checked after every operation
     against present[]/values[] and the size; then every key is checked.
     Sets dominate for `phase` operations, then removals, and so on, so the
     table fills up (long runs) and empties again many times. */
-static void s_random_run (char (*keys)[KEY_MAX], size_t count, size_t ops,
-                          size_t phase, uint64_t seed)
+static void s_random_run (char (*keys)[KEY_MAX], size_t count, size_t ops, size_t phase,
+                          uint64_t seed)
 {
     tf_index_t *index = tf_index_new ();
     bool *present = calloc (count, sizeof *present);
@@ -126,29 +167,29 @@ static void s_random_run (char (*keys)[KEY_MAX], size_t count, size_t ops,
                 size++;
             present[k] = true;
             values[k] = value;
-        }
-        else if (roll < 8) {
+        } else if (roll < 8) {
             bool was = tf_index_remove (index, keys[k]);
             if (was != present[k])
-                fail_msg ("op %zu: remove '%s' returned %d, expected %d", op, keys[k],
-                          was, present[k]);
+                fail_msg ("op %zu: remove '%s' returned %d, expected %d", op, keys[k], was,
+                          present[k]);
             if (was) {
                 size--;
                 removed++;
             }
             present[k] = false;
-        }
-        else if (present[k]) {
+        } else if (present[k]) {
             s_expect (index, keys[k], values[k].a, values[k].b);
             hits++;
-        }
-        else {
+        } else {
             s_expect_absent (index, keys[k]);
             misses++;
         }
         if (tf_index_size (index) != size)
             fail_msg ("op %zu: size %zu, expected %zu", op, tf_index_size (index), size);
+        if (op % (ops / 8) == 0)
+            s_check_walk (index, keys, count, present, values);
     }
+    s_check_walk (index, keys, count, present, values);
     for (size_t k = 0; k < count; k++) {
         if (present[k])
             s_expect (index, keys[k], values[k].a, values[k].b);
@@ -179,6 +220,8 @@ static void test_empty (void **state)
     assert_false (tf_index_remove (index, "a"));
     assert_false (tf_index_remove (index, ""));
     assert_int_equal (tf_index_size (index), 0);
+    size_t cursor = 0;
+    assert_false (tf_index_next (index, &cursor, NULL, NULL));
     tf_index_destroy (&index);
     assert_null (index);
 }
@@ -341,8 +384,7 @@ static void s_check_colliding (const tf_index_t *index, const bool *present,
         if (present[k]) {
             s_expect (index, s_collide[k], want[k].a, want[k].b);
             count++;
-        }
-        else
+        } else
             s_expect_absent (index, s_collide[k]);
     }
     assert_int_equal (tf_index_size (index), count);

@@ -144,6 +144,23 @@ size_t tf_index_size (const tf_index_t *self)
     return self->size;
 }
 
+bool tf_index_next (const tf_index_t *self, size_t *cursor, const char **key,
+                    tf_index_value_t *value)
+{
+    assert (self && cursor);
+    while (*cursor <= self->mask) {
+        const s_slot_t *slot = &self->slots[(*cursor)++];
+        if (slot->key) {
+            if (key)
+                *key = slot->key;
+            if (value)
+                *value = slot->value;
+            return true;
+        }
+    }
+    return false;
+}
+
 size_t tf_index_bytes (const tf_index_t *self)
 {
     assert (self);

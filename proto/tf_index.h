@@ -2,11 +2,12 @@
 
     The store keeps what the write path must look up in memory instead of
     in a random-key SQLite index: id -> (revision, sector) of every stored
-    record, request id -> (reply row, creation time). Open addressing with
+    record, request id -> (reply row, creation time). A view keeps its
+    records by id (the record's address in `a`). Open addressing with
     linear probing; removal shifts the following entries back, so there
     are no tombstones and lookups stay short.
 
-    Keys are copied. Not thread-safe: owned by the store's one thread.
+    Keys are copied. Not thread-safe: owned by one thread.
 */
 #ifndef TF_INDEX_H_INCLUDED
 #define TF_INDEX_H_INCLUDED
@@ -33,6 +34,11 @@ void tf_index_set (tf_index_t *self, const char *key, tf_index_value_t value);
 /*  true when the key was there. */
 bool tf_index_remove (tf_index_t *self, const char *key);
 size_t tf_index_size (const tf_index_t *self);
+/*  Walks the entries in slot order: *cursor = 0 to start; true with *key
+    and *value set for each entry, false at the end. A set or a remove
+    ends the walk. */
+bool tf_index_next (const tf_index_t *self, size_t *cursor, const char **key,
+                    tf_index_value_t *value);
 /*  Bytes the table holds (slots and key copies), for memory figures. */
 size_t tf_index_bytes (const tf_index_t *self);
 
