@@ -130,14 +130,20 @@ static void s_record_keep (tf_view_t *self, Techfeed__Milestone *record)
     tf_index_set (self->records, record->id, (tf_index_value_t){ (uintptr_t) record, 0 });
 }
 
-/*  Frees every record and empties the table. */
-static void s_records_purge (tf_view_t *self)
+/*  Frees every record and the table. */
+static void s_records_free (tf_view_t *self)
 {
     size_t cursor = 0;
     tf_index_value_t value;
     while (tf_index_next (self->records, &cursor, NULL, &value))
         free ((void *) (uintptr_t) value.a);
     tf_index_destroy (&self->records);
+}
+
+/*  Frees every record, leaving an empty table. */
+static void s_records_purge (tf_view_t *self)
+{
+    s_records_free (self);
     self->records = tf_index_new ();
 }
 
@@ -864,8 +870,7 @@ void tf_view_destroy (tf_view_t **self_p)
     zsock_destroy (&self->sub);
     tf_rpc_destroy (&self->rpc);
     tf_curve_destroy (&self->curve);
-    s_records_purge (self);
-    tf_index_destroy (&self->records);
+    s_records_free (self);
     s_incoming_purge (self);
     free (self->incoming);
     zlistx_destroy (&self->buffer);
