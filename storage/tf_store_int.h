@@ -47,6 +47,7 @@ enum {
     ST_TRIM,       /* delete old changes */
     ST_COUNT
 };
+
 // --------------------------------------------------------------- types
 
 /*  The figures every change moves: kept in memory while a transaction is
@@ -94,7 +95,7 @@ struct _tf_store_t {
     uint8_t *last_body;                        /* the last put's stored bytes (tf_change_t) */
     size_t undo_len, undo_cap;
     _Atomic int wal_pages;        /* WAL size after the last commit (wal hook) */
-    sqlite3_stmt *stmt[ST_COUNT]; /* prepared statements, see s_sql */
+    sqlite3_stmt *stmt[ST_COUNT]; /* prepared statements (s_sql in tf_store.c) */
     char errstr[1024];            /* last error */
 };
 
