@@ -27,18 +27,6 @@ int tf_envelope_recv (zsock_t *socket, tf_envelope_t *envelope)
     return 0;
 }
 
-void tf_envelope_send_bytes (zsock_t *socket, const tf_envelope_t *envelope, const uint8_t *data,
-                             size_t size)
-{
-    zmsg_t *msg = zmsg_new ();
-    zmsg_append (msg, &(zframe_t *){ zframe_dup (envelope->identity) });
-    if (envelope->delimiter)
-        zmsg_addmem (msg, NULL, 0);
-    zmsg_addmem (msg, data, size);
-    //  ROUTER drops replies to peers that are gone; that is fine here.
-    zmsg_send (&msg, socket);
-}
-
 static void s_free (void *data, void *hint)
 {
     free (data);
@@ -57,8 +45,20 @@ void tf_envelope_send_owned (zsock_t *socket, const tf_envelope_t *envelope, uin
               ZMQ_SNDMORE);
     if (envelope->delimiter)
         zmq_send (handle, NULL, 0, ZMQ_SNDMORE);
+    //  ROUTER drops replies to peers that are gone; that is fine here.
     if (zmq_msg_send (&body, handle, 0) < 0)
         zmq_msg_close (&body); // not sent: frees data
+}
+
+void tf_envelope_send_bytes (zsock_t *socket, const tf_envelope_t *envelope, const uint8_t *data,
+                             size_t size)
+{
+    uint8_t *copy = (uint8_t *) malloc (size ? size : 1);
+    if (!copy)
+        abort ();
+    if (size)
+        memcpy (copy, data, size);
+    tf_envelope_send_owned (socket, envelope, copy, size);
 }
 
 void tf_envelope_reply (zsock_t *socket, const tf_envelope_t *envelope,
@@ -66,8 +66,7 @@ void tf_envelope_reply (zsock_t *socket, const tf_envelope_t *envelope,
 {
     size_t size;
     uint8_t *data = tf_wire_pack (message, &size);
-    tf_envelope_send_bytes (socket, envelope, data, size);
-    free (data);
+    tf_envelope_send_owned (socket, envelope, data, size);
 }
 
 void tf_envelope_clear (tf_envelope_t *envelope)
