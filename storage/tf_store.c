@@ -212,6 +212,16 @@ static int s_open_reader (tf_store_t *self, char *err, size_t errlen)
     return 0;
 }
 
+/*  A descriptor of the WAL file, to start its writeback (tf_store_apply_from);
+    -1 when it cannot be opened, which only costs that. */
+static int s_open_wal (const char *path)
+{
+    char wal[PATH_MAX];
+    if ((size_t) snprintf (wal, sizeof wal, "%s-wal", path) >= sizeof wal)
+        return -1;
+    return open (wal, O_RDONLY | O_CLOEXEC);
+}
+
 tf_store_t *tf_store_new (const char *path, char *err, size_t errlen)
 {
     assert (path);
@@ -226,6 +236,7 @@ tf_store_t *tf_store_new (const char *path, char *err, size_t errlen)
     }
     tf_store_t *self = tf_st_alloc (sizeof *self);
     self->path = tf_st_strdup (path);
+    self->wal_fd = -1;
     pthread_mutex_init (&self->lock, NULL);
     self->ids = tf_index_new ();
     self->requests = tf_index_new ();
@@ -254,6 +265,7 @@ tf_store_t *tf_store_new (const char *path, char *err, size_t errlen)
     }
     if (s_load_figures (self, err, errlen) || s_open_reader (self, err, errlen))
         goto fail;
+    self->wal_fd = s_open_wal (path); // WAL mode made the file
     return self;
 
 fail:
@@ -271,6 +283,8 @@ void tf_store_destroy (tf_store_t **self_p)
         sqlite3_finalize (self->stmt[i]);
     sqlite3_finalize (self->reader_unapplied);
     sqlite3_close (self->reader); // before the writer's: the last close checkpoints
+    if (self->wal_fd >= 0)
+        close (self->wal_fd);
     pthread_mutex_destroy (&self->lock);
     if (self->db && !sqlite3_get_autocommit (self->db))
         sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);

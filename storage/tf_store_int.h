@@ -87,6 +87,7 @@ struct _tf_store_t {
     pthread_mutex_t lock;                      /* the connection: writer's thread or applier's */
     sqlite3 *reader;                           /* the applier reads the log here, unlocked */
     sqlite3_stmt *reader_unapplied;            /* ST_UNAPPLIED on it */
+    int wal_fd;                                /* the WAL file, read-only, for writeback (or -1) */
     bool holding;                              /* the writer's thread holds `lock` */
     int calls;                                 /* nesting of the writer's calls into the store */
     tf_index_t *ids;                           /* id -> (revision, sector) */

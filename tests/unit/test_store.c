@@ -1,6 +1,7 @@
 /*  Unit tests for storage/tf_store: schema, writes, transactions, cursors,
     retention, the idempotency cache and refusal of foreign or damaged files.
     Each test works in its own mkdtemp directory under /tmp. */
+#include <dirent.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -961,6 +962,36 @@ static void test_reopen (void **state)
     free (reply);
 }
 
+/*  Descriptors this process has open (the directory's own included). */
+static int s_open_fds (void)
+{
+    DIR *dir = opendir ("/proc/self/fd");
+    assert_non_null (dir);
+    int count = 0;
+    for (struct dirent *entry; (entry = readdir (dir));)
+        count += entry->d_name[0] != '.';
+    closedir (dir);
+    return count;
+}
+
+/*  A store keeps descriptors of its own (the WAL's, for writeback after
+    the applier's batches): closing it gives every one back. */
+static void test_reopen_keeps_no_descriptor (void **state)
+{
+    fixture_t *fx = *state;
+    s_put (fx->store, "a", TECHFEED__SECTOR__SECTOR_BIOTECH, "2020", "CN", "X", T0);
+    char err[256];
+    assert_int_equal (tf_store_apply_from (fx->store, 0, err, sizeof err), 0);
+    int before = s_open_fds ();
+    for (int i = 0; i < 20; i++) {
+        s_reopen (fx);
+        s_put (fx->store, "a", TECHFEED__SECTOR__SECTOR_BIOTECH, "2020", "CN", "X", T0);
+        assert_int_equal (tf_store_apply_from (fx->store, 0, err, sizeof err), 0);
+    }
+    assert_int_equal (s_open_fds (), before);
+    assert_int_equal (s_state (fx->store).head_sequence, 21);
+}
+
 static void test_new_epoch (void **state)
 {
     fixture_t *fx = *state;
@@ -1190,6 +1221,7 @@ int main (void)
         cmocka_unit_test_setup_teardown (test_trim_all_keeps_sequence, setup, teardown),
         cmocka_unit_test_setup_teardown (test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown (test_new_epoch, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_reopen_keeps_no_descriptor, setup, teardown),
         cmocka_unit_test_setup_teardown (test_requests, setup, teardown),
         cmocka_unit_test_setup_teardown (test_refuse_foreign, setup, teardown),
         cmocka_unit_test_setup_teardown (test_refuse_truncated, setup, teardown),
