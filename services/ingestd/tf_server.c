@@ -18,8 +18,9 @@
     so only this rewinds it. 32 MiB: the checkpointer has copied nearly
     all of it by then, so the writer's own checkpoint (under the store's
     lock, with two fsyncs) is short and rare. At 4 MiB it came every
-    0.3 s at 1k puts/s: ack p99 1.34-1.49 ms there, 0.82-0.96 ms with
-    32 MiB (make bench, same hour). The file keeps its size between rounds
+    0.3 s at 1k puts/s: ack p99 1.41-1.64 ms there, 1.14-1.21 ms with
+    32 MiB (techfeed-bench --only techfeed.sync, medians of 3, same hour;
+    docs/bench/RESULTS.md). The file keeps its size between rounds
     (journal_size_limit), so commits overwrite WAL space instead of
     growing the file, which would double their fdatasync. */
 #define TF_WAL_PAGES_MAX 8192
