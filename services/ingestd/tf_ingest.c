@@ -431,7 +431,7 @@ static void s_count_reply (tf_server_t *self, const s_pending_t *pending)
         else if (code < TF_METRICS_CODES)
             atomic_fetch_add (&m->rejected[code], 1);
     }
-    tf_metrics_observe_latency (m, (uint64_t) (zclock_usecs () * 1000 - pending->received_ns));
+    tf_metrics_observe (&m->latency, (uint64_t) (zclock_usecs () * 1000 - pending->received_ns));
 }
 
 /*  One write transaction for every decoded request of the group; 0 when
@@ -445,8 +445,13 @@ static int s_commit_group (tf_server_t *self, zlistx_t *group, size_t decoded)
          p = (s_pending_t *) zlistx_next (group))
         if (p->request)
             rc = s_process (self, p, now_ms);
-    if (!rc)
+    if (!rc) {
+        int64_t start_us = zclock_usecs ();
         rc = tf_store_commit (self->store);
+        if (!rc)
+            tf_metrics_observe (&self->metrics.commit,
+                                (uint64_t) (zclock_usecs () - start_us) * 1000);
+    }
     if (!rc) {
         atomic_fetch_add (&self->metrics.groups, 1);
         atomic_store (&self->metrics.ready, 1);

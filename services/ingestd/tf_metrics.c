@@ -8,17 +8,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-const double tf_metrics_bounds[TF_METRICS_BUCKETS] = { 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01,
-                                                       0.025,  0.05,   0.1,   0.25,  0.5,   1.0 };
+/*  From one fdatasync of a fast disk (about 0.1 ms) to a stalled one. */
+const double tf_metrics_bounds[TF_METRICS_BUCKETS] = { 0.0001, 0.0002, 0.0005, 0.001, 0.002,
+                                                       0.005,  0.01,   0.025,  0.05,  0.1,
+                                                       0.25,   0.5,    1.0 };
 
-void tf_metrics_observe_latency (tf_metrics_t *metrics, uint64_t nanoseconds)
+void tf_metrics_observe (tf_histogram_t *histogram, uint64_t nanoseconds)
 {
     double seconds = (double) nanoseconds / 1e9;
     size_t bucket = 0;
     while (bucket < TF_METRICS_BUCKETS && seconds > tf_metrics_bounds[bucket])
         bucket++;
-    atomic_fetch_add (&metrics->latency[bucket], 1);
-    atomic_fetch_add (&metrics->latency_sum_ns, nanoseconds);
+    atomic_fetch_add (&histogram->buckets[bucket], 1);
+    atomic_fetch_add (&histogram->sum_ns, nanoseconds);
 }
 
 /*  A growing text buffer for the exposition. */
@@ -51,6 +53,24 @@ static void s_metric (s_text_t *text, const char *name, const char *type, const 
 {
     s_printf (text, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type, name,
               value);
+}
+
+/*  A histogram family: cumulative buckets, then sum and count. */
+static void s_histogram (s_text_t *text, const char *name, const char *help,
+                         tf_histogram_t *histogram)
+{
+    s_printf (text, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cumulative = 0;
+    for (int b = 0; b <= TF_METRICS_BUCKETS; b++) {
+        cumulative += atomic_load (&histogram->buckets[b]);
+        if (b < TF_METRICS_BUCKETS)
+            s_printf (text, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, tf_metrics_bounds[b],
+                      cumulative);
+        else
+            s_printf (text, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, cumulative);
+    }
+    s_printf (text, "%s_sum %.9f\n", name, (double) atomic_load (&histogram->sum_ns) / 1e9);
+    s_printf (text, "%s_count %" PRIu64 "\n", name, cumulative);
 }
 
 char *tf_metrics_render (tf_metrics_t *m)
@@ -105,21 +125,11 @@ char *tf_metrics_render (tf_metrics_t *m)
               "techfeed_start_time_seconds %.3f\n",
               (double) atomic_load (&m->started_ms) / 1000.0);
 
-    s_printf (&text, "# HELP techfeed_ingest_latency_seconds Time from receiving an ingest "
-                     "request to sending its reply.\n"
-                     "# TYPE techfeed_ingest_latency_seconds histogram\n");
-    uint64_t cumulative = 0;
-    for (int b = 0; b <= TF_METRICS_BUCKETS; b++) {
-        cumulative += atomic_load (&m->latency[b]);
-        if (b < TF_METRICS_BUCKETS)
-            s_printf (&text, "techfeed_ingest_latency_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
-                      tf_metrics_bounds[b], cumulative);
-        else
-            s_printf (&text, "techfeed_ingest_latency_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
-                      cumulative);
-    }
-    s_printf (&text, "techfeed_ingest_latency_seconds_sum %.9f\n",
-              (double) atomic_load (&m->latency_sum_ns) / 1e9);
-    s_printf (&text, "techfeed_ingest_latency_seconds_count %" PRIu64 "\n", cumulative);
+    s_histogram (&text, "techfeed_ingest_latency_seconds",
+                 "Time from receiving an ingest request to sending its reply.", &m->latency);
+    s_histogram (&text, "techfeed_commit_duration_seconds",
+                 "Time to commit one write transaction (a group of requests): writing the WAL "
+                 "and its fsync.",
+                 &m->commit);
     return text.data;
 }

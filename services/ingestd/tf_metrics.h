@@ -10,37 +10,44 @@
 #include <stdint.h>
 
 #define TF_METRICS_CODES 13   /* ErrorCode values 0..12 */
-#define TF_METRICS_BUCKETS 12 /* ingest latency histogram */
+#define TF_METRICS_BUCKETS 13 /* buckets of a duration histogram, +Inf not counted */
+
+/*  A histogram of durations: counts by upper bound (tf_metrics_bounds),
+    +Inf last, and their sum. */
+typedef struct {
+    atomic_uint_fast64_t buckets[TF_METRICS_BUCKETS + 1];
+    atomic_uint_fast64_t sum_ns;
+} tf_histogram_t;
 
 typedef struct {
-    atomic_uint_fast64_t ingested;                        /* operations stored */
-    atomic_uint_fast64_t rejected[TF_METRICS_CODES];      /* operations refused, by code */
-    atomic_uint_fast64_t requests;                        /* ingest requests answered */
-    atomic_uint_fast64_t replayed;                        /* answered from the idempotency cache */
-    atomic_uint_fast64_t groups;                          /* write transactions committed */
-    atomic_uint_fast64_t published;                       /* change events published */
-    atomic_uint_fast64_t heartbeats;                      /* heartbeats published */
-    atomic_uint_fast64_t snapshots;                       /* snapshot cursors opened */
-    atomic_uint_fast64_t catchups;                        /* catch-up cursors opened */
-    atomic_uint_fast64_t trimmed;                         /* catch-ups refused as TRIMMED */
-    atomic_uint_fast64_t records_behind;                  /* changes not yet in records */
-    atomic_uint_fast64_t index_bytes;                     /* the store's in-memory indexes */
-    atomic_uint_fast64_t subscribers;                     /* connected to the events socket */
-    atomic_uint_fast64_t cursors;                         /* open sync cursors */
-    atomic_uint_fast64_t head;                            /* last committed sequence */
-    atomic_uint_fast64_t records;                         /* records stored */
-    atomic_uint_fast64_t db_bytes;                        /* database + WAL size */
-    atomic_uint_fast64_t latency[TF_METRICS_BUCKETS + 1]; /* ingest latency buckets, +Inf last */
-    atomic_uint_fast64_t latency_sum_ns;                  /* sum of ingest latencies */
-    atomic_int ready;                                     /* bound, database open and writable */
-    atomic_int_fast64_t started_ms;                       /* start time, Unix ms */
+    atomic_uint_fast64_t ingested;                   /* operations stored */
+    atomic_uint_fast64_t rejected[TF_METRICS_CODES]; /* operations refused, by code */
+    atomic_uint_fast64_t requests;                   /* ingest requests answered */
+    atomic_uint_fast64_t replayed;                   /* answered from the idempotency cache */
+    atomic_uint_fast64_t groups;                     /* write transactions committed */
+    atomic_uint_fast64_t published;                  /* change events published */
+    atomic_uint_fast64_t heartbeats;                 /* heartbeats published */
+    atomic_uint_fast64_t snapshots;                  /* snapshot cursors opened */
+    atomic_uint_fast64_t catchups;                   /* catch-up cursors opened */
+    atomic_uint_fast64_t trimmed;                    /* catch-ups refused as TRIMMED */
+    atomic_uint_fast64_t records_behind;             /* changes not yet in records */
+    atomic_uint_fast64_t index_bytes;                /* the store's in-memory indexes */
+    atomic_uint_fast64_t subscribers;                /* connected to the events socket */
+    atomic_uint_fast64_t cursors;                    /* open sync cursors */
+    atomic_uint_fast64_t head;                       /* last committed sequence */
+    atomic_uint_fast64_t records;                    /* records stored */
+    atomic_uint_fast64_t db_bytes;                   /* database + WAL size */
+    tf_histogram_t latency;                          /* request received -> reply sent */
+    tf_histogram_t commit;                           /* COMMIT of a group: WAL + fsync */
+    atomic_int ready;                                /* bound, database open and writable */
+    atomic_int_fast64_t started_ms;                  /* start time, Unix ms */
 } tf_metrics_t;
 
 /*  Upper bounds of the latency buckets, seconds. */
 extern const double tf_metrics_bounds[TF_METRICS_BUCKETS];
 
-/*  Adds one ingest latency (receive to reply) in nanoseconds. */
-void tf_metrics_observe_latency (tf_metrics_t *metrics, uint64_t nanoseconds);
+/*  Adds one duration, in nanoseconds. */
+void tf_metrics_observe (tf_histogram_t *histogram, uint64_t nanoseconds);
 
 /*  The Prometheus text format (version 0.0.4) of all metrics; caller frees. */
 char *tf_metrics_render (tf_metrics_t *metrics);

@@ -142,6 +142,13 @@ static void test_metrics_move (void **state)
     assert_true (s_sample (after, "techfeed_events_published_total") == 5);
     assert_true (s_sample (after, "techfeed_ingest_latency_seconds_count") == 6);
     assert_true (s_sample (after, "techfeed_ingest_requests_total") == 6);
+    //  One commit duration per committed group, each a real duration.
+    double commits = s_sample (after, "techfeed_commits_total");
+    assert_true (commits >= 5);
+    assert_true (s_sample (after, "techfeed_commit_duration_seconds_count") == commits);
+    assert_true (s_sample (after, "techfeed_commit_duration_seconds_bucket{le=\"+Inf\"}") ==
+                 commits);
+    assert_true (s_sample (after, "techfeed_commit_duration_seconds_sum") > 0);
     free (before);
     free (after);
 
