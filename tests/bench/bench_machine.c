@@ -3,7 +3,8 @@
     ZeroMQ request/reply and PUB/SUB over loopback, SQLite's own batched
     insert rate with synchronous=FULL in WAL mode.
 
-    Keys: machine.fsync.{rate,p50,p99}, machine.fsync_append.p50,
+    Keys: machine.fsync.{rate,p50,p99}, machine.fsync_paced.{p50,p99} (one
+    every ms), machine.fsync_append.p50,
     machine.fsync_mib.rate (MiB/s appended in 1 MiB writes + fdatasync),
     machine.zmq_rtt.{p50,p99}, machine.zmq_pubsub.rate,
     machine.sqlite.rate, machine.sqlite_idkey.rate.
@@ -25,8 +26,10 @@
 
 /*  Writes 4 KiB and fdatasyncs, in a loop, for the window. `append`: the
     file grows (metadata changes too); else a preallocated file is
-    overwritten in a ring. */
-static void s_fsync (const char *dir, bool append, const char *key)
+    overwritten in a ring. `pace_ns`: one write every pace_ns (the paced
+    scenarios' shape: the machine is idle between syncs), or 0: back to
+    back. */
+static void s_fsync (const char *dir, bool append, int64_t pace_ns, const char *key)
 {
     char path[1024];
     snprintf (path, sizeof path, "%s/fsync-%s.bin", dir, append ? "append" : "ring");
@@ -48,8 +51,10 @@ static void s_fsync (const char *dir, bool append, const char *key)
     int64_t warm = start + 100000000, end = warm + bench_window_ns (2.0);
     uint64_t count = 0;
     off_t off = 0;
-    int64_t now = start;
+    int64_t now = start, due = start;
     while (now < end) {
+        if (pace_ns)
+            bench_sleep_until (due += pace_ns);
         int64_t t0 = bench_now_ns ();
         if (pwrite (fd, block, S_BLOCK, off) != S_BLOCK || fdatasync (fd) != 0) {
             bench_note ("fdatasync: write failed in %s", dir);
@@ -296,8 +301,9 @@ static void s_sqlite (const char *dir, bool id_key, const char *key)
 void bench_machine_run (int run)
 {
     char *dir = bench_tempdir ("machine");
-    s_fsync (dir, false, "machine.fsync");
-    s_fsync (dir, true, "machine.fsync_append");
+    s_fsync (dir, false, 0, "machine.fsync");
+    s_fsync (dir, false, 1000000, "machine.fsync_paced");
+    s_fsync (dir, true, 0, "machine.fsync_append");
     s_fsync_bandwidth (dir);
     s_zmq_rtt ();
     s_zmq_pubsub ();

@@ -11,7 +11,9 @@
       an id -> revision table with the digest; raw SUB sockets for the
       memory figure.
 
-    Keys: tf.serial.*, tf.concurrent.*, tf.load.rate, tf.view.<rate>.<subs>.*,
+    Keys: tf.serial.*, tf.concurrent.*, tf.load.rate, tf.view.<rate>.<subs>.*
+    (tf.serial and tf.view.* with .service_us and .commit_us: the service's
+    own mean receive -> reply and COMMIT times, from /metrics),
     tf.snapshot.s, tf.catchup.rate, tf.catchup5k.rate, tf.ack_idle.*,
     tf.ack_snap.*, tf.ack_snap.ratio, tf.rss_per_sub.kib, tf.digest.{ok,total}.
 */
@@ -38,7 +40,8 @@
 static int s_start (tf_service_t *svc)
 {
     memset (svc, 0, sizeof *svc);
-    if (tf_service_start (svc, NULL)) {
+    const char *http[] = { "--http-addr", "127.0.0.1:0", NULL }; /* for s_service_time */
+    if (tf_service_start (svc, http)) {
         bench_note ("techfeed-ingestd did not start (see a service.log under %s)", bench_opts.tmp);
         return -1;
     }
@@ -111,11 +114,47 @@ static size_t s_reply_ok (const Techfeed__IngestReply *reply, uint64_t *max_seq,
     return ok;
 }
 
+/*  The service's own account of its time (/metrics): the sums and counts
+    of its receive -> reply and COMMIT histograms. */
+typedef struct {
+    double reply_s, replies, commit_s, commits;
+} s_service_time_t;
+
+static bool s_service_time (const tf_service_t *svc, s_service_time_t *t)
+{
+    int status = 0;
+    char *text = tf_service_http_get (svc, "/metrics", &status);
+    bool ok = text && status == 200 &&
+              tf_metrics_sample (text, "techfeed_ingest_latency_seconds_sum", &t->reply_s) &&
+              tf_metrics_sample (text, "techfeed_ingest_latency_seconds_count", &t->replies) &&
+              tf_metrics_sample (text, "techfeed_commit_duration_seconds_sum", &t->commit_s) &&
+              tf_metrics_sample (text, "techfeed_commit_duration_seconds_count", &t->commits);
+    free (text);
+    if (!ok)
+        bench_note ("the service's /metrics could not be read");
+    return ok;
+}
+
+/*  Means between two readings: <key>.service_us (receive -> reply) and
+    <key>.commit_us (one COMMIT, fsync included). */
+static void s_service_time_put (const s_service_time_t *from, const s_service_time_t *to,
+                                const char *key)
+{
+    if (to->replies > from->replies)
+        bench_putf ((to->reply_s - from->reply_s) / (to->replies - from->replies) * 1e6,
+                    "%s.service_us", key);
+    if (to->commits > from->commits)
+        bench_putf ((to->commit_s - from->commit_s) / (to->commits - from->commits) * 1e6,
+                    "%s.commit_us", key);
+}
+
 // ------------------------------------------------------------------ serial put
 
 static void s_serial (const tf_service_t *svc)
 {
     double written0 = -1;
+    s_service_time_t time0 = { 0 }, time1 = { 0 };
+    bool timed = false;
     tf_writer_t *writer = tf_writer_new (svc->ingest);
     tf_writer_set_timeout (writer, 10000);
     bench_lat_t lat = { 0 };
@@ -135,13 +174,17 @@ static void s_serial (const tf_service_t *svc)
             continue;
         }
         if (t0 >= warm) {
-            if (written0 < 0)
+            if (written0 < 0) {
                 written0 = bench_write_bytes (svc->pid);
+                timed = s_service_time (svc, &time0);
+            }
             bench_lat_add (&lat, t1 - t0);
             count++;
         }
     }
     double written = bench_write_bytes (svc->pid) - written0;
+    if (timed && s_service_time (svc, &time1))
+        s_service_time_put (&time0, &time1, "tf.serial");
     if (count)
         bench_put ("tf.serial.rate", (double) count / ((double) (now - warm) / 1e9));
     if (count && written0 >= 0)
@@ -546,6 +589,8 @@ static void s_view_latency (int rate, int subs)
         groups[g].measure_from = INT64_MAX;
     }
     tf_view_t **views = s_views_new (&svc, subs, groups, ngroups);
+    s_service_time_t time0, time1;
+    bool timed = s_service_time (&svc, &time0); // before the schedule starts
     s_paced_t paced = { .endpoint = svc.ingest, .prefix = "v", .rate = rate };
     paced.warm_ns = 500000000;
     paced.window_ns = bench_window_ns (rate >= 10000 ? 2.0 : 4.0);
@@ -558,6 +603,10 @@ static void s_view_latency (int rate, int subs)
     double server0 = bench_cpu_seconds (svc.pid), self0 = s_self_cpu ();
     int64_t wall0 = bench_now_ns ();
     s_paced (&paced);
+    char key[64];
+    snprintf (key, sizeof key, "tf.view.%dk.%d", rate / 1000, subs);
+    if (timed && s_service_time (&svc, &time1))
+        s_service_time_put (&time0, &time1, key); // warm-up included
     for (int g = 0; g < ngroups; g++)
         atomic_store (&groups[g].target, paced.max_seq ? paced.max_seq : 1);
     int64_t deadline = bench_now_ns () + 30000000000LL;
@@ -580,8 +629,6 @@ static void s_view_latency (int rate, int subs)
         bench_lat_free (&groups[g].lat);
         free (groups[g].views);
     }
-    char key[64];
-    snprintf (key, sizeof key, "tf.view.%dk.%d", rate / 1000, subs);
     bench_lat_put (&all, key);
     bench_lat_free (&all);
     snprintf (key, sizeof key, "tf.view.%dk.%d.sent", rate / 1000, subs);

@@ -24,33 +24,21 @@ static int setup (void **state)
     return 0;
 }
 
-/*  curl PATH; returns the body (caller frees) and the HTTP status. */
+/*  GET PATH; returns the body (caller frees) and the HTTP status. */
 static char *s_get (tf_raw_fixture_t *f, const char *path, int *status)
 {
-    char url[300];
-    snprintf (url, sizeof url, "%s%s", f->svc.http, path);
-    const char *argv[] = { "/usr/bin/curl", "-s", "-w", "\n%{http_code}", url, NULL };
-    char *out = NULL;
-    assert_int_equal (tf_test_run (NULL, argv, NULL, &out, NULL, 10000), 0);
-    char *last = strrchr (out, '\n');
-    assert_non_null (last);
-    *status = atoi (last + 1);
-    *last = 0;
-    return out;
+    char *body = tf_service_http_get (&f->svc, path, status);
+    assert_non_null (body);
+    return body;
 }
 
-/*  Value of the sample line that starts with `name` followed by a space. */
+/*  Value of the sample line `name`; the test fails when there is none. */
 static double s_sample (const char *text, const char *name)
 {
-    size_t len = strlen (name);
-    for (const char *line = text; line && *line; line = strchr (line, '\n')) {
-        if (*line == '\n')
-            line++;
-        if (strncmp (line, name, len) == 0 && line[len] == ' ')
-            return atof (line + len + 1);
-    }
-    fail_msg ("no sample %s", name);
-    return -1;
+    double value = -1;
+    if (!tf_metrics_sample (text, name, &value))
+        fail_msg ("no sample %s", name);
+    return value;
 }
 
 static bool s_valid_name (const char *name, size_t len)

@@ -352,6 +352,36 @@ int tf_test_run (const tf_service_t *svc, const char *const *argv, const char *i
     return WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
 }
 
+char *tf_service_http_get (const tf_service_t *svc, const char *path, int *status)
+{
+    char url[300];
+    snprintf (url, sizeof url, "%s%s", svc->http, path);
+    const char *argv[] = { "/usr/bin/curl", "-s", "-w", "\n%{http_code}", url, NULL };
+    char *out = NULL;
+    char *last = NULL;
+    if (tf_test_run (NULL, argv, NULL, &out, NULL, 10000) != 0 || !(last = strrchr (out, '\n'))) {
+        free (out);
+        return NULL;
+    }
+    *status = atoi (last + 1);
+    *last = 0;
+    return out;
+}
+
+bool tf_metrics_sample (const char *text, const char *name, double *value)
+{
+    size_t len = strlen (name);
+    for (const char *line = text; line && *line; line = strchr (line, '\n')) {
+        if (*line == '\n')
+            line++;
+        if (strncmp (line, name, len) == 0 && line[len] == ' ') {
+            *value = atof (line + len + 1);
+            return true;
+        }
+    }
+    return false;
+}
+
 int tf_test_cli (const tf_service_t *svc, const char *input, char **out, char **err, ...)
 {
     const char *argv[64] = { tf_test_program ("techfeed") };

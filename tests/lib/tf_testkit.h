@@ -67,6 +67,15 @@ int tf_test_teardown_service (void **state);
 int tf_test_run (const tf_service_t *svc, const char *const *argv, const char *input, char **out,
                  char **err, int timeout_ms);
 
+/*  GET of `path` (say "/metrics") from a service started with
+    --http-addr, through curl: the body (caller frees) and the HTTP status
+    in *status, or NULL when curl failed. */
+char *tf_service_http_get (const tf_service_t *svc, const char *path, int *status);
+
+/*  The value of the Prometheus sample line `name` (labels included, as
+    written) in `text`: true and *value, or false when there is none. */
+bool tf_metrics_sample (const char *text, const char *name, double *value);
+
 /*  tf_test_run of the CLI ($TF_BUILD_DIR/techfeed) with the arguments
     that follow `err` (NULL-terminated), bounded at 20 s. */
 int tf_test_cli (const tf_service_t *svc, const char *input, char **out, char **err, ...);
