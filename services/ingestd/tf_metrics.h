@@ -43,7 +43,7 @@ typedef struct {
     atomic_int_fast64_t started_ms;                  /* start time, Unix ms */
 } tf_metrics_t;
 
-/*  Upper bounds of the latency buckets, seconds. */
+/*  Upper bounds of the histograms' buckets, seconds. */
 extern const double tf_metrics_bounds[TF_METRICS_BUCKETS];
 
 /*  Adds one duration, in nanoseconds. */
