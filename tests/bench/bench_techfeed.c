@@ -153,8 +153,8 @@ static void s_service_time_put (const s_service_time_t *from, const s_service_ti
 static void s_serial (const tf_service_t *svc)
 {
     double written0 = -1;
-    s_service_time_t time0 = { 0 }, time1 = { 0 };
-    bool timed = false;
+    s_service_time_t time0, time1;
+    bool timed = s_service_time (svc, &time0); // warm-up included, as in s_view_latency
     tf_writer_t *writer = tf_writer_new (svc->ingest);
     tf_writer_set_timeout (writer, 10000);
     bench_lat_t lat = { 0 };
@@ -174,10 +174,8 @@ static void s_serial (const tf_service_t *svc)
             continue;
         }
         if (t0 >= warm) {
-            if (written0 < 0) {
+            if (written0 < 0)
                 written0 = bench_write_bytes (svc->pid);
-                timed = s_service_time (svc, &time0);
-            }
             bench_lat_add (&lat, t1 - t0);
             count++;
         }
