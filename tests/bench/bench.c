@@ -22,7 +22,7 @@ static const char *s_usage =
     "techfeed-bench — techfeed against the machine's limits and its peers.\n"
     "\n"
     "Examples:\n"
-    "  make bench                              # full run, about 5 minutes  \n"
+    "  make bench                              # full run, about 5 minutes\n"
     "  make bench BENCH_ARGS=--quick           # smoke run, about 1 minute\n"
     "  build/bench/techfeed-bench --runs 5 --only techfeed\n"
     "\n"
