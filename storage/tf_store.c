@@ -92,6 +92,8 @@ static const char *s_sql[ST_COUNT] = {
     //  Only applied changes go: `records` must never need a trimmed one.
     [ST_TRIM] =
         "DELETE FROM changes WHERE seq <= ?3 AND ((?1 > 0 AND seq <= ?4 - ?1) OR ts_ms < ?2)",
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
 };
 
 // --------------------------------------------------------------- open, close

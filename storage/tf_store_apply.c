@@ -198,14 +198,16 @@ static int s_batch_write (tf_store_t *self, const s_batch_t *batch, char *err, s
     //  No sync of its own: records are rebuilt from the log, which the
     //  writer's next commit syncs with these pages; a crash before that
     //  leaves `applied` where it was and the changes are applied again.
-    int result = tf_st_exec_on (self->db, "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE", err,
-                                errlen, "apply: begin");
+    int result =
+        tf_st_exec_on (self->db, "PRAGMA synchronous = NORMAL", err, errlen, "apply: sync");
+    if (result == 0)
+        result = tf_st_step_done (self->db, self->stmt[ST_BEGIN], err, errlen, "apply: begin");
     for (size_t i = 0; result == 0 && i < batch->count; i++)
         result = s_apply_row (self, &batch->rows[i], err, errlen);
     if (result == 0)
         result = s_write_applied (self, &figures, err, errlen);
     if (result == 0)
-        result = tf_st_exec_on (self->db, "COMMIT", err, errlen, "apply: commit");
+        result = tf_st_step_done (self->db, self->stmt[ST_COMMIT], err, errlen, "apply: commit");
     if (result == 0) {
         self->at_applied = figures;
         atomic_store (&self->applied, batch->last);

@@ -45,6 +45,8 @@ enum {
     ST_REQ_PUT,    /* cache a reply */
     ST_REQ_EXPIRE, /* forget old request ids */
     ST_TRIM,       /* delete old changes */
+    ST_BEGIN,      /* the writer's transaction: parsed once, run per group */
+    ST_COMMIT,
     ST_COUNT
 };
 

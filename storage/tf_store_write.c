@@ -98,7 +98,7 @@ int tf_st_locked_begin (tf_store_t *self)
     if (!sqlite3_get_autocommit (self->db))
         return tf_st_fail (self, TF_STORE_ERROR, "begin: a transaction is already open");
     self->working = self->committed;
-    return tf_st_exec (self, "BEGIN IMMEDIATE", "begin");
+    return tf_st_run (self, self->stmt[ST_BEGIN], "begin");
 }
 
 int tf_st_locked_commit (tf_store_t *self)
@@ -108,7 +108,7 @@ int tf_st_locked_commit (tf_store_t *self)
         tf_st_sync_depth (self);
         return tf_st_fail (self, TF_STORE_ERROR, "commit: no transaction is open");
     }
-    int result = tf_st_exec (self, "COMMIT", "commit");
+    int result = tf_st_run (self, self->stmt[ST_COMMIT], "commit");
     if (result == 0) {
         self->depth = 0;
         s_committed (self);
