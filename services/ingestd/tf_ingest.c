@@ -472,9 +472,9 @@ size_t tf_ingest_handle (tf_server_t *self)
 {
     zlistx_t *group = zlistx_new ();
     size_t decoded = 0;
-    //  Take what is waiting now, up to the group bound.
-    while ((int64_t) zlistx_size (group) < self->config->group_max &&
-           (zsock_events (self->ingest) & ZMQ_POLLIN)) {
+    //  Take what is waiting now, up to the group bound (the socket's
+    //  receives do not wait, so the first missing request ends the group).
+    while ((int64_t) zlistx_size (group) < self->config->group_max) {
         s_pending_t *pending = s_pending_new (self);
         if (!pending)
             break;

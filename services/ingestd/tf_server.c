@@ -344,6 +344,9 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
                  strerror (errno));
     tf_server_served (self, self->head);
     self->ingest = s_socket (ZMQ_ROUTER, config);
+    //  Receives never wait: a group takes requests until one is not there,
+    //  without asking the socket's events before each (two system calls).
+    zsock_set_rcvtimeo (self->ingest, 0);
     self->events = s_socket (ZMQ_PUB, config);
     self->sync = s_socket (ZMQ_ROUTER, config);
     if (tf_auth_start (self)) {
