@@ -45,7 +45,7 @@ enum {
     ST_REQ_PUT,    /* cache a reply */
     ST_REQ_EXPIRE, /* forget old request ids */
     ST_TRIM,       /* delete old changes */
-    ST_BEGIN,      /* the writer's transaction: parsed once, run per group */
+    ST_BEGIN,      /* write transactions (groups, applier batches): parsed once */
     ST_COMMIT,
     ST_COUNT
 };
