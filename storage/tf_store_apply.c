@@ -198,6 +198,9 @@ static int s_batch_write (tf_store_t *self, const s_batch_t *batch, char *err, s
     //  No sync of its own: records are rebuilt from the log, which the
     //  writer's next commit syncs with these pages; a crash before that
     //  leaves `applied` where it was and the changes are applied again.
+    //  Parsed each time, unlike BEGIN and COMMIT: SQLite applies this
+    //  pragma when it compiles it. Kept prepared, the first batch ran
+    //  with FULL (one fdatasync more under strace).
     int result =
         tf_st_exec_on (self->db, "PRAGMA synchronous = NORMAL", err, errlen, "apply: sync");
     if (result == 0)

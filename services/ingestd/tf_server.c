@@ -15,19 +15,20 @@
 /*  WAL pages (4 KiB) past which the writer checkpoints between groups, so
     the next commit rewinds the WAL. Under steady writes the checkpointer
     thread never finds the WAL fully copied at the moment a write starts,
-    so only this rewinds it. 32 MiB: the checkpointer has copied nearly
-    all of it by then (it is kicked at each step of the last 4 MiB, at any
-    rate), so the writer's own checkpoint (under the store's lock, with
-    two fsyncs) is short and rare. At 1k puts/s, when the checkpointer ran
-    on its timer only, its fdatasync of the database file alone took
-    2.6-3.3 ms; with those kicks the whole checkpoint takes 1.2-1.6 ms and
-    the 1-view p99.9 went from 3.85-3.88 ms to 2.14-3.09 ms (session 6,
-    docs/bench/RESULTS.md). At 4 MiB it came every
-    0.3 s at 1k puts/s: ack p99 1.41-1.64 ms there, 1.14-1.21 ms with
-    32 MiB (techfeed-bench --only techfeed.sync, medians of 3, same hour;
-    docs/bench/RESULTS.md). The file keeps its size between rounds
+    so only this rewinds it. The file keeps its size between rounds
     (journal_size_limit), so commits overwrite WAL space instead of
-    growing the file, which would double their fdatasync. */
+    growing the file, which would double their fdatasync.
+
+    32 MiB: the checkpointer has copied nearly all of it by then (it is
+    kicked at each step of the last 4 MiB, at any rate), so the writer's
+    own checkpoint (under the store's lock, with two fsyncs) is short and
+    rare. At 4 MiB it came every 0.3 s at 1k puts/s: ack p99 1.41-1.64 ms
+    there, 1.14-1.21 ms with 32 MiB (techfeed-bench --only techfeed.sync,
+    medians of 3, same hour). At 1k puts/s, when the checkpointer ran on
+    its timer only, the writer's fdatasync of the database file alone took
+    2.6-3.3 ms; with the kicks its whole checkpoint takes 1.2-1.6 ms, and
+    the 1-view p99.9 went from 3.85-3.88 ms to 2.14-3.09 ms (sessions 5
+    and 6, docs/bench/RESULTS.md). */
 #define TF_WAL_PAGES_MAX 8192
 #define TF_WAL_PAGES_KICK 256 /* the checkpointer copies each such step, */
 #define TF_GROUP_BUSY 8       /* when the groups are this large (a queue), */
