@@ -301,6 +301,7 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
     self->requests = tf_arena_new (TF_REQUESTS_ARENA_FIRST, TF_REQUESTS_ARENA_KEEP);
     self->hwm_written = UINT64_MAX;
     self->hwm_fd = -1;
+    self->wal_checkpoint_at = TF_WAL_PAGES_MAX;
     char path[4096], err[512];
     if (config->db && *config->db)
         snprintf (path, sizeof path, "%s", config->db);
@@ -402,12 +403,18 @@ static void s_tend_wal (tf_server_t *self, bool busy)
     int pages = tf_store_wal_pages (self->store);
     int step = pages / TF_WAL_PAGES_KICK; // falls back to 0 when the WAL starts over
     int prepare = TF_WAL_PAGES_PREPARE / TF_WAL_PAGES_KICK;
-    if (pages > TF_WAL_PAGES_MAX) {
+    if (pages > self->wal_checkpoint_at) {
         if (tf_store_checkpoint (self->store))
             tf_warn ("%s", tf_store_errstr (self->store));
+        //  Frames a reader (a snapshot) still needs stay, and the WAL
+        //  cannot start over: try again a step later, not at every group.
+        if (tf_store_wal_pages (self->store) > 0)
+            self->wal_checkpoint_at = pages + TF_WAL_PAGES_KICK;
     } else if (self->checkpointer && step > self->wal_step && (busy || step >= prepare))
         tf_checkpointer_kick (self->checkpointer);
     self->wal_step = step;
+    if (pages <= TF_WAL_PAGES_MAX)
+        self->wal_checkpoint_at = TF_WAL_PAGES_MAX;
 }
 
 /*  The loop: ingest first (writers wait on fsync), then sync requests,
@@ -415,11 +422,11 @@ static void s_tend_wal (tf_server_t *self, bool busy)
     says $TERM or, without a pipe, when a signal interrupts. */
 static void s_server_loop (tf_server_t *self, zsock_t *pipe)
 {
-    zpoller_t *poller = zpoller_new (self->ingest, self->sync, self->monitor, NULL);
+    zpoller_t *poller =
+        zpoller_new (self->ingest, self->sync, self->monitor, tf_sync_reader (self), NULL);
     if (pipe)
         zpoller_add (poller, pipe);
     int64_t next_beat = 0, next_maintenance = tf_now_ms () + self->config->maintenance_ms;
-    bool reading = false; /* a cursor's next chunk is partly read */
     while (true) {
         int64_t now = tf_now_ms ();
         if (now >= next_beat) {
@@ -432,7 +439,7 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
             s_maintenance (self);
             next_maintenance = now + self->config->maintenance_ms;
         }
-        void *which = zpoller_wait (poller, reading ? 0 : (int) (next_beat - now));
+        void *which = zpoller_wait (poller, (int) (next_beat - now));
         if (zpoller_terminated (poller))
             break;
         if (which == pipe && pipe) {
@@ -444,14 +451,14 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
         }
         if (which == self->monitor)
             s_monitor_event (self);
-        //  Drain both sockets on every wake-up, writes first.
+        //  Drain both sockets on every wake-up, writes first; then send
+        //  the chunks the reader has read meanwhile.
         bool busy =
             (zsock_events (self->ingest) & ZMQ_POLLIN) && tf_ingest_handle (self) >= TF_GROUP_BUSY;
         s_tend_wal (self, busy);
         if (zsock_events (self->sync) & ZMQ_POLLIN)
             tf_sync_handle (self);
-        //  Chunks are read ahead in slices, between writes.
-        reading = tf_sync_read_ahead (self);
+        tf_sync_take_chunks (self);
     }
     tf_ingest_refuse_waiting (self);
     zpoller_destroy (&poller);

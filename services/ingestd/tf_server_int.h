@@ -20,6 +20,7 @@ typedef struct {
     tf_store_t *store;
     tf_checkpointer_t *checkpointer; /* WAL checkpoints on their own thread */
     int wal_step;                    /* WAL pages / TF_WAL_PAGES_KICK, last seen */
+    int wal_checkpoint_at;           /* WAL pages past which the writer checkpoints */
     tf_applier_t *applier;           /* the records table behind the log, same */
     uint64_t applier_failures;       /* as last reported */
     zsock_t *ingest;                 /* ROUTER: IngestRequest -> IngestReply */
@@ -95,9 +96,10 @@ void tf_sync_destroy (tf_sync_t **self_p);
 void tf_sync_handle (tf_server_t *self);
 void tf_sync_expire (tf_server_t *self, int64_t now_ms);
 size_t tf_sync_open_cursors (tf_server_t *self);
-/*  Reads a slice of each cursor's next chunk; true while some chunk is
-    not complete (the loop should come back without waiting). */
-bool tf_sync_read_ahead (tf_server_t *self);
+/*  The actor that reads chunks ahead, for the loop's poller; and what
+    the loop calls on each wake-up to send the chunks it has read. */
+void *tf_sync_reader (tf_server_t *self);
+void tf_sync_take_chunks (tf_server_t *self);
 
 /*  Per-sector heads 1..TF_SECTOR_MAX as SectorHead messages in `storage`,
     pointed to by `pointers`. Returns the count. */

@@ -5,12 +5,17 @@
     request (SYNC_NEXT), so a 100k-record snapshot is never built in memory
     and writers go on meanwhile (WAL).
 
-    Chunks are read between writes, a slice at a time (tf_sync_read_ahead,
-    called by the server loop). A request for a chunk not yet complete
-    waits in its cursor and is answered once the slices complete it, so a
-    reader that asks again at once never holds the loop for a whole chunk:
-    an ingest request waits at most one slice.
+    Chunks are read ahead by the reader, an actor whose thread runs at a
+    lower priority (TF_READER_NICE): the loop thread stays free for
+    writes, and when the cores are busy the scheduler lets writes go
+    first (docs/bench/RESULTS.md measures what that does to the ack p99
+    while snapshots are served). The loop lends the reader one cursor at
+    a time and gets it back with the next chunk complete; a request for a
+    chunk not yet complete waits in its cursor and is answered then.
 */
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include "tf_log.h"
 #include "tf_server_int.h"
 #include "tf_validate.h"
@@ -18,8 +23,8 @@
 #define TF_CHUNK_DEFAULT 500
 #define TF_CHUNK_BYTES (1024 * 1024) /* a chunk stops growing past this */
 #define TF_GET_MAX 1000
-#define TF_READ_SLICE 64 /* items read ahead per turn of the loop */
-#define TF_ASKERS_MAX 8  /* requests for chunks waiting on one cursor */
+#define TF_ASKERS_MAX 8   /* requests for chunks waiting on one cursor */
+#define TF_READER_NICE 10 /* the reader thread's nice value: writes come first */
 
 /*  A growing byte buffer for a snapshot chunk. */
 typedef struct {
@@ -27,17 +32,20 @@ typedef struct {
     size_t size, used;
 } s_bytes_t;
 
-/*  An open cursor. */
+/*  An open cursor. While `reading`, the reader thread owns `cursor` and
+    the `next` fields; the loop thread owns the rest. */
 typedef struct {
     uint64_t id;                         /* what the client sends back in SYNC_NEXT */
+    void *handle;                        /* in tf_sync_t.cursors; NULL once closed */
     tf_store_cursor_t *cursor;           /* the read transaction */
     bool changes;                        /* catch-up (changes) or snapshot (records) */
     uint32_t chunk;                      /* records per reply */
     int64_t last_used_ms;                /* for the idle timeout */
     uint64_t sent;                       /* items sent so far, for the log */
     s_bytes_t next;                      /* the next chunk, read ahead */
-    size_t next_count;                   /* items in it so far */
-    int next_rc;                         /* its last cursor result, once complete */
+    size_t next_count;                   /* items in it */
+    int next_rc;                         /* its last cursor result */
+    bool reading;                        /* lent to the reader */
     bool read_ahead;                     /* next is complete */
     tf_envelope_t askers[TF_ASKERS_MAX]; /* waiting for chunks, oldest first (identity only) */
     size_t n_askers;
@@ -46,6 +54,8 @@ typedef struct {
 struct _tf_sync_t {
     zlistx_t *cursors; /* s_cursor_t, few (max_cursors) */
     uint64_t next_id;  /* cursor ids are not reused within a run */
+    zactor_t *reader;  /* fills chunks: s_reader_actor */
+    size_t lent;       /* cursors the reader has, closed ones included */
 };
 
 static void s_cursor_destroy (void **item)
@@ -61,22 +71,54 @@ static void s_cursor_destroy (void **item)
     }
 }
 
+static void s_reader_actor (zsock_t *pipe, void *args);
+
 tf_sync_t *tf_sync_new (void)
 {
     tf_sync_t *self = (tf_sync_t *) zmalloc (sizeof *self);
     self->cursors = zlistx_new ();
     zlistx_set_destructor (self->cursors, s_cursor_destroy);
     self->next_id = 1;
+    self->reader = zactor_new (s_reader_actor, NULL);
+    assert (self->reader);
     return self;
+}
+
+/*  Takes back a cursor from the reader, its chunk complete; NULL when it
+    was closed meanwhile (then it is gone). */
+static s_cursor_t *s_cursor_returned (tf_sync_t *self)
+{
+    void *item = NULL;
+    if (zsock_recv (self->reader, "p", &item) || !item)
+        return NULL;
+    self->lent--;
+    s_cursor_t *c = (s_cursor_t *) item;
+    c->reading = false;
+    if (!c->handle) {
+        s_cursor_destroy (&item);
+        return NULL;
+    }
+    c->read_ahead = true;
+    return c;
 }
 
 void tf_sync_destroy (tf_sync_t **self_p)
 {
-    if (*self_p) {
-        zlistx_destroy (&(*self_p)->cursors);
-        free (*self_p);
+    tf_sync_t *self = *self_p;
+    if (self) {
+        //  The reader ends the chunks it has before it hears $TERM.
+        for (size_t lent = self->lent; lent > 0; lent--)
+            s_cursor_returned (self);
+        zactor_destroy (&self->reader);
+        zlistx_destroy (&self->cursors);
+        free (self);
         *self_p = NULL;
     }
+}
+
+void *tf_sync_reader (tf_server_t *self)
+{
+    return self->cursors->reader;
 }
 
 size_t tf_sync_open_cursors (tf_server_t *self)
@@ -116,14 +158,20 @@ static void s_reply_error (tf_server_t *self, const tf_envelope_t *envelope,
     tf_envelope_reply (self->sync, envelope, &reply.base);
 }
 
-/*  Deletes the cursor; requests still waiting for its chunks learn why. */
+/*  Deletes the cursor; requests still waiting for its chunks learn why.
+    One lent to the reader leaves the list now and is deleted when it
+    comes back (s_cursor_returned). */
 static void s_cursor_close (tf_server_t *self, void *handle, const char *why)
 {
     s_cursor_t *c = (s_cursor_t *) zlistx_handle_item (handle);
     for (size_t i = 0; i < c->n_askers; i++)
         s_reply_error (self, &c->askers[i], TECHFEED__ERROR_CODE__NOT_FOUND,
                        "cursor %" PRIu64 " %s", c->id, why);
-    zlistx_delete (self->cursors->cursors, handle);
+    c->handle = NULL;
+    if (c->reading)
+        zlistx_detach (self->cursors->cursors, handle);
+    else
+        zlistx_delete (self->cursors->cursors, handle);
 }
 
 void tf_sync_expire (tf_server_t *self, int64_t now_ms)
@@ -188,18 +236,16 @@ static void s_bytes_add_change (s_bytes_t *bytes, const Techfeed__ChangeEvent *e
         free (head);
 }
 
-/*  Reads up to `limit` more items of the next chunk into c->next as the
-    bytes the database holds: records as SyncReply field 6, changes as
-    field 7 around their stored record bytes. Protobuf merges concatenated
-    encodings, so the client decodes one SyncReply and the service decodes
-    nothing. The chunk is complete (c->read_ahead, c->next_rc: 1 more to
-    come, 0 at the end, < 0 on error) once it is full or the cursor ended. */
-static void s_read_more (s_cursor_t *c, size_t limit)
+/*  Reads the next chunk into c->next as the bytes the database holds:
+    records as SyncReply field 6, changes as field 7 around their stored
+    record bytes. Protobuf merges concatenated encodings, so the client
+    decodes one SyncReply and the service decodes nothing. The chunk ends
+    when full or with the cursor (c->next_rc: 1 more to come, 0 at the
+    end, < 0 on error). On the reader's thread. */
+static void s_read_chunk (s_cursor_t *c)
 {
     int rc = 1;
-    for (size_t n = 0; n < limit; n++) {
-        if (c->next_count >= c->chunk || c->next.used >= TF_CHUNK_BYTES)
-            break;
+    while (c->next_count < c->chunk && c->next.used < TF_CHUNK_BYTES) {
         const void *body = NULL;
         size_t size = 0;
         if (c->changes) {
@@ -213,12 +259,38 @@ static void s_read_more (s_cursor_t *c, size_t limit)
             s_bytes_add_field (&c->next, 6, body, size);
         }
         c->next_count++;
-        c->sent++;
     }
-    if (rc != 1 || c->next_count >= c->chunk || c->next.used >= TF_CHUNK_BYTES) {
-        c->next_rc = rc;
-        c->read_ahead = true;
+    c->next_rc = rc;
+}
+
+/*  The reader: reads a chunk of each cursor the loop lends it ("READ",
+    pointer) and gives the cursor back (pointer). */
+static void s_reader_actor (zsock_t *pipe, void *args)
+{
+    //  On Linux a thread has a nice value of its own (setpriority by tid).
+    if (setpriority (PRIO_PROCESS, (id_t) gettid (), TF_READER_NICE))
+        tf_warn ("snapshots are read at the writers' priority: %s", strerror (errno));
+    zsock_signal (pipe, 0);
+    while (true) {
+        char *command = NULL;
+        void *item = NULL;
+        if (zsock_recv (pipe, "sp", &command, &item) || !command || streq (command, "$TERM")) {
+            zstr_free (&command);
+            break;
+        }
+        zstr_free (&command);
+        s_read_chunk ((s_cursor_t *) item);
+        zsock_send (pipe, "p", item);
     }
+}
+
+/*  Lends the cursor to the reader for its next chunk. */
+static void s_read_start (tf_server_t *self, s_cursor_t *c)
+{
+    assert (!c->reading && !c->read_ahead);
+    c->reading = true;
+    self->cursors->lent++;
+    zsock_send (self->cursors->reader, "sp", "READ", c);
 }
 
 /*  Answers the cursor's oldest waiting request with its complete chunk;
@@ -233,6 +305,7 @@ static void s_send_chunk (tf_server_t *self, void *handle)
     const tf_envelope_t *envelope = &asker;
     s_bytes_t records = c->next;
     int rc = c->next_rc;
+    c->sent += c->next_count;
     memset (&c->next, 0, sizeof c->next);
     c->next_count = 0;
     c->read_ahead = false;
@@ -266,7 +339,9 @@ static void s_send_chunk (tf_server_t *self, void *handle)
     free (fields);
     tf_envelope_send_owned (self->sync, envelope, records.data, records.used);
     tf_envelope_clear (&asker);
-    if (rc != 1) {
+    if (rc == 1)
+        s_read_start (self, c);
+    else {
         tf_info ("%s %" PRIu64 " done: %" PRIu64 " items up to seq %" PRIu64,
                  c->changes ? "catch-up" : "snapshot", c->id, c->sent, reply.sequence);
         s_cursor_close (self, handle, "ended with the chunk before");
@@ -300,23 +375,14 @@ static void s_ask (tf_server_t *self, const tf_envelope_t *envelope, void *handl
     s_answer (self, handle);
 }
 
-bool tf_sync_read_ahead (tf_server_t *self)
+void tf_sync_take_chunks (tf_server_t *self)
 {
-    bool more = false;
-    zlistx_t *list = self->cursors->cursors;
-    void *handle = zlistx_first (list) ? zlistx_cursor (list) : NULL;
-    while (handle) {
-        void *next = zlistx_next (list) ? zlistx_cursor (list) : NULL;
-        s_cursor_t *c = (s_cursor_t *) zlistx_handle_item (handle);
-        if (!c->read_ahead)
-            s_read_more (c, TF_READ_SLICE);
-        bool ended = c->read_ahead && c->n_askers > 0 && c->next_rc != 1;
-        s_answer (self, handle);
-        //  A cursor that goes on starts reading its next chunk at once
-        more |= !ended && !c->read_ahead;
-        handle = next;
+    tf_sync_t *sync = self->cursors;
+    while (sync->lent > 0 && (zsock_events (sync->reader) & ZMQ_POLLIN)) {
+        s_cursor_t *c = s_cursor_returned (sync);
+        if (c)
+            s_answer (self, c->handle);
     }
-    return more;
 }
 
 static void s_open_cursor (tf_server_t *self, const tf_envelope_t *envelope,
@@ -378,7 +444,9 @@ static void s_open_cursor (tf_server_t *self, const tf_envelope_t *envelope,
         chunk > (uint32_t) self->config->chunk_max ? (uint32_t) self->config->chunk_max : chunk;
     tf_info ("%s %" PRIu64 " opened at seq %" PRIu64 "%s", changes ? "catch-up" : "snapshot", c->id,
              tf_store_cursor_sequence (cursor), changes ? "" : "");
-    s_ask (self, envelope, zlistx_add_end (self->cursors->cursors, c));
+    c->handle = zlistx_add_end (self->cursors->cursors, c);
+    s_read_start (self, c);
+    s_ask (self, envelope, c->handle);
 }
 
 static void *s_find_cursor (tf_server_t *self, uint64_t id)

@@ -19,6 +19,8 @@
       what is deterministic);
     - a pipelined catch-up since 0 (with the epoch of SYNC_STATUS): every
       change once, in sequence order;
+    - S_TOGETHER cursors driven in step (the service reads chunks for
+      several at a time), two more left open until the service stops;
     - afterwards the service answers SYNC_STATUS with the same epoch, head,
       count and digest, and stops with exit status 0 (teardown).
 
@@ -50,6 +52,7 @@
 #define S_CHUNKS ((S_RECORDS + S_CHUNK) / S_CHUNK) /* replies of a cursor, the end mark included */
 #define S_FLIGHT 3                                 /* requests kept in flight when pipelining */
 #define S_BURST 12                                 /* SYNC_NEXT sent at once in the burst case */
+#define S_TOGETHER 4                               /* cursors driven in step */
 #define S_ASKERS_MAX 8          /* requests that may wait on one cursor (PROTOCOL.md §8) */
 #define S_REPLY_MS 5000         /* bound on each expected reply */
 #define S_QUIET_MS 300          /* how long nothing more must arrive */
@@ -519,6 +522,56 @@ static void test_pipelined_catchup (void **state)
     zsock_destroy (&dealer);
 }
 
+/*  S_TOGETHER cursors at once, a catch-up among snapshots, each on a
+    dealer of its own, driven in step: a SYNC_NEXT on each, then a reply
+    from each. The service's reader has several cursors at a time; each
+    still gets its own items, in order, once, and one end mark. Two more
+    snapshots are left open with a request in flight: the service keeps
+    them until it stops (teardown: exit status 0, nothing leaked). */
+static void test_cursors_together (void **state)
+{
+    s_fixture_t *f = (s_fixture_t *) *state;
+    zsock_t *dealers[S_TOGETHER + 2];
+    s_run_t runs[S_TOGETHER + 2];
+    memset (runs, 0, sizeof runs);
+    Techfeed__SyncReply *status = NULL;
+    for (size_t i = 0; i < S_TOGETHER + 2; i++) {
+        dealers[i] = s_dealer (f->svc);
+        if (!status)
+            status = s_start_status (f, dealers[i]);
+        runs[i].status = status;
+        runs[i].changes = i == 1;
+        Techfeed__SyncRequest open;
+        s_open_request (&open, runs[i].changes ? TECHFEED__SYNC_KIND__SYNC_CATCHUP
+                                               : TECHFEED__SYNC_KIND__SYNC_SNAPSHOT);
+        open.has_since_sequence = runs[i].changes;
+        open.epoch = runs[i].changes ? status->status->epoch : NULL;
+        tf_raw_send_sync (dealers[i], &open);
+        runs[i].requests++;
+    }
+    for (size_t i = 0; i < S_TOGETHER + 2; i++)
+        if (!s_take (&runs[i], s_recv (dealers[i], "an opening request")))
+            fail_msg ("cursor %zu: the first reply is not a chunk with more to come", i);
+    for (size_t step = 1; step < S_CHUNKS; step++) {
+        for (size_t i = 0; i < S_TOGETHER + 2; i++)
+            if (i < S_TOGETHER || step == 1)
+                s_send_next (dealers[i], &runs[i]);
+        for (size_t i = 0; i < S_TOGETHER; i++)
+            s_take (&runs[i], s_recv (dealers[i], "a request in step"));
+    }
+    for (size_t i = 0; i < S_TOGETHER; i++) {
+        s_report (runs[i].changes ? "catch-up in step" : "snapshot in step", &runs[i]);
+        assert_int_equal (runs[i].items, S_RECORDS);
+        assert_int_equal (runs[i].chunks, S_CHUNKS);
+        assert_int_equal (runs[i].ends, 1);
+        assert_int_equal (runs[i].end_sequence, status->status->head_sequence);
+        s_expect_quiet (dealers[i], "the end mark");
+    }
+    for (size_t i = 0; i < S_TOGETHER + 2; i++)
+        zsock_destroy (&dealers[i]);
+    tf_wire_free (&status->base);
+}
+
 /*  SYNC_CLOSE while chunks are asked for: each waiting request still gets
     one reply (its chunk if it was read before the close, else NOT_FOUND
     naming the cursor), then the close's own end reply. */
@@ -610,6 +663,7 @@ int main (void)
         cmocka_unit_test (test_burst_beyond_waiting_limit),
         cmocka_unit_test (test_pipelined_catchup),
         cmocka_unit_test (test_close_with_requests_waiting),
+        cmocka_unit_test (test_cursors_together),
         cmocka_unit_test (test_status_after),
     };
     return cmocka_run_group_tests_name ("sync pipeline", tests, setup, teardown);
