@@ -71,6 +71,8 @@ static bool s_program (const char *name)
 
 int main (int argc, char *argv[])
 {
+    if (argc == 5 && streq (argv[1], "--snapshot-loop"))
+        return bench_snapshot_loop (argv[2], argv[3], argv[4]);
     bench_opts.runs = 3;
     bench_opts.scale = 1.0;
     bench_opts.records = BENCH_IDS_MAX;
