@@ -38,7 +38,10 @@ static const char *s_usage =
     "  --out DIR       where RESULTS.md and the PNGs go (default build/bench)\n"
     "  --tmpdir DIR    where data directories go (default $TMPDIR or /tmp); its\n"
     "                  filesystem is the one fdatasync is measured on\n"
-    "  --payloads FILE demo records (default clients/demo/milestones.ndjson)\n";
+    "  --payloads FILE demo records (default clients/demo/milestones.ndjson)\n"
+    "\n"
+    "The bench runs itself as `techfeed-bench --snapshot-loop NICE EVENTS SYNC` for the\n"
+    "snapshot client of the ack-during-snapshots rows.\n";
 
 static char s_base[512]; /* our temporary directory, removed at exit */
 
