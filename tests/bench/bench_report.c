@@ -104,6 +104,8 @@ static const s_row_t s_rows[] = {
       "≤ 0.5 s (100k)" },
     { "… service CPU during that snapshot", "tf.snapshot.server_s", U_S },
     { "… bench CPU (the view decoding and applying) during it", "tf.snapshot.client_s", U_S },
+    { "same, while the concurrent put's 8 × 64 writers run", "tf.snapshot_busy.s", U_S },
+    { "… the writers' rate meanwhile", "tf.snapshot_busy.put_rate", U_RATE },
     { "catch-up of the missed changes (views' sync stream, 500 per chunk)", "tf.catchup.rate",
       U_RATE, NULL, NULL, NULL, "≥ 400k/s" },
     { "… service CPU during that catch-up", "tf.catchup.server_s", U_S },

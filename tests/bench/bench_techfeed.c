@@ -791,6 +791,54 @@ static void s_catchup (const tf_service_t *svc, int records, uint32_t chunk, con
     free (c.revision);
 }
 
+// ------------------------------------------------------------------ a snapshot under writes
+
+static void *s_pipeline_run (void *arg)
+{
+    s_pipeline ((s_pipe_t *) arg);
+    return NULL;
+}
+
+/*  A snapshot into a new view while the concurrent put's writers keep the
+    cores busy: the service reads snapshots at a lower priority than it
+    writes, and this is what that costs. The view then follows the
+    writes to the head, and its digest must equal the service's. */
+static void s_snapshot_under_writes (const tf_service_t *svc, int records)
+{
+    s_pipe_t p = { .endpoint = svc->ingest, .conns = S_WRITERS, .depth = S_DEPTH, .ops = 1 };
+    p.warm_ns = 500000000;
+    p.window_ns = bench_window_ns (3.0);
+    p.server = svc->pid;
+    pthread_t thread;
+    pthread_create (&thread, NULL, s_pipeline_run, &p);
+    bench_sleep_ms (500); /* the writers are at full rate */
+    int64_t t0 = bench_now_ns ();
+    tf_view_t *view = tf_view_new (svc->events, svc->sync);
+    tf_view_set_timeout (view, 30000);
+    int rc = tf_view_start (view);
+    int64_t t1 = bench_now_ns ();
+    pthread_join (thread, NULL);
+    if (rc || tf_view_count (view) < (size_t) records)
+        bench_note ("snapshot under writes: %s, %zu records",
+                    rc ? tf_view_errstr (view) : "started", tf_view_count (view));
+    else {
+        bench_put ("tf.snapshot_busy.s", (double) (t1 - t0) / 1e9);
+        if (t1 - t0 > p.window_ns)
+            bench_note ("snapshot under writes: it outlasted the writers' %.1f s",
+                        (double) p.window_ns / 1e9);
+    }
+    if (p.acked_ops && p.seconds > 0)
+        bench_put ("tf.snapshot_busy.put_rate", (double) p.acked_ops / p.seconds);
+    tf_status_t status;
+    int64_t deadline = bench_now_ns () + 30000000000LL;
+    if (s_status (svc, &status) == 0)
+        while (tf_view_position (view) < status.head_sequence && bench_now_ns () < deadline)
+            tf_view_poll (view, 100);
+    s_views_check (svc, &view, 1);
+    tf_view_destroy (&view);
+    bench_lat_free (&p.lat);
+}
+
 // ------------------------------------------------------------------ ack p99 during a snapshot
 
 /*  Loads snapshots into new views, one after another, until SIGTERM. At
@@ -977,6 +1025,7 @@ void bench_techfeed_run (int run)
             s_catchup (&svc, bench_opts.records, 5000, "tf.catchup5k");
             s_snapshot (&svc, bench_opts.records);
             s_ack_during_snapshot (&svc);
+            s_snapshot_under_writes (&svc, bench_opts.records);
         }
         s_stop (&svc);
     }
