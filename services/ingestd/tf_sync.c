@@ -25,6 +25,7 @@
 #define TF_GET_MAX 1000
 #define TF_ASKERS_MAX 8   /* requests for chunks waiting on one cursor */
 #define TF_READER_NICE 10 /* the reader thread's nice value: writes come first */
+#define TF_LENT_MAX 2     /* cursors lent at once (the rest queue): the reader's pipe never fills */
 
 /*  A growing byte buffer for a snapshot chunk. */
 typedef struct {
@@ -46,6 +47,7 @@ typedef struct {
     size_t next_count;                   /* items in it */
     int next_rc;                         /* its last cursor result */
     bool reading;                        /* lent to the reader */
+    void *queued;                        /* in tf_sync_t.queue, waiting to be lent */
     bool read_ahead;                     /* next is complete */
     tf_envelope_t askers[TF_ASKERS_MAX]; /* waiting for chunks, oldest first (identity only) */
     size_t n_askers;
@@ -56,6 +58,7 @@ struct _tf_sync_t {
     uint64_t next_id;  /* cursor ids are not reused within a run */
     zactor_t *reader;  /* fills chunks: s_reader_actor */
     size_t lent;       /* cursors the reader has, closed ones included */
+    zlistx_t *queue;   /* s_cursor_t waiting to be lent, oldest first */
 };
 
 static void s_cursor_destroy (void **item)
@@ -81,7 +84,22 @@ tf_sync_t *tf_sync_new (void)
     self->next_id = 1;
     self->reader = zactor_new (s_reader_actor, NULL);
     assert (self->reader);
+    self->queue = zlistx_new ();
     return self;
+}
+
+/*  Lends the cursor to the reader for its next chunk, or queues it when
+    TF_LENT_MAX are lent already. */
+static void s_lend (tf_sync_t *self, s_cursor_t *c)
+{
+    assert (!c->reading && !c->read_ahead && !c->queued);
+    if (self->lent >= TF_LENT_MAX) {
+        c->queued = zlistx_add_end (self->queue, c);
+        return;
+    }
+    c->reading = true;
+    self->lent++;
+    zsock_send (self->reader, "sp", "READ", c);
 }
 
 /*  Takes back a cursor from the reader, its chunk complete; NULL when it
@@ -92,6 +110,12 @@ static s_cursor_t *s_cursor_returned (tf_sync_t *self)
     if (zsock_recv (self->reader, "p", &item) || !item)
         return NULL;
     self->lent--;
+    s_cursor_t *next = (s_cursor_t *) zlistx_first (self->queue);
+    if (next) {
+        zlistx_delete (self->queue, next->queued);
+        next->queued = NULL;
+        s_lend (self, next);
+    }
     s_cursor_t *c = (s_cursor_t *) item;
     c->reading = false;
     if (!c->handle) {
@@ -107,8 +131,10 @@ void tf_sync_destroy (tf_sync_t **self_p)
     tf_sync_t *self = *self_p;
     if (self) {
         //  The reader ends the chunks it has before it hears $TERM.
+        zlistx_purge (self->queue);
         for (size_t lent = self->lent; lent > 0; lent--)
             s_cursor_returned (self);
+        zlistx_destroy (&self->queue);
         zactor_destroy (&self->reader);
         zlistx_destroy (&self->cursors);
         free (self);
@@ -168,6 +194,10 @@ static void s_cursor_close (tf_server_t *self, void *handle, const char *why)
         s_reply_error (self, &c->askers[i], TECHFEED__ERROR_CODE__NOT_FOUND,
                        "cursor %" PRIu64 " %s", c->id, why);
     c->handle = NULL;
+    if (c->queued) {
+        zlistx_delete (self->cursors->queue, c->queued);
+        c->queued = NULL;
+    }
     if (c->reading)
         zlistx_detach (self->cursors->cursors, handle);
     else
@@ -284,15 +314,6 @@ static void s_reader_actor (zsock_t *pipe, void *args)
     }
 }
 
-/*  Lends the cursor to the reader for its next chunk. */
-static void s_read_start (tf_server_t *self, s_cursor_t *c)
-{
-    assert (!c->reading && !c->read_ahead);
-    c->reading = true;
-    self->cursors->lent++;
-    zsock_send (self->cursors->reader, "sp", "READ", c);
-}
-
 /*  Answers the cursor's oldest waiting request with its complete chunk;
     the cursor is deleted when that was the end (or an error), and the
     requests still waiting learn it has gone. */
@@ -340,7 +361,7 @@ static void s_send_chunk (tf_server_t *self, void *handle)
     tf_envelope_send_owned (self->sync, envelope, records.data, records.used);
     tf_envelope_clear (&asker);
     if (rc == 1)
-        s_read_start (self, c);
+        s_lend (self->cursors, c);
     else {
         tf_info ("%s %" PRIu64 " done: %" PRIu64 " items up to seq %" PRIu64,
                  c->changes ? "catch-up" : "snapshot", c->id, c->sent, reply.sequence);
@@ -445,7 +466,7 @@ static void s_open_cursor (tf_server_t *self, const tf_envelope_t *envelope,
     tf_info ("%s %" PRIu64 " opened at seq %" PRIu64 "%s", changes ? "catch-up" : "snapshot", c->id,
              tf_store_cursor_sequence (cursor), changes ? "" : "");
     c->handle = zlistx_add_end (self->cursors->cursors, c);
-    s_read_start (self, c);
+    s_lend (self->cursors, c);
     s_ask (self, envelope, c->handle);
 }
 
