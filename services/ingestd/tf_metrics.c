@@ -117,6 +117,14 @@ char *tf_metrics_render (tf_metrics_t *m)
               atomic_load (&m->index_bytes));
     s_metric (&text, "techfeed_database_bytes", "gauge", "Size of the database file and its WAL.",
               atomic_load (&m->db_bytes));
+    s_metric (&text, "techfeed_wal_frames", "gauge",
+              "Pages in the WAL after the last commit; past 8192 only while a snapshot or "
+              "catch-up keeps it from starting over.",
+              atomic_load (&m->wal_frames));
+    s_metric (&text, "techfeed_wal_checkpoints_total", "counter",
+              "Checkpoints the writer ran between groups past 8192 WAL pages (the "
+              "checkpointer thread's are not counted).",
+              atomic_load (&m->wal_checkpoints));
     s_metric (&text, "techfeed_ready", "gauge", "1 when the service is ready.",
               (uint64_t) atomic_load (&m->ready));
     s_printf (&text,

@@ -401,9 +401,11 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
 static void s_tend_wal (tf_server_t *self, bool busy)
 {
     int pages = tf_store_wal_pages (self->store);
+    atomic_store (&self->metrics.wal_frames, (uint64_t) pages);
     int step = pages / TF_WAL_PAGES_KICK; // falls back to 0 when the WAL starts over
     int prepare = TF_WAL_PAGES_PREPARE / TF_WAL_PAGES_KICK;
     if (pages > self->wal_checkpoint_at) {
+        atomic_fetch_add (&self->metrics.wal_checkpoints, 1);
         if (tf_store_checkpoint (self->store))
             tf_warn ("%s", tf_store_errstr (self->store));
         //  Frames a reader (a snapshot) still needs stay, and the WAL

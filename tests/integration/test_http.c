@@ -1,7 +1,10 @@
 /*  Health and metrics over HTTP, scraped with curl from the real service:
     /healthz and /readyz answer, /metrics is valid Prometheus text (every
     sample has a preceding TYPE, names are valid) and its counters move
-    as records are put. */
+    as records are put. Through the WAL gauges: a snapshot held open keeps
+    the WAL from starting over, the writer then retries its checkpoint a
+    step later instead of after every group, and the WAL starts over once
+    the snapshot is closed. */
 #include <ctype.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +14,7 @@
 #include <cmocka.h>
 #include <czmq.h>
 
+#include "tf_faultkit.h"
 #include "tf_rawclient.h"
 #include "tf_testkit.h"
 
@@ -22,6 +26,13 @@ static int setup (void **state)
         return -1;
     assert_true (((tf_raw_fixture_t *) *state)->svc.http[0]);
     return 0;
+}
+
+/*  Same, and snapshot cursors stay open for two minutes unused. */
+static int setup_long_cursors (void **state)
+{
+    const char *extra[] = { "--http-addr", "127.0.0.1:0", "--cursor-idle-ms", "120000", NULL };
+    return tf_raw_fixture_setup (state, extra);
 }
 
 /*  GET PATH; returns the body (caller frees) and the HTTP status. */
@@ -168,11 +179,96 @@ static void test_metrics_move (void **state)
     techfeed__sync_reply__free_unpacked (reply, NULL);
 }
 
+#define S_WAL_MAX 8192 /* pages past which the writer checkpoints (tf_server.c) */
+#define S_WAL_STEP 256 /* and, while a reader holds frames, again this many later */
+#define S_SINGLE_PUTS 200
+
+/*  The metric `name` now. */
+static double s_metric_now (tf_raw_fixture_t *f, const char *name)
+{
+    int status;
+    char *text = s_get (f, "/metrics", &status);
+    assert_int_equal (status, 200);
+    double value = s_sample (text, name);
+    free (text);
+    return value;
+}
+
+/*  SYNC_SNAPSHOT or SYNC_CLOSE of `cursor` on the fixture's sync socket;
+    returns the reply's cursor (0 for none) after checking it is OK. */
+static uint64_t s_sync (tf_raw_fixture_t *f, Techfeed__SyncKind kind, uint64_t cursor)
+{
+    Techfeed__SyncRequest request;
+    techfeed__sync_request__init (&request);
+    request.has_version = request.has_kind = request.has_chunk_size = request.has_cursor = 1;
+    request.version = 1;
+    request.kind = kind;
+    request.chunk_size = 1;
+    request.cursor = cursor;
+    tf_raw_send_sync (f->sync, &request);
+    Techfeed__SyncReply *reply = tf_raw_recv_sync (f->sync);
+    assert_non_null (reply);
+    assert_int_equal (reply->code, TECHFEED__ERROR_CODE__OK);
+    uint64_t id = reply->has_cursor ? reply->cursor : 0;
+    techfeed__sync_reply__free_unpacked (reply, NULL);
+    return id;
+}
+
+static void test_wal_waits_for_a_reader (void **state)
+{
+    tf_raw_fixture_t *f = (tf_raw_fixture_t *) *state;
+    assert_int_equal (tf_raw_put (f->ingest, "wal-first", TECHFEED__SECTOR__SECTOR_SPACE), 0);
+    //  A snapshot cursor left open after its first chunk: its read
+    //  transaction holds the WAL's frames.
+    uint64_t cursor = s_sync (f, TECHFEED__SYNC_KIND__SYNC_SNAPSHOT, 0);
+    assert_true (cursor > 0);
+
+    //  Large records in large requests until the WAL passes S_WAL_MAX.
+    double frames = 0;
+    for (int first = 0; frames <= S_WAL_MAX && first < 40000; first += 500) {
+        assert_int_equal (tf_fk_put_many (f->svc.ingest, "wal", first, 500, 100, 3000), 0);
+        frames = s_metric_now (f, "techfeed_wal_frames");
+    }
+    if (frames <= S_WAL_MAX)
+        fail_msg ("the WAL stayed at %.0f pages after 40,000 puts", frames);
+
+    //  Groups of one put each: the writer may not checkpoint after each.
+    double tries = s_metric_now (f, "techfeed_wal_checkpoints_total");
+    for (int i = 0; i < S_SINGLE_PUTS; i++) {
+        char id[32];
+        snprintf (id, sizeof id, "wal-one-%d", i);
+        assert_int_equal (tf_raw_put (f->ingest, id, TECHFEED__SECTOR__SECTOR_SPACE), 0);
+    }
+    double grown = s_metric_now (f, "techfeed_wal_frames") - frames;
+    tries = s_metric_now (f, "techfeed_wal_checkpoints_total") - tries;
+    print_message ("WAL past %d pages, snapshot open: %d puts, %.0f pages more, %.0f "
+                   "checkpoints\n",
+                   S_WAL_MAX, S_SINGLE_PUTS, grown, tries);
+    assert_true (grown > 0);                       /* it could not start over */
+    assert_true (tries <= grown / S_WAL_STEP + 1); /* one per step, */
+    assert_true (tries < S_SINGLE_PUTS / 4);       /* not one per group */
+
+    //  Once the snapshot is closed, the WAL starts over within some puts.
+    assert_int_equal (s_sync (f, TECHFEED__SYNC_KIND__SYNC_CLOSE, cursor), 0);
+    int puts = 0;
+    while (frames > S_WAL_MAX && puts < 3000) {
+        char id[32];
+        snprintf (id, sizeof id, "wal-after-%d", puts++);
+        assert_int_equal (tf_raw_put (f->ingest, id, TECHFEED__SECTOR__SECTOR_SPACE), 0);
+        if (puts % 20 == 0)
+            frames = s_metric_now (f, "techfeed_wal_frames");
+    }
+    print_message ("snapshot closed: the WAL at %.0f pages after %d puts\n", frames, puts);
+    assert_true (frames <= S_WAL_MAX);
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown (test_health_and_ready, setup, tf_raw_fixture_teardown),
         cmocka_unit_test_setup_teardown (test_metrics_move, setup, tf_raw_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_wal_waits_for_a_reader, setup_long_cursors,
+                                         tf_raw_fixture_teardown),
     };
     return cmocka_run_group_tests_name ("health and metrics", tests, NULL, NULL);
 }
