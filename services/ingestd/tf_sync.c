@@ -9,9 +9,10 @@
     lower priority (TF_READER_NICE): the loop thread stays free for
     writes, and when the cores are busy the scheduler lets writes go
     first (docs/bench/RESULTS.md measures what that does to the ack p99
-    while snapshots are served). The loop lends the reader one cursor at
-    a time and gets it back with the next chunk complete; a request for a
-    chunk not yet complete waits in its cursor and is answered then.
+    while snapshots are served). The loop lends the reader a cursor (up to
+    TF_LENT_MAX at once, the rest queue) and gets it back with the next
+    chunk complete; a request for a chunk not yet complete waits in its
+    cursor and is answered then.
 */
 #include <sys/resource.h>
 #include <unistd.h>
