@@ -283,8 +283,8 @@ uninstall:
 # `make bench` installs BENCH_PACKAGES (the peers, their C clients,
 # gnuplot), builds the service and tests/bench/ with -O2 and no sanitizers
 # into build/bench/, and runs techfeed-bench there: one markdown table on
-# stdout, RESULTS.md and PNGs in build/bench/. About 5 minutes (284 s
-# of runs in session 6); BENCH_ARGS=--quick is a one-minute smoke run.
+# stdout, RESULTS.md and PNGs in build/bench/. About 5 minutes (284 to
+# 314 s in sessions 6 and 7); BENCH_ARGS=--quick is a one-minute smoke run.
 
 BENCH_PACKAGES := redis-server libhiredis-dev nats-server libnats-dev gnuplot-nox
 BENCH_DIR      := build/bench

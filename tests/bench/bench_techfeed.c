@@ -14,8 +14,10 @@
     Keys: tf.serial.*, tf.concurrent.*, tf.load.rate, tf.view.<rate>.<subs>.*
     (tf.serial and tf.view.* with .service_us and .commit_us: the service's
     own mean receive -> reply and COMMIT times, from /metrics),
-    tf.snapshot.s, tf.catchup.rate, tf.catchup5k.rate, tf.ack_idle.*,
-    tf.ack_snap.*, tf.ack_snap.ratio, tf.rss_per_sub.kib, tf.digest.{ok,total}.
+    tf.snapshot.s, tf.snapshot_busy.{s,put_rate} (under the concurrent put),
+    tf.catchup.rate, tf.catchup5k.rate, tf.ack_idle.*, tf.ack_snap.* and
+    tf.ack_snap0.* (snapshot client at nice 19 and 0; .ratio, .snapshots),
+    tf.rss_per_sub.kib, tf.digest.{ok,total}.
 */
 #include "bench.h"
 
@@ -114,25 +116,38 @@ static size_t s_reply_ok (const Techfeed__IngestReply *reply, uint64_t *max_seq,
     return ok;
 }
 
-/*  The service's own account of its time (/metrics): the sums and counts
-    of its receive -> reply and COMMIT histograms. */
+/*  The samples `names` (n of them) from one read of the service's
+    /metrics into `values`; false, with a note, when one is missing. */
+static bool s_metrics (const tf_service_t *svc, const char *const *names, double *values, int n)
+{
+    int status = 0;
+    char *text = tf_service_http_get (svc, "/metrics", &status);
+    bool ok = text && status == 200;
+    for (int i = 0; ok && i < n; i++)
+        ok = tf_metrics_sample (text, names[i], &values[i]);
+    free (text);
+    if (!ok)
+        bench_note ("the service's /metrics could not be read");
+    return ok;
+}
+
+/*  The service's own account of its time: the sums and counts of its
+    receive -> reply and COMMIT histograms. */
 typedef struct {
     double reply_s, replies, commit_s, commits;
 } s_service_time_t;
 
 static bool s_service_time (const tf_service_t *svc, s_service_time_t *t)
 {
-    int status = 0;
-    char *text = tf_service_http_get (svc, "/metrics", &status);
-    bool ok = text && status == 200 &&
-              tf_metrics_sample (text, "techfeed_ingest_latency_seconds_sum", &t->reply_s) &&
-              tf_metrics_sample (text, "techfeed_ingest_latency_seconds_count", &t->replies) &&
-              tf_metrics_sample (text, "techfeed_commit_duration_seconds_sum", &t->commit_s) &&
-              tf_metrics_sample (text, "techfeed_commit_duration_seconds_count", &t->commits);
-    free (text);
-    if (!ok)
-        bench_note ("the service's /metrics could not be read");
-    return ok;
+    static const char *names[] = { "techfeed_ingest_latency_seconds_sum",
+                                   "techfeed_ingest_latency_seconds_count",
+                                   "techfeed_commit_duration_seconds_sum",
+                                   "techfeed_commit_duration_seconds_count" };
+    double v[4];
+    if (!s_metrics (svc, names, v, 4))
+        return false;
+    *t = (s_service_time_t){ v[0], v[1], v[2], v[3] };
+    return true;
 }
 
 /*  Means between two readings: <key>.service_us (receive -> reply) and
@@ -859,16 +874,12 @@ int bench_snapshot_loop (const char *nice, const char *events, const char *sync)
     return 0;
 }
 
-/*  Snapshots the service has opened so far (its /metrics). */
+/*  Snapshots the service has opened so far. */
 static double s_snapshots_served (const tf_service_t *svc)
 {
-    int status = 0;
+    static const char *name = "techfeed_snapshots_served_total";
     double served = 0;
-    char *text = tf_service_http_get (svc, "/metrics", &status);
-    if (!text || status != 200 ||
-        !tf_metrics_sample (text, "techfeed_snapshots_served_total", &served))
-        bench_note ("the service's /metrics could not be read");
-    free (text);
+    s_metrics (svc, &name, &served, 1);
     return served;
 }
 
