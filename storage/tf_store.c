@@ -45,7 +45,9 @@
     (`body` is the truth, the other columns copy it so other services can
     query with plain SQL), as of `applied`: each batch writes each id once,
     in id order. A snapshot merges the log's changes past `applied`; a get
-    reads them first.
+    reads them first. Indexes: the id (primary key) and records_sector,
+    for a snapshot of some sectors; schema 3 dropped records_date, which
+    no read of the service used.
 
     sector_heads — last change per sector, as of `applied`; survives
     trimming the log

@@ -26,7 +26,7 @@
 #include "tf_wire.h"
 
 #define TF_STORE_APPLICATION_ID 0x54464544 /* 'TFED' */
-#define TF_STORE_SCHEMA 2                  /* highest migration (tf_store_schema.c) */
+#define TF_STORE_SCHEMA 3                  /* highest migration (tf_store_schema.c) */
 #define TF_STORE_BUSY_MS 5000
 #define TF_STORE_SECTORS 11 /* sector_heads index 0..TF_SECTOR_MAX */
 

@@ -292,6 +292,12 @@ static void test_create (void **state)
 
     assert_int_equal (s_sql_int (fx->path, "PRAGMA user_version"), tf_store_schema_version ());
     assert_int_equal (s_sql_int (fx->path, "PRAGMA application_id"), 0x54464544);
+    //  records: the id key and the sector index (filtered snapshots), no
+    //  date index for the applier to keep (schema 3)
+    assert_int_equal (s_sql_int (fx->path, "SELECT group_concat (name, ' ') = 'records_sector'"
+                                           " FROM sqlite_schema WHERE type = 'index'"
+                                           " AND tbl_name = 'records' AND sql IS NOT NULL"),
+                      1);
     char mode[16];
     s_sql_text (fx->path, "PRAGMA journal_mode", mode, sizeof mode);
     assert_string_equal (mode, "wal");

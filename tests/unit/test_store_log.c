@@ -926,8 +926,8 @@ static void test_migrate_from_schema_1 (void **state)
                       8);
 
     s_reopen (fx);
-    assert_int_equal (tf_store_schema_version (), 2);
-    assert_int_equal (s_sql (fx->path, "PRAGMA user_version"), 2);
+    assert_int_equal (tf_store_schema_version (), 3);
+    assert_int_equal (s_sql (fx->path, "PRAGMA user_version"), 3);
     assert_string_equal (tf_store_epoch (fx->store), "0123456789abcdef0123456789abcdef");
     tf_store_state_t st = s_state (fx->store);
     assert_int_equal (st.head_sequence, 8);
@@ -941,10 +941,14 @@ static void test_migrate_from_schema_1 (void **state)
     assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM sqlite_schema WHERE name = 'requests'"
                                        " OR sql LIKE '%%AUTOINCREMENT%%'"),
                       0);
-    //  The log is appended to only: no index besides its sequence key
+    //  The log is appended to only: no index besides its sequence key;
+    //  records lost the date index (schema 3), kept the sector one
     assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM sqlite_schema"
-                                       " WHERE name = 'changes_sector'"),
+                                       " WHERE name IN ('changes_sector', 'records_date')"),
                       0);
+    assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM sqlite_schema"
+                                       " WHERE name = 'records_sector'"),
+                      1);
     char why[256];
     if (!tf_sql_intact (fx->path, why, sizeof why))
         fail_msg ("%s", why);
@@ -987,7 +991,7 @@ static void test_migrate_from_schema_1 (void **state)
     tf_store_cursor_destroy (&cursor);
     assert_int_equal (seqs, 579);
 
-    //  And the migrated file opens again as schema 2
+    //  And the migrated file opens again as schema 3
     assert_int_equal (tf_store_apply (fx->store, 0), 0);
     s_reopen (fx);
     s_assert_caught_up (fx);
