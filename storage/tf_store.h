@@ -175,12 +175,26 @@ tf_store_cursor_t *tf_store_snapshot_open (tf_store_t *self, const Techfeed__Fil
 tf_store_cursor_t *tf_store_changes_open (tf_store_t *self, uint64_t since,
                                           const Techfeed__Filter *filter, int *rc);
 
+/*  The same cursors in two steps, for a caller that opens them off the
+    store's thread (the service's reader): tf_store_cursor_new takes what
+    to read (a snapshot, or changes after `since`; the filter is copied)
+    and does no I/O; tf_store_cursor_begin then opens the connection and
+    the read transaction, and reads a snapshot's unapplied tail. It touches
+    nothing of the store, so it may run on any thread. Returns TF_STORE_OK,
+    TF_STORE_TRIMMED (as tf_store_changes_open) or TF_STORE_ERROR, the
+    reason in tf_store_cursor_errstr; the caller destroys the cursor either
+    way. */
+tf_store_cursor_t *tf_store_cursor_new (tf_store_t *self, bool changes, uint64_t since,
+                                        const Techfeed__Filter *filter);
+int tf_store_cursor_begin (tf_store_cursor_t *cursor);
+
 /*  Sequence the cursor's read transaction sees (its head at open). */
 uint64_t tf_store_cursor_sequence (tf_store_cursor_t *cursor);
 /*  Per-sector heads as of the cursor's read transaction (index 1..10). */
 const uint64_t *tf_store_cursor_sector_heads (tf_store_cursor_t *cursor);
-/*  Why the last next_record/next_change failed; owned by the cursor.
-    (Errors while opening a cursor are in tf_store_errstr.) */
+/*  Why tf_store_cursor_begin or the last next_record/next_change failed;
+    owned by the cursor. (tf_store_snapshot_open and tf_store_changes_open
+    put theirs in tf_store_errstr.) */
 const char *tf_store_cursor_errstr (tf_store_cursor_t *cursor);
 /*  1 with *record set (caller-owned), 0 at the end, TF_STORE_ERROR. */
 int tf_store_cursor_next_record (tf_store_cursor_t *cursor, Techfeed__Milestone **record);

@@ -1,14 +1,20 @@
 /*  tf_store_cursor — snapshot and catch-up cursors, each on a read-only
-    connection of its own. */
+    connection of its own: made without I/O on the store's thread, begun
+    (connection, read transaction, query) on any. */
 #include "tf_store_int.h"
 
+#include "tf_clone.h"
+
 struct _tf_store_cursor_t {
-    sqlite3 *db;           /* own read-only connection */
-    sqlite3_stmt *stmt;    /* the records or changes query */
-    bool changes;          /* a catch-up cursor, else a snapshot */
-    bool done;             /* the query has ended */
-    bool row_held;         /* snapshot: stmt's row not handed out yet */
-    tf_st_pending_t *tail; /* snapshot: latest unapplied change per id, by id */
+    char *path;               /* the database file */
+    Techfeed__Filter *filter; /* a clone, or NULL for everything */
+    uint64_t since;           /* catch-up: changes after this */
+    sqlite3 *db;              /* own read-only connection, once begun */
+    sqlite3_stmt *stmt;       /* the records or changes query */
+    bool changes;             /* a catch-up cursor, else a snapshot */
+    bool done;                /* the query has ended */
+    bool row_held;            /* snapshot: stmt's row not handed out yet */
+    tf_st_pending_t *tail;    /* snapshot: latest unapplied change per id, by id */
     size_t tail_len, tail_next;
     char epoch[33];                   /* copied into every event */
     uint64_t sequence;                /* head as of the read transaction */
@@ -19,29 +25,22 @@ struct _tf_store_cursor_t {
 
 /*  Opens the read-only connection and its read transaction; the first
     SELECT (tf_st_position) fixes the snapshot. */
-static tf_store_cursor_t *s_cursor_new (tf_store_t *self, bool changes, tf_st_position_t *pos)
+static int s_cursor_connect (tf_store_cursor_t *cursor, tf_st_position_t *pos)
 {
-    tf_store_cursor_t *cursor = tf_st_alloc (sizeof *cursor);
-    cursor->changes = changes;
-    memcpy (cursor->epoch, self->epoch, sizeof cursor->epoch);
-    snprintf (cursor->errstr, sizeof cursor->errstr, "no error");
-    int rc =
-        sqlite3_open_v2 (self->path, &cursor->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2 (cursor->path, &cursor->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                              NULL);
     if (rc == SQLITE_OK)
         rc = tf_st_configure (cursor->db);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec (cursor->db, "BEGIN", NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = tf_st_position (cursor->db, pos);
-    if (rc != SQLITE_OK) {
-        tf_st_sql_error (self->errstr, sizeof self->errstr, cursor->db, rc, "%s: open cursor",
-                         self->path);
-        tf_store_cursor_destroy (&cursor);
-        return NULL;
-    }
+    if (rc != SQLITE_OK)
+        return tf_st_sql_error (cursor->errstr, sizeof cursor->errstr, cursor->db, rc,
+                                "%s: open cursor", cursor->path);
     cursor->sequence = pos->head;
     memcpy (cursor->heads, pos->heads, sizeof cursor->heads);
-    return cursor;
+    return 0;
 }
 
 /*  Whether a record passes a snapshot filter: the same rules as the SQL
@@ -75,8 +74,7 @@ static bool s_filter_match (const Techfeed__Filter *filter, const Techfeed__Mile
     visible when they pass the filter. Merged into the records rows by
     tf_store_cursor_next_body, so a snapshot is as of the head even when
     the table could not be brought up to date (a full disk). */
-static int s_cursor_read_tail (tf_store_t *self, tf_store_cursor_t *cursor,
-                               const tf_st_position_t *pos, const Techfeed__Filter *filter)
+static int s_cursor_read_tail (tf_store_cursor_t *cursor, const tf_st_position_t *pos)
 {
     sqlite3_stmt *stmt;
     int rc = sqlite3_prepare_v2 (
@@ -90,14 +88,15 @@ static int s_cursor_read_tail (tf_store_t *self, tf_store_cursor_t *cursor,
         rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
     if (rc != SQLITE_OK)
-        return tf_st_sql_error (self->errstr, sizeof self->errstr, cursor->db, rc,
-                                "%s: snapshot: read the log", self->path);
+        return tf_st_sql_error (cursor->errstr, sizeof cursor->errstr, cursor->db, rc,
+                                "%s: snapshot: read the log", cursor->path);
     cursor->tail_len = tf_st_latest_per_id (cursor->tail, cursor->tail_len);
-    if (tf_st_decode_pending (cursor->tail, cursor->tail_len, self->errstr, sizeof self->errstr))
+    if (tf_st_decode_pending (cursor->tail, cursor->tail_len, cursor->errstr,
+                              sizeof cursor->errstr))
         return TF_STORE_ERROR;
     for (size_t i = 0; i < cursor->tail_len; i++) {
         tf_st_pending_t *change = &cursor->tail[i];
-        change->visible = change->record && s_filter_match (filter, change->record);
+        change->visible = change->record && s_filter_match (cursor->filter, change->record);
     }
     return 0;
 }
@@ -126,30 +125,29 @@ static bool s_given (const char *text)
 }
 
 /*  Prepares `sql` on the cursor's connection; NULL-safe on failure. */
-static int s_cursor_prepare (tf_store_t *self, tf_store_cursor_t *cursor, tf_st_sql_t *sql)
+static int s_cursor_prepare (tf_store_cursor_t *cursor, tf_st_sql_t *sql)
 {
     int rc = sqlite3_prepare_v2 (cursor->db, sql->text, -1, &cursor->stmt, NULL);
     free (sql->text);
     sql->text = NULL;
     if (rc != SQLITE_OK)
-        return tf_st_sql_error (self->errstr, sizeof self->errstr, cursor->db, rc,
-                                "%s: prepare cursor", self->path);
+        return tf_st_sql_error (cursor->errstr, sizeof cursor->errstr, cursor->db, rc,
+                                "%s: prepare cursor", cursor->path);
     return 0;
 }
 
-tf_store_cursor_t *tf_store_snapshot_open (tf_store_t *self, const Techfeed__Filter *filter)
+/*  A snapshot's query: the records table, filtered, in id order. */
+static int s_snapshot_begin (tf_store_cursor_t *cursor)
 {
-    assert (self);
     //  The unapplied tail is merged, not applied first: decoding it costs a
-    //  fraction of applying it, and the caller is the service's one thread.
+    //  fraction of applying it.
+    const Techfeed__Filter *filter = cursor->filter;
     tf_st_position_t pos;
-    tf_store_cursor_t *cursor = s_cursor_new (self, false, &pos);
-    if (!cursor)
-        return NULL;
-    if (pos.applied < pos.head && s_cursor_read_tail (self, cursor, &pos, filter)) {
-        tf_store_cursor_destroy (&cursor);
-        return NULL;
-    }
+    int rc = s_cursor_connect (cursor, &pos);
+    if (rc == 0 && pos.applied < pos.head)
+        rc = s_cursor_read_tail (cursor, &pos);
+    if (rc)
+        return rc;
     tf_st_sql_t sql = { NULL, 0, 0 };
     int next = 1;
     tf_st_sql_add (&sql, "SELECT id, body FROM records WHERE 1");
@@ -169,64 +167,102 @@ tf_store_cursor_t *tf_store_snapshot_open (tf_store_t *self, const Techfeed__Fil
         next++;
     }
     tf_st_sql_add (&sql, " ORDER BY id");
-    if (s_cursor_prepare (self, cursor, &sql)) {
-        tf_store_cursor_destroy (&cursor);
-        return NULL;
-    }
+    if ((rc = s_cursor_prepare (cursor, &sql)))
+        return rc;
     next = 1;
     s_sectors_bind (cursor->stmt, filter, &next);
     if (filter && s_given (filter->organization))
-        tf_st_bind_text_copy (cursor->stmt, next++, filter->organization);
+        tf_st_bind_text (cursor->stmt, next++, filter->organization);
     if (filter && s_given (filter->country))
-        tf_st_bind_text_copy (cursor->stmt, next++, filter->country);
+        tf_st_bind_text (cursor->stmt, next++, filter->country);
     if (filter && s_given (filter->date_from))
-        tf_st_bind_text_copy (cursor->stmt, next++, filter->date_from);
+        tf_st_bind_text (cursor->stmt, next++, filter->date_from);
     if (filter && s_given (filter->date_to))
-        tf_st_bind_text_copy (cursor->stmt, next++, filter->date_to);
-    return cursor;
+        tf_st_bind_text (cursor->stmt, next++, filter->date_to);
+    return 0;
 }
 
-tf_store_cursor_t *tf_store_changes_open (tf_store_t *self, uint64_t since,
-                                          const Techfeed__Filter *filter, int *rc)
+/*  A catch-up's query: the log past `since`, in the filter's sectors. */
+static int s_changes_begin (tf_store_cursor_t *cursor)
 {
-    assert (self);
-    int scratch;
-    if (!rc)
-        rc = &scratch;
-    *rc = TF_STORE_ERROR;
     tf_st_position_t pos; // as of the cursor's read transaction
-    tf_store_cursor_t *cursor = s_cursor_new (self, true, &pos);
-    if (!cursor)
-        return NULL;
-    if (since > pos.head || (since + 1 < pos.first && since < pos.head)) {
-        if (since > pos.head)
-            tf_st_fail (self, TF_STORE_TRIMMED, "position %llu is beyond head %llu",
-                        (unsigned long long) since, (unsigned long long) pos.head);
-        else
-            tf_st_fail (self, TF_STORE_TRIMMED,
-                        "position %llu is below the retained log (oldest %llu, head %llu)",
-                        (unsigned long long) since, (unsigned long long) pos.first,
-                        (unsigned long long) pos.head);
-        *rc = TF_STORE_TRIMMED;
-        tf_store_cursor_destroy (&cursor);
-        return NULL;
+    int rc = s_cursor_connect (cursor, &pos);
+    if (rc)
+        return rc;
+    uint64_t since = cursor->since;
+    if (since > pos.head) {
+        snprintf (cursor->errstr, sizeof cursor->errstr, "position %llu is beyond head %llu",
+                  (unsigned long long) since, (unsigned long long) pos.head);
+        return TF_STORE_TRIMMED;
+    }
+    if (since + 1 < pos.first && since < pos.head) {
+        snprintf (cursor->errstr, sizeof cursor->errstr,
+                  "position %llu is below the retained log (oldest %llu, head %llu)",
+                  (unsigned long long) since, (unsigned long long) pos.first,
+                  (unsigned long long) pos.head);
+        return TF_STORE_TRIMMED;
     }
     tf_st_sql_t sql = { NULL, 0, 0 };
     int next = 2;
     tf_st_sql_add (&sql, "SELECT seq, kind, sector, id, revision, sector_prev_seq, ts_ms, body"
                          " FROM changes WHERE seq > ?1");
-    s_sectors_sql (&sql, filter, &next);
+    s_sectors_sql (&sql, cursor->filter, &next);
     tf_st_sql_add (&sql, " ORDER BY seq");
-    if (s_cursor_prepare (self, cursor, &sql)) {
-        *rc = TF_STORE_ERROR;
-        tf_store_cursor_destroy (&cursor);
-        return NULL;
-    }
+    if ((rc = s_cursor_prepare (cursor, &sql)))
+        return rc;
     sqlite3_bind_int64 (cursor->stmt, 1, tf_columns_i64 (since));
     next = 2;
-    s_sectors_bind (cursor->stmt, filter, &next);
-    *rc = 0;
+    s_sectors_bind (cursor->stmt, cursor->filter, &next);
+    return 0;
+}
+
+tf_store_cursor_t *tf_store_cursor_new (tf_store_t *self, bool changes, uint64_t since,
+                                        const Techfeed__Filter *filter)
+{
+    assert (self);
+    tf_store_cursor_t *cursor = tf_st_alloc (sizeof *cursor);
+    cursor->path = tf_st_strdup (self->path);
+    cursor->filter = filter ? (Techfeed__Filter *) tf_clone (&filter->base) : NULL;
+    cursor->changes = changes;
+    cursor->since = since;
+    memcpy (cursor->epoch, self->epoch, sizeof cursor->epoch);
+    snprintf (cursor->errstr, sizeof cursor->errstr, "no error");
     return cursor;
+}
+
+int tf_store_cursor_begin (tf_store_cursor_t *cursor)
+{
+    assert (cursor && !cursor->db);
+    int rc = cursor->changes ? s_changes_begin (cursor) : s_snapshot_begin (cursor);
+    if (rc)
+        cursor->done = true;
+    return rc == TF_STORE_OK || rc == TF_STORE_TRIMMED ? rc : TF_STORE_ERROR;
+}
+
+/*  New and begun on the store's thread; errors into its errstr. */
+static tf_store_cursor_t *s_open (tf_store_t *self, bool changes, uint64_t since,
+                                  const Techfeed__Filter *filter, int *rc)
+{
+    tf_store_cursor_t *cursor = tf_store_cursor_new (self, changes, since, filter);
+    *rc = tf_store_cursor_begin (cursor);
+    if (*rc == TF_STORE_OK)
+        return cursor;
+    snprintf (self->errstr, sizeof self->errstr, "%s", cursor->errstr);
+    tf_store_cursor_destroy (&cursor);
+    return NULL;
+}
+
+tf_store_cursor_t *tf_store_snapshot_open (tf_store_t *self, const Techfeed__Filter *filter)
+{
+    int rc;
+    return s_open (self, false, 0, filter, &rc);
+}
+
+tf_store_cursor_t *tf_store_changes_open (tf_store_t *self, uint64_t since,
+                                          const Techfeed__Filter *filter, int *rc)
+{
+    int scratch;
+    return s_open (self, true, since, filter, rc ? rc : &scratch);
 }
 
 uint64_t tf_store_cursor_sequence (tf_store_cursor_t *cursor)
@@ -380,6 +416,8 @@ void tf_store_cursor_destroy (tf_store_cursor_t **cursor_p)
     sqlite3_finalize (cursor->stmt);
     sqlite3_close (cursor->db); // ends the read transaction
     tf_st_pending_free (cursor->tail, cursor->tail_len);
+    free (cursor->filter);
+    free (cursor->path);
     free (cursor);
     *cursor_p = NULL;
 }

@@ -148,7 +148,6 @@ int tf_st_exec_on (sqlite3 *db, const char *sql, char *err, size_t errlen, const
 int tf_st_run (tf_store_t *self, sqlite3_stmt *stmt, const char *context);
 int tf_st_exec (tf_store_t *self, const char *sql, const char *context);
 int tf_st_bind_text (sqlite3_stmt *stmt, int index, const char *text);
-int tf_st_bind_text_copy (sqlite3_stmt *stmt, int index, const char *text);
 int tf_st_bind_blob (sqlite3_stmt *stmt, int index, const void *data, size_t size);
 int tf_st_configure (sqlite3 *db);
 int tf_st_query_int (sqlite3 *db, const char *sql, int64_t *value);

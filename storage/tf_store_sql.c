@@ -120,13 +120,6 @@ int tf_st_bind_text (sqlite3_stmt *stmt, int index, const char *text)
     return sqlite3_bind_text (stmt, index, text, -1, SQLITE_STATIC);
 }
 
-/*  For a cursor's statement, which outlives the request its filter came
-    from: SQLite keeps its own copy. */
-int tf_st_bind_text_copy (sqlite3_stmt *stmt, int index, const char *text)
-{
-    return sqlite3_bind_text (stmt, index, text, -1, SQLITE_TRANSIENT);
-}
-
 /*  A blob never binds as NULL, even when empty. */
 int tf_st_bind_blob (sqlite3_stmt *stmt, int index, const void *data, size_t size)
 {

@@ -5,14 +5,15 @@
     request (SYNC_NEXT), so a 100k-record snapshot is never built in memory
     and writers go on meanwhile (WAL).
 
-    Chunks are read ahead by the reader, an actor whose thread runs at a
-    lower priority (TF_READER_NICE): the loop thread stays free for
-    writes, and when the cores are busy the scheduler lets writes go
-    first (docs/bench/RESULTS.md measures what that does to the ack p99
-    while snapshots are served). The loop lends the reader a cursor (up to
-    TF_LENT_MAX at once, the rest queue) and gets it back with the next
-    chunk complete; a request for a chunk not yet complete waits in its
-    cursor and is answered then.
+    Cursors are opened and their chunks read ahead by the reader, an actor
+    whose thread runs at a lower priority (TF_READER_NICE): the loop thread
+    stays free for writes, and when the cores are busy the scheduler lets
+    writes go first (docs/bench/RESULTS.md measures what that does to the
+    ack p99 while snapshots are served). The loop lends the reader a cursor
+    (up to TF_LENT_MAX at once, the rest queue) and gets it back with the
+    next chunk complete; a request for a chunk not yet complete waits in
+    its cursor and is answered then. The first lend opens the cursor's
+    read transaction (a connection, and a snapshot's unapplied tail).
 */
 #include <sys/resource.h>
 #include <unistd.h>
@@ -34,19 +35,23 @@ typedef struct {
     size_t size, used;
 } s_bytes_t;
 
-/*  An open cursor. While `reading`, the reader thread owns `cursor` and
-    the `next` fields; the loop thread owns the rest. */
+/*  A cursor. While `reading`, the reader thread owns `cursor`, the
+    `next` fields and `begun`/`begin_rc`; the loop thread owns the rest. */
 typedef struct {
     uint64_t id;                         /* what the client sends back in SYNC_NEXT */
     void *handle;                        /* in tf_sync_t.cursors; NULL once closed */
     tf_store_cursor_t *cursor;           /* the read transaction */
     bool changes;                        /* catch-up (changes) or snapshot (records) */
+    uint64_t since;                      /* catch-up: the client's position */
     uint32_t chunk;                      /* records per reply */
     int64_t last_used_ms;                /* for the idle timeout */
     uint64_t sent;                       /* items sent so far, for the log */
     s_bytes_t next;                      /* the next chunk, read ahead */
     size_t next_count;                   /* items in it */
     int next_rc;                         /* its last cursor result */
+    bool begun;                          /* the reader has tried to open it ... */
+    int begin_rc;                        /* ... with this result (tf_store_cursor_begin) */
+    bool counted;                        /* the loop has logged and counted it open */
     bool reading;                        /* lent to the reader */
     void *queued;                        /* in tf_sync_t.queue, waiting to be lent */
     bool read_ahead;                     /* next is complete */
@@ -275,6 +280,12 @@ static void s_bytes_add_change (s_bytes_t *bytes, const Techfeed__ChangeEvent *e
     end, < 0 on error). On the reader's thread. */
 static void s_read_chunk (s_cursor_t *c)
 {
+    if (!c->begun) {
+        c->begun = true;
+        c->begin_rc = tf_store_cursor_begin (c->cursor);
+        if (c->begin_rc != TF_STORE_OK)
+            return;
+    }
     int rc = 1;
     while (c->next_count < c->chunk && c->next.used < TF_CHUNK_BYTES) {
         const void *body = NULL;
@@ -397,12 +408,47 @@ static void s_ask (tf_server_t *self, const tf_envelope_t *envelope, void *handl
     s_answer (self, handle);
 }
 
+/*  After the reader's first turn with a cursor: counted and logged when
+    it opened, else its request is answered with why and it is closed.
+    Whether it is still open. */
+static bool s_opened (tf_server_t *self, s_cursor_t *c)
+{
+    if (c->counted)
+        return true;
+    if (c->begin_rc == TF_STORE_OK) {
+        c->counted = true;
+        atomic_fetch_add (c->changes ? &self->metrics.catchups : &self->metrics.snapshots, 1);
+        tf_info ("%s %" PRIu64 " opened at seq %" PRIu64, c->changes ? "catch-up" : "snapshot",
+                 c->id, tf_store_cursor_sequence (c->cursor));
+        return true;
+    }
+    const char *why = tf_store_cursor_errstr (c->cursor);
+    bool trimmed = c->begin_rc == TF_STORE_TRIMMED;
+    if (trimmed)
+        atomic_fetch_add (&self->metrics.trimmed, 1);
+    else
+        tf_error ("cannot open a cursor: %s", why);
+    for (size_t i = 0; i < c->n_askers; i++) {
+        if (trimmed)
+            s_reply_error (self, &c->askers[i], TECHFEED__ERROR_CODE__TRIMMED,
+                           "the log no longer holds every change after %" PRIu64
+                           ": take a snapshot (%s)",
+                           c->since, why);
+        else
+            s_reply_error (self, &c->askers[i], TECHFEED__ERROR_CODE__STORAGE, "%s", why);
+        tf_envelope_clear (&c->askers[i]);
+    }
+    c->n_askers = 0;
+    s_cursor_close (self, c->handle, "could not be opened");
+    return false;
+}
+
 void tf_sync_take_chunks (tf_server_t *self)
 {
     tf_sync_t *sync = self->cursors;
     while (sync->lent > 0 && (zsock_events (sync->reader) & ZMQ_POLLIN)) {
         s_cursor_t *c = s_cursor_returned (sync);
-        if (c)
+        if (c && s_opened (self, c))
             s_answer (self, c->handle);
     }
 }
@@ -423,8 +469,6 @@ static void s_open_cursor (tf_server_t *self, const tf_envelope_t *envelope,
                        tf_sync_open_cursors (self));
         return;
     }
-    tf_store_cursor_t *cursor = NULL;
-    int rc = TF_STORE_OK;
     if (changes) {
         if (!request->has_since_sequence) {
             s_reply_error (self, envelope, TECHFEED__ERROR_CODE__INVALID,
@@ -439,33 +483,17 @@ static void s_open_cursor (tf_server_t *self, const tf_envelope_t *envelope,
                            self->epoch);
             return;
         }
-        cursor = tf_store_changes_open (self->store, request->since_sequence, request->filter, &rc);
-    } else
-        cursor = tf_store_snapshot_open (self->store, request->filter);
-    if (!cursor && rc == TF_STORE_TRIMMED) {
-        atomic_fetch_add (&self->metrics.trimmed, 1);
-        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__TRIMMED,
-                       "the log no longer holds every change after %" PRIu64 ": take a snapshot",
-                       request->since_sequence);
-        return;
     }
-    if (!cursor) {
-        tf_error ("cannot open a cursor: %s", tf_store_errstr (self->store));
-        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__STORAGE, "%s",
-                       tf_store_errstr (self->store));
-        return;
-    }
-    atomic_fetch_add (changes ? &self->metrics.catchups : &self->metrics.snapshots, 1);
     s_cursor_t *c = (s_cursor_t *) zmalloc (sizeof *c);
     c->id = self->cursors->next_id++;
-    c->cursor = cursor;
     c->changes = changes;
+    c->since = changes ? request->since_sequence : 0;
+    c->cursor = tf_store_cursor_new (self->store, changes, c->since, request->filter);
+    c->last_used_ms = tf_now_ms ();
     uint32_t chunk =
         request->has_chunk_size && request->chunk_size ? request->chunk_size : TF_CHUNK_DEFAULT;
     c->chunk =
         chunk > (uint32_t) self->config->chunk_max ? (uint32_t) self->config->chunk_max : chunk;
-    tf_info ("%s %" PRIu64 " opened at seq %" PRIu64 "%s", changes ? "catch-up" : "snapshot", c->id,
-             tf_store_cursor_sequence (cursor), changes ? "" : "");
     c->handle = zlistx_add_end (self->cursors->cursors, c);
     s_lend (self->cursors, c);
     s_ask (self, envelope, c->handle);

@@ -19,6 +19,9 @@
       what is deterministic);
     - a pipelined catch-up since 0 (with the epoch of SYNC_STATUS): every
       change once, in sequence order;
+    - cursors that cannot open (a catch-up beyond the head, a snapshot of
+      a file renamed away) answered TRIMMED and STORAGE, and the next one
+      opens;
     - S_TOGETHER cursors driven in step (the service reads chunks for
       several at a time), two more left open until the service stops;
     - afterwards the service answers SYNC_STATUS with the same epoch, head,
@@ -522,6 +525,64 @@ static void test_pipelined_catchup (void **state)
     zsock_destroy (&dealer);
 }
 
+/*  The first reply to `open`: an error `code` whose message has `says`,
+    and nothing after it. */
+static void s_expect_refused (zsock_t *dealer, const Techfeed__SyncRequest *open,
+                              Techfeed__ErrorCode code, const char *says, const char *what)
+{
+    tf_raw_send_sync (dealer, open);
+    Techfeed__SyncReply *reply = s_recv (dealer, what);
+    if (reply->code != code || !reply->message || !strstr (reply->message, says))
+        fail_msg ("%s: code %s (%s expected), message \"%s\" (should say \"%s\")", what,
+                  tf_error_name (reply->code), tf_error_name (code),
+                  reply->message ? reply->message : "", says);
+    assert_false (reply->has_cursor);
+    assert_int_equal (reply->n_records + reply->n_changes, 0);
+    tf_wire_free (&reply->base);
+    s_expect_quiet (dealer, what);
+}
+
+/*  Cursors are opened by the service's reader thread; one that cannot
+    open is answered there and then, and the sync socket goes on: a
+    catch-up from beyond the head is TRIMMED, saying why; a snapshot while
+    the database file is not where the service opened it (renamed away,
+    the service's own connection still open) is STORAGE, naming the file;
+    once it is back, a snapshot opens and reads every record. */
+static void test_cursor_that_cannot_open (void **state)
+{
+    s_fixture_t *f = (s_fixture_t *) *state;
+    zsock_t *dealer = s_dealer (f->svc);
+    Techfeed__SyncReply *status = s_start_status (f, dealer);
+
+    Techfeed__SyncRequest open;
+    s_open_request (&open, TECHFEED__SYNC_KIND__SYNC_CATCHUP);
+    open.has_since_sequence = 1;
+    open.since_sequence = status->status->head_sequence + 5;
+    open.epoch = status->status->epoch;
+    char beyond[80];
+    snprintf (beyond, sizeof beyond, "position %" PRIu64 " is beyond head %" PRIu64,
+              open.since_sequence, status->status->head_sequence);
+    s_expect_refused (dealer, &open, TECHFEED__ERROR_CODE__TRIMMED, beyond,
+                      "a catch-up beyond the head");
+
+    char db[512], away[520];
+    snprintf (db, sizeof db, "%s/data/techfeed.db", f->svc->dir);
+    snprintf (away, sizeof away, "%s.away", db);
+    assert_int_equal (rename (db, away), 0);
+    s_open_request (&open, TECHFEED__SYNC_KIND__SYNC_SNAPSHOT);
+    s_expect_refused (dealer, &open, TECHFEED__ERROR_CODE__STORAGE, db,
+                      "a snapshot of a file renamed away");
+    assert_int_equal (rename (away, db), 0);
+
+    s_run_t run = { .status = status };
+    s_drive (dealer, &open, 1, true, &run);
+    s_report ("snapshot after the file came back", &run);
+    assert_int_equal (run.items, S_RECORDS);
+    assert_int_equal (run.ends, 1);
+    tf_wire_free (&status->base);
+    zsock_destroy (&dealer);
+}
+
 /*  S_TOGETHER cursors at once, a catch-up among snapshots, each on a
     dealer of its own, driven in step: a SYNC_NEXT on each, then a reply
     from each. The service's reader has several cursors at a time; each
@@ -663,6 +724,7 @@ int main (void)
         cmocka_unit_test (test_burst_beyond_waiting_limit),
         cmocka_unit_test (test_pipelined_catchup),
         cmocka_unit_test (test_close_with_requests_waiting),
+        cmocka_unit_test (test_cursor_that_cannot_open),
         cmocka_unit_test (test_cursors_together),
         cmocka_unit_test (test_status_after),
     };

@@ -683,6 +683,28 @@ static void test_changes_since (void **state)
     assert_null (tf_store_changes_open (fx->store, 8, NULL, &rc));
     assert_int_equal (rc, TF_STORE_TRIMMED);
     assert_non_null (strstr (tf_store_errstr (fx->store), "beyond head 7"));
+
+    //  In two steps (the service's reader): the cursor keeps its own copy
+    //  of the filter, and says itself why it did not open
+    filter.n_sectors = 1;
+    cursor = tf_store_cursor_new (fx->store, true, 2, &filter);
+    memset (sectors, 0, sizeof sectors); // the caller's filter goes
+    assert_int_equal (tf_store_cursor_begin (cursor), TF_STORE_OK);
+    n = 0;
+    while (tf_store_cursor_next_change (cursor, &event) == 1) {
+        assert_int_equal (event->sector, space);
+        n = n * 10 + (int) event->sequence;
+        techfeed__change_event__free_unpacked (event, NULL);
+    }
+    assert_int_equal (n, 57);
+    tf_store_cursor_destroy (&cursor);
+    char before[256];
+    snprintf (before, sizeof before, "%s", tf_store_errstr (fx->store));
+    cursor = tf_store_cursor_new (fx->store, true, 9, NULL);
+    assert_int_equal (tf_store_cursor_begin (cursor), TF_STORE_TRIMMED);
+    assert_non_null (strstr (tf_store_cursor_errstr (cursor), "position 9 is beyond head 7"));
+    assert_string_equal (tf_store_errstr (fx->store), before);
+    tf_store_cursor_destroy (&cursor);
 }
 
 static void test_snapshot_consistency (void **state)
