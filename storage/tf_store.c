@@ -423,8 +423,11 @@ uint64_t tf_store_unapplied (tf_store_t *self)
 static void s_enter (tf_store_t *self)
 {
     if (self->calls++ == 0 && !self->holding) {
+        uint64_t asked = tf_st_now_ns ();
         pthread_mutex_lock (&self->lock);
         self->holding = true;
+        self->held_since_ns = tf_st_now_ns ();
+        atomic_fetch_add (&self->writer_wait_ns, self->held_since_ns - asked);
     }
 }
 
@@ -432,9 +435,18 @@ static int s_leave (tf_store_t *self, int result)
 {
     if (--self->calls == 0 && self->holding && sqlite3_get_autocommit (self->db)) {
         self->holding = false;
+        atomic_fetch_add (&self->writer_held_ns, tf_st_now_ns () - self->held_since_ns);
         pthread_mutex_unlock (&self->lock);
     }
     return result;
+}
+
+void tf_store_lock_stats (tf_store_t *self, tf_store_lock_stats_t *stats)
+{
+    assert (self && stats);
+    stats->writer_held_ns = atomic_load (&self->writer_held_ns);
+    stats->writer_wait_ns = atomic_load (&self->writer_wait_ns);
+    stats->applier_held_ns = atomic_load (&self->applier_held_ns);
 }
 
 int tf_store_new_epoch (tf_store_t *self)

@@ -147,6 +147,18 @@ int tf_store_apply_from (tf_store_t *self, size_t max, char *err, size_t errlen)
 /*  Committed changes not yet in records (any thread). */
 uint64_t tf_store_unapplied (tf_store_t *self);
 
+/*  How the one writer connection was shared since open, in nanoseconds:
+    held by the store's caller (the writer's thread, from its first call
+    until no transaction is open) and by the applier (tf_store_apply_from),
+    and how long the writer's thread waited for it while the applier had
+    it. Atomics: any thread, no lock. */
+typedef struct {
+    uint64_t writer_held_ns;
+    uint64_t writer_wait_ns;
+    uint64_t applier_held_ns;
+} tf_store_lock_stats_t;
+void tf_store_lock_stats (tf_store_t *self, tf_store_lock_stats_t *stats);
+
 /*  Log retention: deletes changes so that at most keep_count remain and
     none older than before_ms survives (0 disables either bound). The latest
     change of each record is never needed for a snapshot, so trimming only

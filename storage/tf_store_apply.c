@@ -255,7 +255,9 @@ int tf_store_apply_from (tf_store_t *self, size_t max, char *err, size_t errlen)
                                size, &batch, err, errlen);
     if (result == 0) {
         pthread_mutex_lock (&self->lock);
+        uint64_t held = tf_st_now_ns ();
         result = s_batch_write (self, &batch, err, errlen);
+        atomic_fetch_add (&self->applier_held_ns, tf_st_now_ns () - held);
         pthread_mutex_unlock (&self->lock);
         if (result == 0)
             s_start_writeback (self);

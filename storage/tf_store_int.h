@@ -90,7 +90,11 @@ struct _tf_store_t {
     sqlite3 *reader;                           /* the applier reads the log here, unlocked */
     sqlite3_stmt *reader_unapplied;            /* ST_UNAPPLIED on it */
     int wal_fd;                                /* the WAL file, read-only, for writeback (or -1) */
-    bool holding;                              /* the writer's thread holds `lock` */
+    bool holding;                              /* the writer's thread holds `lock` ... */
+    uint64_t held_since_ns;                    /* ... since then (tf_st_now_ns) */
+    _Atomic uint64_t writer_held_ns;           /* tf_store_lock_stats: held by the writer, */
+    _Atomic uint64_t writer_wait_ns;           /* its waits for the applier, */
+    _Atomic uint64_t applier_held_ns;          /* held by the applier */
     int calls;                                 /* nesting of the writer's calls into the store */
     tf_index_t *ids;                           /* id -> (revision, sector) */
     tf_index_t *requests;                      /* request id -> (replies row, created_ms) */
@@ -134,6 +138,7 @@ typedef struct {
 // tf_store_sql.c
 
 void tf_st_oom (void);
+uint64_t tf_st_now_ns (void);
 void *tf_st_alloc (size_t size);
 char *tf_st_strdup (const char *s);
 void tf_st_sql_add (tf_st_sql_t *sql, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));

@@ -8,6 +8,14 @@ void tf_st_oom (void)
     abort ();
 }
 
+/*  CLOCK_MONOTONIC, for the connection lock's accounts. */
+uint64_t tf_st_now_ns (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    return (uint64_t) now.tv_sec * 1000000000u + (uint64_t) now.tv_nsec;
+}
+
 void *tf_st_alloc (size_t size)
 {
     void *p = calloc (1, size ? size : 1);

@@ -125,6 +125,21 @@ char *tf_metrics_render (tf_metrics_t *m)
               "Checkpoints the writer ran between groups past 8192 WAL pages (the "
               "checkpointer thread's are not counted).",
               atomic_load (&m->wal_checkpoints));
+    s_printf (&text,
+              "# HELP techfeed_store_lock_held_seconds_total Time the database's one writer "
+              "connection was held, by thread: the loop (write groups, maintenance) or the "
+              "applier (the records table).\n"
+              "# TYPE techfeed_store_lock_held_seconds_total counter\n"
+              "techfeed_store_lock_held_seconds_total{thread=\"loop\"} %.9f\n"
+              "techfeed_store_lock_held_seconds_total{thread=\"applier\"} %.9f\n",
+              (double) atomic_load (&m->lock_held_ns[0]) / 1e9,
+              (double) atomic_load (&m->lock_held_ns[1]) / 1e9);
+    s_printf (&text,
+              "# HELP techfeed_store_lock_wait_seconds_total Time the loop waited for the writer "
+              "connection while the applier held it.\n"
+              "# TYPE techfeed_store_lock_wait_seconds_total counter\n"
+              "techfeed_store_lock_wait_seconds_total %.9f\n",
+              (double) atomic_load (&m->lock_wait_ns) / 1e9);
     s_metric (&text, "techfeed_ready", "gauge", "1 when the service is ready.",
               (uint64_t) atomic_load (&m->ready));
     s_printf (&text,

@@ -39,6 +39,8 @@ typedef struct {
     atomic_uint_fast64_t db_bytes;                   /* database + WAL size */
     atomic_uint_fast64_t wal_frames;                 /* WAL pages after the last commit */
     atomic_uint_fast64_t wal_checkpoints;            /* the writer's own checkpoints */
+    atomic_uint_fast64_t lock_held_ns[2];            /* writer connection held: loop, applier */
+    atomic_uint_fast64_t lock_wait_ns;               /* the loop waited for it */
     tf_histogram_t latency;                          /* request received -> reply sent */
     tf_histogram_t commit;                           /* COMMIT of a group: WAL + fsync */
     atomic_int ready;                                /* bound, database open and writable */

@@ -419,6 +419,17 @@ static void s_tend_wal (tf_server_t *self, bool busy)
         self->wal_checkpoint_at = TF_WAL_PAGES_MAX;
 }
 
+/*  The connection lock's accounts into /metrics (the HTTP thread never
+    reads the store), once per loop turn like the WAL's size. */
+static void s_copy_lock_stats (tf_server_t *self)
+{
+    tf_store_lock_stats_t stats;
+    tf_store_lock_stats (self->store, &stats);
+    atomic_store (&self->metrics.lock_held_ns[0], stats.writer_held_ns);
+    atomic_store (&self->metrics.lock_held_ns[1], stats.applier_held_ns);
+    atomic_store (&self->metrics.lock_wait_ns, stats.writer_wait_ns);
+}
+
 /*  The loop: ingest first (writers wait on fsync), then sync requests,
     heartbeats on time, housekeeping now and then. Returns when `pipe`
     says $TERM or, without a pipe, when a signal interrupts. */
@@ -458,6 +469,7 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
         bool busy =
             (zsock_events (self->ingest) & ZMQ_POLLIN) && tf_ingest_handle (self) >= TF_GROUP_BUSY;
         s_tend_wal (self, busy);
+        s_copy_lock_stats (self);
         if (zsock_events (self->sync) & ZMQ_POLLIN)
             tf_sync_handle (self);
         tf_sync_take_chunks (self);

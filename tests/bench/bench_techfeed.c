@@ -11,7 +11,8 @@
       an id -> revision table with the digest; raw SUB sockets for the
       memory figure.
 
-    Keys: tf.serial.*, tf.concurrent.*, tf.load.rate, tf.view.<rate>.<subs>.*
+    Keys: tf.serial.*, tf.concurrent.* (lock_*_us: the writer connection
+    per put), tf.load.rate, tf.view.<rate>.<subs>.*
     (tf.serial and tf.view.* with .service_us and .commit_us: the service's
     own mean receive -> reply and COMMIT times, from /metrics),
     tf.snapshot.s, tf.snapshot_busy.{s,put_rate} (under the concurrent put),
@@ -344,15 +345,97 @@ static void s_pipeline (s_pipe_t *p)
     free (buf);
 }
 
+/*  The service's records table position and head (raw SYNC_STATUS: the
+    library's tf_status_t does not carry records_applied). 0 when read. */
+static int s_applied (const tf_service_t *svc, uint64_t *applied, uint64_t *head)
+{
+    zsock_t *sock = s_dealer (svc->sync);
+    zsock_set_rcvtimeo (sock, 10000);
+    Techfeed__SyncRequest request = TECHFEED__SYNC_REQUEST__INIT;
+    request.has_version = request.has_kind = 1;
+    request.version = 1;
+    request.kind = TECHFEED__SYNC_KIND__SYNC_STATUS;
+    size_t size;
+    uint8_t *data = tf_wire_pack (&request.base, &size);
+    zmq_send (zsock_resolve (sock), data, size, 0);
+    free (data);
+    zmq_msg_t msg;
+    zmq_msg_init (&msg);
+    Techfeed__SyncReply *reply = NULL;
+    if (zmq_msg_recv (&msg, zsock_resolve (sock), 0) >= 0)
+        reply = techfeed__sync_reply__unpack (NULL, zmq_msg_size (&msg),
+                                              (const uint8_t *) zmq_msg_data (&msg));
+    zmq_msg_close (&msg);
+    zsock_destroy (&sock);
+    int rc = reply && reply->status && reply->status->has_records_applied ? 0 : -1;
+    if (rc == 0) {
+        *applied = reply->status->records_applied;
+        *head = reply->status->head_sequence;
+    }
+    if (reply)
+        techfeed__sync_reply__free_unpacked (reply, NULL);
+    return rc;
+}
+
+/*  Waits (up to 120 s) until the records table has every committed
+    change; the seconds that took, or -1 (with a note). */
+static double s_until_applied (const tf_service_t *svc)
+{
+    int64_t t0 = bench_now_ns (), deadline = t0 + 120000000000LL;
+    uint64_t applied = 0, head = 1;
+    while (bench_now_ns () < deadline && s_applied (svc, &applied, &head) == 0 && applied < head)
+        bench_sleep_ms (20);
+    if (applied < head) {
+        bench_note ("the records table was still %" PRIu64 " changes behind after 120 s",
+                    head - applied);
+        return -1;
+    }
+    return (double) (bench_now_ns () - t0) / 1e9;
+}
+
+/*  After a bulk load the service's records table is still catching up on
+    its own thread: the sync rows are measured once it has (their subject
+    is the sync, not that catch-up), and how long it took is a row. */
+static void s_wait_applied (const tf_service_t *svc)
+{
+    double seconds = s_until_applied (svc);
+    if (seconds >= 0)
+        bench_put ("tf.load.applied_s", seconds);
+}
+
+/*  The writer connection's accounts in /metrics: seconds held by the
+    loop and by the applier, the loop's wait, and the operations stored. */
+static bool s_lock_accounts (const tf_service_t *svc, double v[4])
+{
+    static const char *names[] = { "techfeed_store_lock_held_seconds_total{thread=\"loop\"}",
+                                   "techfeed_store_lock_held_seconds_total{thread=\"applier\"}",
+                                   "techfeed_store_lock_wait_seconds_total",
+                                   "techfeed_records_ingested_total" };
+    return s_metrics (svc, names, v, 4);
+}
+
 static void s_concurrent (const tf_service_t *svc)
 {
     s_pipe_t p = { .endpoint = svc->ingest, .conns = S_WRITERS, .depth = S_DEPTH, .ops = 1 };
     p.warm_ns = 500000000;
     p.window_ns = bench_window_ns (3.0);
     p.server = svc->pid;
+    double before[4], after[4];
+    bool accounted = s_lock_accounts (svc, before);
     s_pipeline (&p);
     if (p.acked_ops && p.seconds > 0)
         bench_put ("tf.concurrent.rate", (double) p.acked_ops / p.seconds);
+    //  Per put, once the records table has them all: who held the one
+    //  writer connection. The loop copies the accounts into /metrics each
+    //  turn; one more SYNC_STATUS is a turn after the applier's last batch.
+    uint64_t applied, head;
+    if (accounted && s_until_applied (svc) >= 0 && s_applied (svc, &applied, &head) == 0 &&
+        s_lock_accounts (svc, after) && after[3] > before[3]) {
+        double puts = after[3] - before[3];
+        bench_put ("tf.concurrent.lock_loop_us", (after[0] - before[0]) / puts * 1e6);
+        bench_put ("tf.concurrent.lock_applier_us", (after[1] - before[1]) / puts * 1e6);
+        bench_put ("tf.concurrent.lock_wait_us", (after[2] - before[2]) / puts * 1e6);
+    }
     bench_lat_put (&p.lat, "tf.concurrent");
     bench_put ("tf.concurrent.server_cpu", p.server_cpu * 100);
     if (p.acked_ops) {
@@ -684,54 +767,6 @@ static void s_snapshot (const tf_service_t *svc, int records)
     }
     s_views_check (svc, &view, 1);
     tf_view_destroy (&view);
-}
-
-/*  The service's records table position and head (raw SYNC_STATUS: the
-    library's tf_status_t does not carry records_applied). 0 when read. */
-static int s_applied (const tf_service_t *svc, uint64_t *applied, uint64_t *head)
-{
-    zsock_t *sock = s_dealer (svc->sync);
-    zsock_set_rcvtimeo (sock, 10000);
-    Techfeed__SyncRequest request = TECHFEED__SYNC_REQUEST__INIT;
-    request.has_version = request.has_kind = 1;
-    request.version = 1;
-    request.kind = TECHFEED__SYNC_KIND__SYNC_STATUS;
-    size_t size;
-    uint8_t *data = tf_wire_pack (&request.base, &size);
-    zmq_send (zsock_resolve (sock), data, size, 0);
-    free (data);
-    zmq_msg_t msg;
-    zmq_msg_init (&msg);
-    Techfeed__SyncReply *reply = NULL;
-    if (zmq_msg_recv (&msg, zsock_resolve (sock), 0) >= 0)
-        reply = techfeed__sync_reply__unpack (NULL, zmq_msg_size (&msg),
-                                              (const uint8_t *) zmq_msg_data (&msg));
-    zmq_msg_close (&msg);
-    zsock_destroy (&sock);
-    int rc = reply && reply->status && reply->status->has_records_applied ? 0 : -1;
-    if (rc == 0) {
-        *applied = reply->status->records_applied;
-        *head = reply->status->head_sequence;
-    }
-    if (reply)
-        techfeed__sync_reply__free_unpacked (reply, NULL);
-    return rc;
-}
-
-/*  After a bulk load the service's records table is still catching up on
-    its own thread: the sync rows are measured once it has (their subject
-    is the sync, not that catch-up), and how long it took is a row. */
-static void s_wait_applied (const tf_service_t *svc)
-{
-    int64_t t0 = bench_now_ns (), deadline = t0 + 120000000000LL;
-    uint64_t applied = 0, head = 1;
-    while (bench_now_ns () < deadline && s_applied (svc, &applied, &head) == 0 && applied < head)
-        bench_sleep_ms (20);
-    if (applied < head)
-        bench_note ("the records table was still %" PRIu64 " changes behind after 120 s",
-                    head - applied);
-    else
-        bench_put ("tf.load.applied_s", (double) (bench_now_ns () - t0) / 1e9);
 }
 
 /*  What the catch-up client keeps: id -> revision and the digest. */

@@ -99,6 +99,17 @@ static void s_check_exposition (const char *text)
     zhashx_destroy (&typed);
 }
 
+/*  The metric `name` now. */
+static double s_metric_now (tf_raw_fixture_t *f, const char *name)
+{
+    int status;
+    char *text = s_get (f, "/metrics", &status);
+    assert_int_equal (status, 200);
+    double value = s_sample (text, name);
+    free (text);
+    return value;
+}
+
 static void test_health_and_ready (void **state)
 {
     tf_raw_fixture_t *f = (tf_raw_fixture_t *) *state;
@@ -148,6 +159,9 @@ static void test_metrics_move (void **state)
     assert_true (s_sample (after, "techfeed_commit_duration_seconds_bucket{le=\"+Inf\"}") ==
                  commits);
     assert_true (s_sample (after, "techfeed_commit_duration_seconds_sum") > 0);
+    //  The loop held the writer connection for those groups
+    const char *loop_held = "techfeed_store_lock_held_seconds_total{thread=\"loop\"}";
+    assert_true (s_sample (after, loop_held) > s_sample (before, loop_held));
     free (before);
     free (after);
 
@@ -169,6 +183,21 @@ static void test_metrics_move (void **state)
     //  5 ids and 6 request ids held in memory: some bytes, not megabytes
     assert_true (index > 0 && index < 1e6);
 
+    //  And the applier held it for the records table (its account is added
+    //  just after `applied` moves: polled, bounded). No account is longer
+    //  than the service has run.
+    const char *applier_held = "techfeed_store_lock_held_seconds_total{thread=\"applier\"}";
+    double applier = 0;
+    while ((applier = s_metric_now (f, applier_held)) == 0 && zclock_mono () < deadline)
+        zclock_sleep (50);
+    char *now = s_get (f, "/metrics", &status);
+    double uptime = (double) zclock_time () / 1000 - s_sample (now, "techfeed_start_time_seconds");
+    assert_true (applier > 0 && applier < uptime);
+    assert_true (s_sample (now, loop_held) < uptime);
+    double wait = s_sample (now, "techfeed_store_lock_wait_seconds_total");
+    assert_true (wait >= 0 && wait < uptime);
+    free (now);
+
     //  SYNC_STATUS says the same.
     Techfeed__SyncReply *reply = tf_raw_status (f->sync);
     assert_non_null (reply);
@@ -182,17 +211,6 @@ static void test_metrics_move (void **state)
 #define S_WAL_MAX 8192 /* pages past which the writer checkpoints (tf_server.c) */
 #define S_WAL_STEP 256 /* and, while a reader holds frames, again this many later */
 #define S_SINGLE_PUTS 200
-
-/*  The metric `name` now. */
-static double s_metric_now (tf_raw_fixture_t *f, const char *name)
-{
-    int status;
-    char *text = s_get (f, "/metrics", &status);
-    assert_int_equal (status, 200);
-    double value = s_sample (text, name);
-    free (text);
-    return value;
-}
 
 /*  SYNC_SNAPSHOT or SYNC_CLOSE of `cursor` on the fixture's sync socket;
     returns the reply's cursor (0 for none) after checking it is OK. */
