@@ -89,11 +89,13 @@ static const char *s_sql[ST_COUNT] = {
                     " ORDER BY seq DESC LIMIT 1",
     [ST_REQ_GET] = "SELECT reply FROM replies WHERE n = ?1",
     [ST_REQ_PUT] = "INSERT INTO replies (n, request_id, created_ms, reply) VALUES (?1, ?2, ?3, ?4)",
-    [ST_REQ_EXPIRE] =
-        "DELETE FROM replies WHERE created_ms < ?1 OR n <= ?2 RETURNING n, request_id",
+    //  Housekeeping reads only the oldest ?3 (?5) rows, by key: what is due
+    //  is at the start of these append-only tables.
+    [ST_REQ_EXPIRE] = "DELETE FROM replies WHERE n < (SELECT min(n) FROM replies) + ?3"
+                      " AND (created_ms < ?1 OR n <= ?2) RETURNING n, request_id",
     //  Only applied changes go: `records` must never need a trimmed one.
-    [ST_TRIM] =
-        "DELETE FROM changes WHERE seq <= ?3 AND ((?1 > 0 AND seq <= ?4 - ?1) OR ts_ms < ?2)",
+    [ST_TRIM] = "DELETE FROM changes WHERE seq < (SELECT min(seq) FROM changes) + ?5"
+                " AND seq <= ?3 AND ((?1 > 0 AND seq <= ?4 - ?1) OR ts_ms < ?2)",
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
 };

@@ -128,9 +128,16 @@ int tf_store_delete (tf_store_t *self, const char *id, bool has_expected,
 int tf_store_request_get (tf_store_t *self, const char *request_id, uint8_t **reply, size_t *size);
 int tf_store_request_put (tf_store_t *self, const char *request_id, const uint8_t *reply,
                           size_t size, int64_t now_ms);
+/*  Housekeeping goes in steps of at most this many rows, each its own
+    transaction on the writer's connection, so that a backlog of expired
+    rows never holds writes up for long. */
+#define TF_STORE_STEP_ROWS 2000
+
 /*  Forgets request ids older than before_ms, and the oldest beyond the
-    newest keep_max (0: no count bound). Outside a transaction. The cache
-    is an append-only table; the ids are looked up in memory. */
+    newest keep_max (0: no count bound), oldest first: one step of at most
+    TF_STORE_STEP_ROWS. Returns 1 when the step was full (call again), 0
+    when nothing more was due, or an error. Outside a transaction. The
+    cache is an append-only table; the ids are looked up in memory. */
 int tf_store_request_expire (tf_store_t *self, int64_t before_ms, uint64_t keep_max);
 
 /*  Copies committed changes the records table does not have yet into it:
@@ -165,7 +172,9 @@ void tf_store_lock_stats (tf_store_t *self, tf_store_lock_stats_t *stats);
     affects catch-up. The head sequence and sector heads survive trimming
     the whole log. Changes the records table does not have yet (see
     tf_store_unapplied) are kept whatever the bounds: they go in a later
-    call, once the applier has them. Outside a transaction. */
+    call, once the applier has them. Outside a transaction. Like
+    tf_store_request_expire, one step of at most TF_STORE_STEP_ROWS, oldest
+    first: 1 when the step was full (call again), 0 when done. */
 int tf_store_trim (tf_store_t *self, uint64_t keep_count, int64_t before_ms);
 
 /*  Record by id. *record is caller-owned (techfeed__milestone__free_unpacked). */

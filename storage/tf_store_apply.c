@@ -294,7 +294,9 @@ int tf_st_locked_trim (tf_store_t *self, uint64_t keep_count, int64_t before_ms)
     sqlite3_bind_int64 (stmt, 2, before_ms > 0 ? before_ms : INT64_MIN);
     sqlite3_bind_int64 (stmt, 3, tf_columns_i64 (atomic_load (&self->applied)));
     sqlite3_bind_int64 (stmt, 4, tf_columns_i64 (self->committed.head));
-    return tf_st_run (self, stmt, "trim");
+    sqlite3_bind_int (stmt, 5, TF_STORE_STEP_ROWS);
+    int result = tf_st_run (self, stmt, "trim");
+    return result ? result : sqlite3_changes (self->db) == TF_STORE_STEP_ROWS;
 }
 
 /*  Decodes a stored body into *record. */

@@ -421,10 +421,12 @@ int tf_st_locked_request_expire (tf_store_t *self, int64_t before_ms, uint64_t k
     sqlite3_bind_int64 (stmt, 1, before_ms);
     sqlite3_bind_int64 (stmt, 2,
                         keep_max && last > keep_max ? tf_columns_i64 (last - keep_max) : 0);
+    sqlite3_bind_int (stmt, 3, TF_STORE_STEP_ROWS);
     //  RETURNING hands over every deleted row on the first steps; the
     //  statement's own transaction commits when it is done.
-    int rc;
+    int rc, deleted = 0;
     while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        deleted++;
         const char *request_id = (const char *) sqlite3_column_text (stmt, 1);
         tf_index_value_t row;
         //  A later reply under the same id stays.
@@ -435,5 +437,5 @@ int tf_st_locked_request_expire (tf_store_t *self, int64_t before_ms, uint64_t k
     sqlite3_reset (stmt);
     if (rc != SQLITE_DONE)
         return tf_st_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "request: expire");
-    return 0;
+    return deleted == TF_STORE_STEP_ROWS;
 }

@@ -190,17 +190,24 @@ static void s_check_applier (tf_server_t *self)
     self->applier_failures = failures;
 }
 
-static void s_maintenance (tf_server_t *self)
+/*  One step of each housekeeping task (the store bounds a step's rows).
+    True when a step was full: the loop runs the next one on its next
+    turn, after the writes waiting meanwhile. */
+static bool s_maintenance (tf_server_t *self)
 {
     const tf_server_config_t *config = self->config;
     int64_t now = tf_now_ms ();
-    if (tf_store_request_expire (self->store, now - config->idempotency_ms,
-                                 (uint64_t) config->idempotency_max))
+    int expired = tf_store_request_expire (self->store, now - config->idempotency_ms,
+                                           (uint64_t) config->idempotency_max);
+    if (expired < 0)
         tf_warn ("cannot expire request ids: %s", tf_store_errstr (self->store));
-    if ((config->log_keep || config->log_max_age_ms) &&
-        tf_store_trim (self->store, (uint64_t) config->log_keep,
-                       config->log_max_age_ms ? now - config->log_max_age_ms : 0))
+    int trimmed = 0;
+    if (config->log_keep || config->log_max_age_ms)
+        trimmed = tf_store_trim (self->store, (uint64_t) config->log_keep,
+                                 config->log_max_age_ms ? now - config->log_max_age_ms : 0);
+    if (trimmed < 0)
         tf_warn ("cannot trim the log: %s", tf_store_errstr (self->store));
+    return expired == 1 || trimmed == 1;
 }
 
 static zsock_t *s_socket (int type, const tf_server_config_t *config)
@@ -448,11 +455,10 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
             next_beat = now + self->config->heartbeat_ms;
             s_check_applier (self);
         }
-        if (now >= next_maintenance) {
-            s_maintenance (self);
-            next_maintenance = now + self->config->maintenance_ms;
-        }
-        void *which = zpoller_wait (poller, (int) (next_beat - now));
+        if (now >= next_maintenance)
+            next_maintenance = s_maintenance (self) ? now : now + self->config->maintenance_ms;
+        int64_t wake = next_maintenance < next_beat ? next_maintenance : next_beat;
+        void *which = zpoller_wait (poller, (int) (wake > now ? wake - now : 0));
         if (zpoller_terminated (poller))
             break;
         if (which == pipe && pipe) {

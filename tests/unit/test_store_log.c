@@ -834,6 +834,46 @@ static void test_request_cache (void **state)
     s_assert_reply (fx->store, "r8", "reply-8");
 }
 
+/*  Housekeeping in steps: a backlog of expired replies and of changes to
+    trim goes TF_STORE_STEP_ROWS rows per call, oldest first, each call
+    saying whether more is due; what is not due stays. */
+static void test_housekeeping_in_steps (void **state)
+{
+    fixture_t *fx = *state;
+    const int backlog = TF_STORE_STEP_ROWS + TF_STORE_STEP_ROWS / 2; // due: 1.5 steps
+    assert_int_equal (tf_store_begin (fx->store), 0);
+    for (int i = 0; i < backlog + 10; i++) {
+        char id[16];
+        snprintf (id, sizeof id, "h%d", i);
+        s_request_put (fx->store, id, "r", T0 + i);
+        s_put (fx->store, id, SPACE, "x", T0 + i);
+    }
+    assert_int_equal (tf_store_commit (fx->store), 0);
+    assert_int_equal (tf_store_apply (fx->store, 0), 0);
+
+    //  Replies older than T0 + backlog: a full step, then the rest
+    assert_int_equal (tf_store_request_expire (fx->store, T0 + backlog, 0), 1);
+    assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM replies"),
+                      backlog + 10 - TF_STORE_STEP_ROWS);
+    assert_int_equal (s_sql (fx->path, "SELECT min(n) FROM replies"), TF_STORE_STEP_ROWS + 1);
+    s_assert_reply (fx->store, "h0", "");
+    s_assert_reply (fx->store, "h2000", "r");
+    assert_int_equal (tf_store_request_expire (fx->store, T0 + backlog, 0), 0);
+    assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM replies"), 10);
+    s_assert_reply (fx->store, "h2999", "");
+    s_assert_reply (fx->store, "h3000", "r");
+    assert_int_equal (tf_store_request_expire (fx->store, T0 + backlog, 0), 0);
+
+    //  The log, keeping the newest 10 changes: the same two steps
+    assert_int_equal (tf_store_trim (fx->store, 10, 0), 1);
+    assert_int_equal (s_sql (fx->path, "SELECT min(seq) FROM changes"), TF_STORE_STEP_ROWS + 1);
+    assert_int_equal (tf_store_trim (fx->store, 10, 0), 0);
+    assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM changes"), 10);
+    assert_int_equal (s_sql (fx->path, "SELECT min(seq) FROM changes"), backlog + 1);
+    assert_int_equal (tf_store_trim (fx->store, 10, 0), 0);
+    s_assert_caught_up (fx);
+}
+
 // --------------------------------------------------------------- migration
 
 /*  Schema 1 as the previous release wrote it (its migration 1). */
@@ -1011,7 +1051,7 @@ int main (void)
         S_TEST (test_index_undo_savepoint),       S_TEST (test_index_undo_outer_savepoint),
         S_TEST (test_sequences_no_gap),           S_TEST (test_trim_keeps_unapplied),
         S_TEST (test_apply_on_full_disk),         S_TEST (test_request_cache),
-        S_TEST (test_migrate_from_schema_1),
+        S_TEST (test_housekeeping_in_steps),      S_TEST (test_migrate_from_schema_1),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
