@@ -377,7 +377,11 @@ static int s_locked_checkpoint (tf_store_t *self)
         sqlite3_wal_checkpoint_v2 (self->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames, &copied);
     if (rc != SQLITE_OK)
         return tf_st_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "checkpoint");
-    self->wal_pages = frames - copied;
+    //  The WAL starts over at the next commit only when all of it was
+    //  copied. Otherwise (a reader holds later frames) it keeps its size:
+    //  the frames not copied would understate it, and the caller would
+    //  take a short WAL for a rewound one.
+    self->wal_pages = copied == frames ? 0 : frames;
     return 0;
 }
 

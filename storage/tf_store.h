@@ -81,7 +81,8 @@ int tf_store_new_epoch (tf_store_t *self);
     tf_checkpointer does it off the commit path). */
 int tf_store_set_autocheckpoint (tf_store_t *self, int pages);
 /*  With automatic checkpoints off: the WAL's size in pages after the last
-    commit, and a PASSIVE checkpoint made by the writer itself between
+    commit (0 once a checkpoint copied all of it: the next commit starts
+    it over), and a PASSIVE checkpoint made by the writer itself between
     transactions. Under sustained writes a checkpointer on another
     connection never catches up with the writer, so the WAL would only
     grow; a checkpoint between two of the writer's transactions copies
