@@ -10,6 +10,7 @@
 
 #define TF_RPC_ARENA_FIRST (64u << 10) /* the stream arena's first block */
 #define TF_RPC_ARENA_KEEP (16u << 20)  /* kept between chunks, at most */
+#define TF_RPC_CLOSE_LINGER_MS 200     /* a stream given up still says CLOSE this long */
 
 struct _tf_rpc_t {
     char *endpoint;          /* where the DEALER connects */
@@ -202,12 +203,18 @@ static int s_recv (tf_rpc_t *self, const ProtobufCMessageDescriptor *type, int64
     }
 }
 
+/*  errstr for no reply after `tries`. */
+static void s_say_unavailable (tf_rpc_t *self, int tries)
+{
+    snprintf (self->errstr, sizeof self->errstr, "service unavailable at %s after %d %s",
+              self->endpoint, tries, tries == 1 ? "try" : "tries");
+}
+
 /*  No reply after `tries`: says so, and drops the socket, so a late
     reply never answers the next request. */
 static void s_unavailable (tf_rpc_t *self, int tries)
 {
-    snprintf (self->errstr, sizeof self->errstr, "service unavailable at %s after %d %s",
-              self->endpoint, tries, tries == 1 ? "try" : "tries");
+    s_say_unavailable (self, tries);
     s_reset (self);
 }
 
@@ -260,17 +267,29 @@ static void s_cursor_request (Techfeed__SyncRequest *request, Techfeed__SyncKind
     request->cursor = cursor;
 }
 
-/*  Closes `cursor`, one try, the reply dropped; errstr is kept (it may
-    say why the stream ended). */
-static void s_cursor_close (tf_rpc_t *self, uint64_t cursor)
+/*  Closes `cursor`; errstr is kept (it may say why the stream ended).
+    `await`: one try, the reply dropped. Otherwise the stream was given up
+    while a chunk is on its way (a timeout, a signal): CLOSE goes on the
+    connection the stream used, unanswered, and that socket is replaced so
+    neither the chunk nor the answer reaches the next request. Either way
+    the service ends the cursor's read transaction now, which would
+    otherwise keep its WAL from starting over until the idle timeout
+    (--cursor-idle-ms). */
+static void s_cursor_close (tf_rpc_t *self, uint64_t cursor, bool await)
 {
     char why[sizeof self->errstr];
     memcpy (why, self->errstr, sizeof why);
     Techfeed__SyncRequest request;
     s_cursor_request (&request, TECHFEED__SYNC_KIND__SYNC_CLOSE, cursor);
-    ProtobufCMessage *closed =
-        tf_rpc_call (self, &request.base, &techfeed__sync_reply__descriptor, 1, NULL, NULL);
-    tf_wire_free (closed);
+    if (await)
+        tf_wire_free (
+            tf_rpc_call (self, &request.base, &techfeed__sync_reply__descriptor, 1, NULL, NULL));
+    else {
+        //  Sent by the I/O thread after the socket is closed, for a while
+        zsock_set_linger (self->socket, TF_RPC_CLOSE_LINGER_MS);
+        (void) s_send (self, &request.base);
+        s_reset (self);
+    }
     memcpy (self->errstr, why, sizeof why);
 }
 
@@ -283,16 +302,15 @@ static int s_ask_next (tf_rpc_t *self, uint64_t cursor)
 }
 
 /*  The reply to a NEXT already sent, into the arena; NULL (errstr) when
-    none comes in time. */
+    none comes in time or the wait is interrupted (the caller then drops
+    the socket, with the chunk on its way). */
 static Techfeed__SyncReply *s_await_next (tf_rpc_t *self)
 {
     ProtobufCMessage *reply = NULL;
     int rc = s_recv (self, &techfeed__sync_reply__descriptor, zclock_mono () + self->timeout_ms,
                      self->arena, &reply);
     if (rc > 0)
-        s_unavailable (self, 1);
-    else if (rc < 0)
-        s_reset (self); // interrupted: the chunk on its way dies with the socket
+        s_say_unavailable (self, 1);
     return rc == 0 ? (Techfeed__SyncReply *) reply : NULL;
 }
 
@@ -323,13 +341,15 @@ static int s_stream (tf_rpc_t *self, const Techfeed__SyncRequest *request, tf_rp
                 s_reset (self); // the chunk asked for dies with the socket
             //  Closed either way: an abandoned cursor would count against
             //  the service's --max-cursors until its idle timeout.
-            s_cursor_close (self, cursor);
+            s_cursor_close (self, cursor, true);
             return verdict == TF_STREAM_ERROR ? -1 : 0;
         }
         tf_arena_reset (self->arena); // fn is done with the reply
         if (!asked && s_ask_next (self, cursor) != 0)
             return -1;
         reply = s_await_next (self);
+        if (!reply)
+            s_cursor_close (self, cursor, false);
     }
     return -1; // errstr set by s_call or s_await_next
 }

@@ -15,7 +15,11 @@
       records cloned) is intact after the stream, and nothing leaks;
     - the service stopped (SIGSTOP) after the 2nd chunk: the stream gives
       up after one timeout with "service unavailable", and once the
-      service continues (SIGCONT) the same handle streams everything again.
+      service continues (SIGCONT) the same handle streams everything again;
+    - however a stream ends early (its handler, a signal, a timeout), the
+      service closes its cursor at once (its /metrics count no open
+      cursor within S_CLOSED_MS), not at its idle timeout: an open cursor
+      holds a read transaction, and the service's WAL cannot start over.
 */
 #include <inttypes.h>
 #include <setjmp.h>
@@ -43,15 +47,22 @@
 #define S_TIMEOUT_MS 5000 /* per reply, when the service runs */
 #define S_STOPPED_MS 300  /* per reply, when the service is stopped */
 #define S_REPLY_MAX (1u << 24)
+#define S_CLOSED_MS 5000  /* a cursor given up is closed within this, */
+#define S_IDLE_MS "60000" /* not by the service's idle timeout; */
+#define S_BEAT_MS "50"    /* /metrics' cursor gauge moves at each heartbeat */
 
 // ------------------------------------------------------------------ fixture
 
 /*  The service with its records, for every case. */
 static int setup (void **state)
 {
-    if (tf_test_setup_service (state) != 0)
+    const char *extra[] = { "--http-addr", "127.0.0.1:0",    "--cursor-idle-ms",
+                            S_IDLE_MS,     "--heartbeat-ms", S_BEAT_MS,
+                            NULL };
+    tf_service_t *svc = (tf_service_t *) tf_test_fixture_new (sizeof (tf_service_t), extra);
+    if (!svc)
         return -1;
-    tf_service_t *svc = (tf_service_t *) *state;
+    *state = svc;
     if (tf_fk_put_many (svc->ingest, S_PREFIX, S_FIRST, S_RECORDS, 25, S_SUMMARY) != 0) {
         tf_test_teardown_service (state);
         return -1;
@@ -74,6 +85,45 @@ static int s_continue (void **state)
     if (svc->pid)
         kill (svc->pid, SIGCONT);
     return 0;
+}
+
+/*  One read of /metrics: heartbeats so far and the open cursor gauge. */
+typedef struct {
+    const tf_service_t *svc;
+    double beats_from; /* heartbeats at the first read */
+    double beats, open;
+} s_cursor_gauge_t;
+
+static bool s_read_gauge (s_cursor_gauge_t *g)
+{
+    int status = 0;
+    char *text = tf_service_http_get (g->svc, "/metrics", &status);
+    //  The heartbeat count comes before the gauge in the text
+    bool read = text && status == 200 &&
+                tf_metrics_sample (text, "techfeed_heartbeats_total", &g->beats) &&
+                tf_metrics_sample (text, "techfeed_sync_cursors", &g->open);
+    free (text);
+    return read;
+}
+
+/*  No cursor open, by a gauge set after the first read: the loop sets it
+    just before it counts a heartbeat, so a count two past the first
+    read's means a gauge set since. */
+static bool s_no_cursor_open (void *arg)
+{
+    s_cursor_gauge_t *g = (s_cursor_gauge_t *) arg;
+    return s_read_gauge (g) && g->beats >= g->beats_from + 2 && g->open == 0;
+}
+
+/*  The streams that ended left no cursor open in the service. */
+static void s_check_cursors_closed (const tf_service_t *svc)
+{
+    s_cursor_gauge_t gauge = { .svc = svc };
+    assert_true (s_read_gauge (&gauge));
+    gauge.beats_from = gauge.beats;
+    if (!tf_test_wait_for (s_no_cursor_open, &gauge, S_CLOSED_MS))
+        fail_msg ("%.0f cursor(s) still open in the service %d ms after their streams ended",
+                  gauge.open, S_CLOSED_MS);
 }
 
 static tf_rpc_t *s_rpc (const tf_service_t *svc, bool read_ahead)
@@ -292,6 +342,7 @@ static void s_early (void **state, bool read_ahead, s_sink_t script, int expecte
     tf_service_t *svc = (tf_service_t *) *state;
     tf_rpc_t *rpc = s_rpc (svc, read_ahead);
     s_end_early (rpc, script, expected, why);
+    s_check_cursors_closed (svc);
     s_handle_still_right (&rpc);
 }
 
@@ -343,6 +394,7 @@ static void test_ended_streams_close_their_cursors (void **state)
                          i % 4 ? -1 : 0, NULL);
         tf_rpc_destroy (&rpc);
     }
+    s_check_cursors_closed (svc);
 }
 
 /*  Whole records cloned out of the borrowed replies, checked after the
@@ -410,6 +462,7 @@ static void s_service_stopped (void **state, bool read_ahead)
     s_sink_free (&sink);
     assert_true (elapsed >= S_STOPPED_MS);
     assert_true (elapsed < 10 * S_STOPPED_MS);
+    s_check_cursors_closed (svc); // the CLOSE waited in the connection
 
     tf_rpc_set_timeout (rpc, S_TIMEOUT_MS);
     s_check_status (rpc);
