@@ -40,8 +40,9 @@ static const char *s_usage =
     "                  filesystem is the one fdatasync is measured on\n"
     "  --payloads FILE demo records (default clients/demo/milestones.ndjson)\n"
     "\n"
-    "The bench runs itself as `techfeed-bench --snapshot-loop NICE EVENTS SYNC` for the\n"
-    "snapshot client of the ack-during-snapshots rows.\n";
+    "The bench runs itself as `techfeed-bench --snapshot-loop PRIORITY EVENTS SYNC`\n"
+    "(PRIORITY: idle for SCHED_IDLE, or a nice value) for the snapshot client of the\n"
+    "ack-during-snapshots rows.\n";
 
 static char s_base[512]; /* our temporary directory, removed at exit */
 

@@ -181,9 +181,10 @@ void bench_machine_run (int run);
 void bench_techfeed_run (int run);
 void bench_redis_run (int run);
 void bench_nats_run (int run);
-/*  techfeed-bench --snapshot-loop NICE EVENTS SYNC: the snapshot client
-    of the ack-during-snapshots rows, a process of its own. */
-int bench_snapshot_loop (const char *nice, const char *events, const char *sync);
+/*  techfeed-bench --snapshot-loop PRIORITY EVENTS SYNC: the snapshot
+    client of the ack-during-snapshots rows, a process of its own, at
+    PRIORITY "idle" (SCHED_IDLE) or a nice value. */
+int bench_snapshot_loop (const char *priority, const char *events, const char *sync);
 
 /*  Report (bench_report.c): prints the table, writes OUT/RESULTS.md and
     the PNGs. */

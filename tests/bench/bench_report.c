@@ -119,7 +119,7 @@ static const s_row_t s_rows[] = {
     { "server memory per connected subscriber (1,000 SUB)", "tf.rss_per_sub.kib", U_KIB, NULL, NULL,
       NULL, "≤ 64 KiB" },
     { "ingest ack p99 at 1k/s, no snapshot running", "tf.ack_idle.p99", U_US },
-    { "ingest ack p99 at 1k/s, while snapshots are served (their client at nice 19)",
+    { "ingest ack p99 at 1k/s, while snapshots are served (their client at SCHED_IDLE)",
       "tf.ack_snap.p99", U_US },
     { "ack p99 while snapshots ÷ without", "tf.ack_snap.ratio", U_RATIO, NULL, NULL, NULL, "≤ 2×" },
     { "… snapshots served meanwhile", "tf.ack_snap.snapshots", U_COUNT },
@@ -512,9 +512,11 @@ static void s_footer (FILE *out)
                   "id → revision table whose digest must equal the service's.\n");
     fprintf (out, "- Ack p99 while snapshots are served: paced puts at 1k/s while another "
                   "process loads 100k-record snapshots into new views, one after another. At "
-                  "nice 19 that client stands in for one on another machine; at nice 0 its "
-                  "decoding competes with the paced writer and the service for this machine's "
-                  "cores (both rows shown, the bar is read on the first).\n");
+                  "SCHED_IDLE that client stands in for one on another machine (it yields a "
+                  "core at once to any other thread that wants it, which a nice-19 one did "
+                  "not); at nice 0 its decoding competes with the paced writer and the "
+                  "service for this machine's cores (both rows shown, the bar is read on the "
+                  "first).\n");
     static const int rates[] = { 1, 10 }, subs[] = { 1, 10, 100 };
     for (int r = 0; r < 2; r++)
         for (int v = 0; v < 3; v++) {
