@@ -934,9 +934,22 @@ static double s_snapshots_served (const tf_service_t *svc)
     return served;
 }
 
-/*  Paced puts at 1k/s; returns their ack p99 (µs). */
+/*  Requests the service has taken over 1 ms to answer (receive -> reply)
+    so far, from its latency histogram; -1 when /metrics cannot say. */
+static double s_slow_replies (const tf_service_t *svc)
+{
+    static const char *names[] = { "techfeed_ingest_latency_seconds_count",
+                                   "techfeed_ingest_latency_seconds_bucket{le=\"0.001\"}" };
+    double v[2];
+    return s_metrics (svc, names, v, 2) ? v[0] - v[1] : -1;
+}
+
+/*  Paced puts at 1k/s; returns their ack p99 (µs). <key>.slow_1ms: how
+    many of them (warm-up included) the service itself took over 1 ms to
+    answer, which tells a slow ack's time inside it from its time outside. */
 static double s_ack_phase (const tf_service_t *svc, const char *prefix, const char *key)
 {
+    double slow = s_slow_replies (svc);
     s_paced_t paced = { .endpoint = svc->ingest, .prefix = prefix, .rate = 1000 };
     paced.warm_ns = 300000000;
     paced.window_ns = bench_window_ns (3.0);
@@ -945,6 +958,9 @@ static double s_ack_phase (const tf_service_t *svc, const char *prefix, const ch
     if (paced.saturated)
         bench_note ("ack test %s: the service fell a second behind 1k/s (acks at %.0f/s)", prefix,
                     paced.achieved);
+    double slow_after = s_slow_replies (svc);
+    if (slow >= 0 && slow_after >= 0)
+        bench_putf (slow_after - slow, "%s.slow_1ms", key);
     bench_lat_put (&paced.acks, key);
     double p99 = bench_lat_pct (&paced.acks, 99);
     bench_lat_free (&paced.acks);
