@@ -123,12 +123,7 @@ static size_t s_reply_ok (const Techfeed__IngestReply *reply, uint64_t *max_seq,
     /metrics into `values`; false, with a note, when one is missing. */
 static bool s_metrics (const tf_service_t *svc, const char *const *names, double *values, int n)
 {
-    int status = 0;
-    char *text = tf_service_http_get (svc, "/metrics", &status);
-    bool ok = text && status == 200;
-    for (int i = 0; ok && i < n; i++)
-        ok = tf_metrics_sample (text, names[i], &values[i]);
-    free (text);
+    bool ok = tf_service_metrics (svc, names, values, n);
     if (!ok)
         bench_note ("the service's /metrics could not be read");
     return ok;

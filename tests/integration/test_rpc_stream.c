@@ -96,14 +96,14 @@ typedef struct {
 
 static bool s_read_gauge (s_cursor_gauge_t *g)
 {
-    int status = 0;
-    char *text = tf_service_http_get (g->svc, "/metrics", &status);
     //  The heartbeat count comes before the gauge in the text
-    bool read = text && status == 200 &&
-                tf_metrics_sample (text, "techfeed_heartbeats_total", &g->beats) &&
-                tf_metrics_sample (text, "techfeed_sync_cursors", &g->open);
-    free (text);
-    return read;
+    static const char *names[] = { "techfeed_heartbeats_total", "techfeed_sync_cursors" };
+    double values[2];
+    if (!tf_service_metrics (g->svc, names, values, 2))
+        return false;
+    g->beats = values[0];
+    g->open = values[1];
+    return true;
 }
 
 /*  No cursor open, by a gauge set after the first read: the loop sets it

@@ -382,6 +382,17 @@ bool tf_metrics_sample (const char *text, const char *name, double *value)
     return false;
 }
 
+bool tf_service_metrics (const tf_service_t *svc, const char *const *names, double *values, int n)
+{
+    int status = 0;
+    char *text = tf_service_http_get (svc, "/metrics", &status);
+    bool ok = text && status == 200;
+    for (int i = 0; ok && i < n; i++)
+        ok = tf_metrics_sample (text, names[i], &values[i]);
+    free (text);
+    return ok;
+}
+
 int tf_test_cli (const tf_service_t *svc, const char *input, char **out, char **err, ...)
 {
     const char *argv[64] = { tf_test_program ("techfeed") };

@@ -75,6 +75,10 @@ char *tf_service_http_get (const tf_service_t *svc, const char *path, int *statu
 /*  The value of the Prometheus sample line `name` (labels included, as
     written) in `text`: true and *value, or false when there is none. */
 bool tf_metrics_sample (const char *text, const char *name, double *value);
+/*  The samples `names` (n of them) from one read of the service's
+    /metrics into `values`: false when it cannot be read or one is
+    missing. */
+bool tf_service_metrics (const tf_service_t *svc, const char *const *names, double *values, int n);
 
 /*  tf_test_run of the CLI ($TF_BUILD_DIR/techfeed) with the arguments
     that follow `err` (NULL-terminated), bounded at 20 s. */
