@@ -204,11 +204,10 @@ void tf_auth_stop (tf_server_t *self)
     zhashx_destroy (&self->writers_seen);
 }
 
-bool tf_auth_may_write (tf_server_t *self, zframe_t *frame, char *why, size_t whylen)
+bool tf_auth_may_write (tf_server_t *self, const char *key, char *why, size_t whylen)
 {
     if (!self->writers)
         return true;
-    const char *key = zframe_meta (frame, "User-Id");
     if (key) {
         //  zcertstore_lookup rereads the directory on every call: confirm a
         //  writer at most once a second (a removed key stops within that).

@@ -1,13 +1,41 @@
 /*  Request/reply envelopes on the ROUTER sockets (see tf_server_int.h). */
 #include "tf_server_int.h"
 
+/*  The frames after the routing id, each copied into `msg`; the peer's
+    descriptor and key from the first that tells them. The routing id
+    never does: ZeroMQ makes that frame when it looks ahead for the
+    poller. */
+static void s_recv_rest (void *handle, zmsg_t *msg, tf_envelope_t *envelope)
+{
+    bool more = true;
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init (&part);
+        if (zmq_msg_recv (&part, handle, 0) < 0)
+            more = false; // cannot happen mid-message: all of it arrived
+        else {
+            if (envelope->peer_fd < 0)
+                envelope->peer_fd = zmq_msg_get (&part, ZMQ_SRCFD);
+            const char *user_id = envelope->user_id ? NULL : zmq_msg_gets (&part, "User-Id");
+            if (user_id)
+                envelope->user_id = strdup (user_id);
+            zmsg_addmem (msg, zmq_msg_data (&part), zmq_msg_size (&part));
+            more = zmq_msg_more (&part);
+        }
+        zmq_msg_close (&part);
+    }
+}
+
 int tf_envelope_recv (zsock_t *socket, tf_envelope_t *envelope)
 {
     memset (envelope, 0, sizeof *envelope);
-    zmsg_t *msg = zmsg_recv (socket);
-    if (!msg)
+    envelope->peer_fd = -1;
+    envelope->identity = zframe_recv (socket);
+    if (!envelope->identity)
         return -1;
-    envelope->identity = zmsg_pop (msg);
+    zmsg_t *msg = zmsg_new ();
+    if (zsock_rcvmore (socket))
+        s_recv_rest (zsock_resolve (socket), msg, envelope);
     size_t frames = zmsg_size (msg);
     zframe_t *first = zmsg_first (msg);
     if (frames >= 2 && zframe_size (first) == 0) {
@@ -73,6 +101,8 @@ void tf_envelope_clear (tf_envelope_t *envelope)
 {
     zframe_destroy (&envelope->identity);
     zframe_destroy (&envelope->body);
+    free (envelope->user_id);
+    envelope->user_id = NULL;
 }
 
 size_t tf_decode_budget (size_t frame_size)

@@ -139,10 +139,10 @@ static void s_items_new (s_pending_t *pending)
 /*  Whether the request as a whole may be processed: OK, or the code of
     the refusal with `err` saying why. */
 static Techfeed__ErrorCode s_check_request (tf_server_t *self,
-                                            const Techfeed__IngestRequest *request, zframe_t *body,
-                                            char *err, size_t errlen)
+                                            const Techfeed__IngestRequest *request,
+                                            const char *user_id, char *err, size_t errlen)
 {
-    if (!tf_auth_may_write (self, body, err, errlen))
+    if (!tf_auth_may_write (self, user_id, err, errlen))
         return TECHFEED__ERROR_CODE__UNAUTHORIZED;
     if (request->request_id && !tf_valid_request_id (request->request_id)) {
         snprintf (err, errlen, "/request_id: must be 1 to 64 printable ASCII characters");
@@ -186,7 +186,7 @@ static void s_pending_decode (tf_server_t *self, s_pending_t *pending)
     }
     if (request->request_id && tf_valid_request_id (request->request_id))
         pending->reply.request_id = strdup (request->request_id);
-    Techfeed__ErrorCode code = s_check_request (self, request, envelope->body, err, sizeof err);
+    Techfeed__ErrorCode code = s_check_request (self, request, envelope->user_id, err, sizeof err);
     if (code == TECHFEED__ERROR_CODE__OK) {
         pending->request = request;
         s_items_new (pending);

@@ -358,7 +358,7 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
     zsock_set_rcvtimeo (self->ingest, 0);
     self->events = s_socket (ZMQ_PUB, config);
     self->sync = s_socket (ZMQ_ROUTER, config);
-    if (tf_auth_start (self)) {
+    if (tf_sync_watch_peers (self) || tf_auth_start (self)) {
         s_server_destroy (&self);
         return NULL;
     }
@@ -442,8 +442,8 @@ static void s_copy_lock_stats (tf_server_t *self)
     says $TERM or, without a pipe, when a signal interrupts. */
 static void s_server_loop (tf_server_t *self, zsock_t *pipe)
 {
-    zpoller_t *poller =
-        zpoller_new (self->ingest, self->sync, self->monitor, tf_sync_reader (self), NULL);
+    zpoller_t *poller = zpoller_new (self->ingest, self->sync, self->monitor, tf_sync_reader (self),
+                                     tf_sync_peers (self), NULL);
     if (pipe)
         zpoller_add (poller, pipe);
     int64_t next_beat = 0, next_maintenance = tf_now_ms () + self->config->maintenance_ms;
@@ -470,6 +470,8 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
         }
         if (which == self->monitor)
             s_monitor_event (self);
+        if (which == tf_sync_peers (self))
+            tf_sync_forget_peers (self);
         //  Drain both sockets on every wake-up, writes first; then send
         //  the chunks the reader has read meanwhile.
         bool busy =

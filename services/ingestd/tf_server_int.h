@@ -48,6 +48,8 @@ typedef struct {
 */
 typedef struct {
     zframe_t *identity; /* routing id, owned */
+    int peer_fd;        /* the connection's descriptor in ZeroMQ's I/O thread, -1 unknown */
+    char *user_id;      /* the client's CURVE key (ZAP's User-Id), owned; NULL without */
     bool delimiter;     /* the client is REQ: echo the empty frame */
     zframe_t *body;     /* owned; NULL when the shape was wrong */
     char error[128];    /* why the shape was wrong */
@@ -78,11 +80,12 @@ void tf_server_served (tf_server_t *self, uint64_t head);
 /*  Access (tf_auth.c). check_exposure: -1 when plain TCP would reach
     beyond loopback without --insecure. start: CURVE and ZAP on the
     sockets, before they bind. may_write: false with a reason when the
-    key that sent `frame` is not a writer. */
+    request's key (`user_id`: its envelope's, NULL without CURVE) is not a
+    writer. */
 int tf_auth_check_exposure (const tf_server_config_t *config);
 int tf_auth_start (tf_server_t *self);
 void tf_auth_stop (tf_server_t *self);
-bool tf_auth_may_write (tf_server_t *self, zframe_t *frame, char *why, size_t whylen);
+bool tf_auth_may_write (tf_server_t *self, const char *user_id, char *why, size_t whylen);
 
 /*  Ingest (tf_ingest.c): drains pending requests into one transaction;
     returns how many it took. */
@@ -95,6 +98,12 @@ tf_sync_t *tf_sync_new (void);
 void tf_sync_destroy (tf_sync_t **self_p);
 void tf_sync_handle (tf_server_t *self);
 void tf_sync_expire (tf_server_t *self, int64_t now_ms);
+/*  Starts watching the sync socket's disconnects (before it binds); 0 or -1. */
+int tf_sync_watch_peers (tf_server_t *self);
+/*  The socket the disconnects arrive on, for the loop's poller. */
+void *tf_sync_peers (tf_server_t *self);
+/*  Closes the cursors of every client that disconnected so far. */
+void tf_sync_forget_peers (tf_server_t *self);
 size_t tf_sync_open_cursors (tf_server_t *self);
 /*  The actor that reads chunks ahead, for the loop's poller; and what
     the loop calls on each wake-up to send the chunks it has read. */

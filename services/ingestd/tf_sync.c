@@ -14,6 +14,16 @@
     next chunk complete; a request for a chunk not yet complete waits in
     its cursor and is answered then. The first lend opens the cursor's
     read transaction (a connection, and a snapshot's unapplied tail).
+
+    A client whose connection ends (its socket closed, its process gone,
+    killed or not) loses its cursors at once: left to --cursor-idle-ms,
+    their read transactions would keep the WAL from starting over. The
+    sync socket's monitor reports each disconnect with the connection's
+    descriptor, which every request carries (ZMQ_SRCFD). The kernel may
+    give that descriptor to the next connection, but ZeroMQ reports the
+    disconnect before it closes the descriptor, so the loop reads the
+    monitor before each request: a request on a reused descriptor is then
+    always handled after the disconnect of the connection before it.
 */
 #include <sys/resource.h>
 #include <unistd.h>
@@ -57,6 +67,7 @@ typedef struct {
     bool read_ahead;                     /* next is complete */
     tf_envelope_t askers[TF_ASKERS_MAX]; /* waiting for chunks, oldest first (identity only) */
     size_t n_askers;
+    int peer_fd; /* the connection that asked last (its descriptor), -1 unknown */
 } s_cursor_t;
 
 struct _tf_sync_t {
@@ -65,6 +76,7 @@ struct _tf_sync_t {
     zactor_t *reader;  /* fills chunks: s_reader_actor */
     size_t lent;       /* cursors the reader has, closed ones included */
     zlistx_t *queue;   /* s_cursor_t waiting to be lent, oldest first */
+    zsock_t *peers;    /* PAIR: the sync socket's monitor, disconnects only */
 };
 
 static void s_cursor_destroy (void **item)
@@ -143,6 +155,7 @@ void tf_sync_destroy (tf_sync_t **self_p)
         zlistx_destroy (&self->queue);
         zactor_destroy (&self->reader);
         zlistx_destroy (&self->cursors);
+        zsock_destroy (&self->peers);
         free (self);
         *self_p = NULL;
     }
@@ -210,18 +223,93 @@ static void s_cursor_close (tf_server_t *self, void *handle, const char *why)
         zlistx_delete (self->cursors->cursors, handle);
 }
 
-void tf_sync_expire (tf_server_t *self, int64_t now_ms)
+/*  Why cursors are closed without being asked: each test says whether
+    one is, by `arg`. */
+typedef struct {
+    const char *adjective; /* in the log: "closed <adjective> cursor" */
+    const char *why;       /* to the requests still waiting for it */
+    bool (*test) (tf_server_t *self, const s_cursor_t *c, int64_t arg);
+} s_doom_t;
+
+static bool s_idle_at (tf_server_t *self, const s_cursor_t *c, int64_t now_ms)
+{
+    return now_ms - c->last_used_ms > self->config->cursor_idle_ms;
+}
+
+static bool s_asked_on (tf_server_t *self, const s_cursor_t *c, int64_t fd)
+{
+    (void) self;
+    return c->peer_fd == fd;
+}
+
+static const s_doom_t s_idle = { "idle", "was idle too long", s_idle_at };
+static const s_doom_t s_orphaned = { "orphaned", "lost its client (it disconnected)", s_asked_on };
+
+static void s_close_doomed (tf_server_t *self, const s_doom_t *doom, int64_t arg)
 {
     zlistx_t *list = self->cursors->cursors;
     void *handle = zlistx_first (list) ? zlistx_cursor (list) : NULL;
     while (handle) {
         s_cursor_t *c = (s_cursor_t *) zlistx_handle_item (handle);
         void *next = zlistx_next (list) ? zlistx_cursor (list) : NULL;
-        if (now_ms - c->last_used_ms > self->config->cursor_idle_ms) {
-            tf_info ("closed idle cursor %" PRIu64 " after %" PRIu64 " items", c->id, c->sent);
-            s_cursor_close (self, handle, "was idle too long");
+        if (doom->test (self, c, arg)) {
+            tf_info ("closed %s cursor %" PRIu64 " after %" PRIu64 " items", doom->adjective, c->id,
+                     c->sent);
+            s_cursor_close (self, handle, doom->why);
         }
         handle = next;
+    }
+}
+
+void tf_sync_expire (tf_server_t *self, int64_t now_ms)
+{
+    s_close_doomed (self, &s_idle, now_ms);
+}
+
+// --------------------------------------------------------------- peers
+
+int tf_sync_watch_peers (tf_server_t *self)
+{
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "inproc://techfeed-sync-peers-%p", (void *) self);
+    if (zmq_socket_monitor (zsock_resolve (self->sync), endpoint, ZMQ_EVENT_DISCONNECTED)) {
+        tf_error ("cannot monitor the sync socket: %s", zmq_strerror (zmq_errno ()));
+        return -1;
+    }
+    self->cursors->peers = zsock_new (ZMQ_PAIR);
+    if (!self->cursors->peers || zsock_connect (self->cursors->peers, "%s", endpoint)) {
+        tf_error ("cannot connect to the sync socket's monitor");
+        return -1;
+    }
+    return 0;
+}
+
+void *tf_sync_peers (tf_server_t *self)
+{
+    return self->cursors->peers;
+}
+
+void tf_sync_forget_peers (tf_server_t *self)
+{
+    zsock_t *peers = self->cursors->peers;
+    //  Each event is two frames: 16-bit event and 32-bit value (here the
+    //  descriptor), then the endpoint.
+    zframe_t *event;
+    while (peers && (zsock_events (peers) & ZMQ_POLLIN) && (event = zframe_recv (peers))) {
+        uint16_t kind = 0;
+        int32_t fd = -1;
+        if (zframe_size (event) == 6) {
+            memcpy (&kind, zframe_data (event), 2);
+            memcpy (&fd, zframe_data (event) + 2, 4);
+        }
+        while (zsock_rcvmore (peers)) {
+            zframe_t *rest = zframe_recv (peers);
+            zframe_destroy (&rest);
+        }
+        zframe_destroy (&event);
+        //  The cursors that connection asked for last.
+        if (kind == ZMQ_EVENT_DISCONNECTED && fd >= 0)
+            s_close_doomed (self, &s_orphaned, fd);
     }
 }
 
@@ -405,6 +493,7 @@ static void s_ask (tf_server_t *self, const tf_envelope_t *envelope, void *handl
     memset (kept, 0, sizeof *kept);
     kept->identity = zframe_dup (envelope->identity);
     kept->delimiter = envelope->delimiter;
+    c->peer_fd = envelope->peer_fd;
     s_answer (self, handle);
 }
 
@@ -486,6 +575,7 @@ static void s_open_cursor (tf_server_t *self, const tf_envelope_t *envelope,
     }
     s_cursor_t *c = (s_cursor_t *) zmalloc (sizeof *c);
     c->id = self->cursors->next_id++;
+    c->peer_fd = -1;
     c->changes = changes;
     c->since = changes ? request->since_sequence : 0;
     c->cursor = tf_store_cursor_new (self->store, changes, c->since, request->filter);
@@ -515,7 +605,9 @@ static void s_next (tf_server_t *self, const tf_envelope_t *envelope,
     void *handle = s_find_cursor (self, request->cursor);
     if (!handle) {
         s_reply_error (self, envelope, TECHFEED__ERROR_CODE__NOT_FOUND,
-                       "cursor %" PRIu64 " is not open (finished, closed or idle too long)",
+                       "cursor %" PRIu64
+                       " is not open (finished, closed, idle too long or its client "
+                       "disconnected)",
                        request->cursor);
         return;
     }
@@ -640,6 +732,7 @@ void tf_sync_handle (tf_server_t *self)
         tf_envelope_t envelope;
         if (tf_envelope_recv (self->sync, &envelope))
             break;
+        tf_sync_forget_peers (self); // disconnects first: see the top of this file
         s_handle_one (self, &envelope);
         tf_envelope_clear (&envelope);
     }

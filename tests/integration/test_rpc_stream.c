@@ -19,7 +19,12 @@
     - however a stream ends early (its handler, a signal, a timeout), the
       service closes its cursor at once (its /metrics count no open
       cursor within S_CLOSED_MS), not at its idle timeout: an open cursor
-      holds a read transaction, and the service's WAL cannot start over.
+      holds a read transaction, and the service's WAL cannot start over;
+    - so does a client that vanishes without a word: a process killed
+      (SIGKILL) in its handler with a cursor open, and a socket closed
+      mid-stream, each time followed at once by another client whose
+      connection most likely gets the same descriptor in the service:
+      that one's own stream is never cut.
 */
 #include <inttypes.h>
 #include <setjmp.h>
@@ -35,7 +40,9 @@
 
 #include "tf_clone.h"
 #include "tf_faultkit.h"
+#include "tf_rawclient.h"
 #include "tf_rpc.h"
+#include "tf_spawn.h"
 #include "tf_wire.h"
 
 #define S_PREFIX "rs"
@@ -47,9 +54,13 @@
 #define S_TIMEOUT_MS 5000 /* per reply, when the service runs */
 #define S_STOPPED_MS 300  /* per reply, when the service is stopped */
 #define S_REPLY_MAX (1u << 24)
-#define S_CLOSED_MS 5000  /* a cursor given up is closed within this, */
-#define S_IDLE_MS "60000" /* not by the service's idle timeout; */
-#define S_BEAT_MS "50"    /* /metrics' cursor gauge moves at each heartbeat */
+#define S_CLOSED_MS 5000            /* a cursor given up is closed within this, */
+#define S_IDLE_MS "60000"           /* not by the service's idle timeout; */
+#define S_BEAT_MS "50"              /* /metrics' cursor gauge moves at each heartbeat */
+#define S_HOLD_ROLE "--hold-cursor" /* argv[1] of this program as a client that hangs */
+#define S_VANISHED 20               /* clients that vanish mid-stream, one after another */
+#define S_BUSY_GETS 8               /* GETs of ... */
+#define S_BUSY_IDS 1000             /* ... this many ids keep the service busy meanwhile */
 
 // ------------------------------------------------------------------ fixture
 
@@ -90,6 +101,7 @@ static int s_continue (void **state)
 /*  One read of /metrics: heartbeats so far and the open cursor gauge. */
 typedef struct {
     const tf_service_t *svc;
+    double want;       /* cursors open, waited for */
     double beats_from; /* heartbeats at the first read */
     double beats, open;
 } s_cursor_gauge_t;
@@ -106,24 +118,34 @@ static bool s_read_gauge (s_cursor_gauge_t *g)
     return true;
 }
 
-/*  No cursor open, by a gauge set after the first read: the loop sets it
-    just before it counts a heartbeat, so a count two past the first
-    read's means a gauge set since. */
-static bool s_no_cursor_open (void *arg)
+/*  `want` cursors open, by a gauge set after the first read: the loop
+    sets it just before it counts a heartbeat, so a count two past the
+    first read's means a gauge set since. */
+static bool s_cursors_open (void *arg)
 {
     s_cursor_gauge_t *g = (s_cursor_gauge_t *) arg;
-    return s_read_gauge (g) && g->beats >= g->beats_from + 2 && g->open == 0;
+    return s_read_gauge (g) && g->beats >= g->beats_from + 2 && g->open == g->want;
+}
+
+/*  Waits until the service has `want` cursors open; false after
+    S_CLOSED_MS, with *open the last count read. */
+static bool s_wait_cursors (const tf_service_t *svc, double want, double *open)
+{
+    s_cursor_gauge_t gauge = { .svc = svc, .want = want };
+    assert_true (s_read_gauge (&gauge));
+    gauge.beats_from = gauge.beats;
+    bool reached = tf_test_wait_for (s_cursors_open, &gauge, S_CLOSED_MS);
+    *open = gauge.open;
+    return reached;
 }
 
 /*  The streams that ended left no cursor open in the service. */
 static void s_check_cursors_closed (const tf_service_t *svc)
 {
-    s_cursor_gauge_t gauge = { .svc = svc };
-    assert_true (s_read_gauge (&gauge));
-    gauge.beats_from = gauge.beats;
-    if (!tf_test_wait_for (s_no_cursor_open, &gauge, S_CLOSED_MS))
-        fail_msg ("%.0f cursor(s) still open in the service %d ms after their streams ended",
-                  gauge.open, S_CLOSED_MS);
+    double open;
+    if (!s_wait_cursors (svc, 0, &open))
+        fail_msg ("%.0f cursor(s) still open in the service %d ms after their streams ended", open,
+                  S_CLOSED_MS);
 }
 
 static tf_rpc_t *s_rpc (const tf_service_t *svc, bool read_ahead)
@@ -480,8 +502,137 @@ static void test_service_stopped_read_ahead (void **state)
     s_service_stopped (state, true);
 }
 
-int main (void)
+// ------------------------------------------------------------------ clients that vanish
+
+/*  The hanging client's handler: says OPEN after the first chunk, then
+    waits for its end. */
+static int s_hang (const Techfeed__SyncReply *reply, void *arg)
 {
+    (void) reply;
+    (void) arg;
+    printf ("OPEN\n");
+    fflush (stdout);
+    while (true)
+        pause ();
+    return TF_STREAM_ERROR;
+}
+
+/*  In main(): argv S_HOLD_ROLE SYNC makes this program a libtechfeed
+    client whose handler hangs in a snapshot's first chunk. */
+static void s_hold_dispatch (int argc, char **argv)
+{
+    if (argc != 3 || strcmp (argv[1], S_HOLD_ROLE) != 0)
+        return;
+    tf_rpc_t *rpc = tf_rpc_new (argv[2], S_REPLY_MAX);
+    tf_rpc_set_timeout (rpc, S_TIMEOUT_MS);
+    Techfeed__SyncRequest request;
+    s_snapshot_request (&request);
+    int rc = tf_rpc_stream (rpc, &request, s_hang, NULL);
+    fprintf (stderr, "the stream ended before its first chunk: %d: %s\n", rc, tf_rpc_errstr (rpc));
+    exit (1);
+}
+
+/*  A client process killed with a cursor open: the service closes the
+    cursor at once, though it would keep it for a minute idle. */
+static void test_killed_client_loses_its_cursor (void **state)
+{
+    tf_service_t *svc = (tf_service_t *) *state;
+    char *dir = tf_test_tempdir ();
+    const char *argv[] = { "/proc/self/exe", S_HOLD_ROLE, svc->sync, NULL };
+    tf_spawn_t client;
+    assert_int_equal (tf_spawn_start (&client, NULL, dir, "client", argv, NULL), 0);
+    bool hanging = tf_spawn_wait_text (client.out, "OPEN", 1, S_TIMEOUT_MS);
+    double open = -1;
+    bool held = hanging && s_wait_cursors (svc, 1, &open);
+    int status = tf_spawn_stop (&client, SIGKILL, S_TIMEOUT_MS);
+    char *err = tf_spawn_read (client.err);
+    tf_test_rmtree (dir);
+    free (dir);
+    if (!hanging)
+        fail_msg ("the client never had its first chunk: %s", err);
+    free (err);
+    if (!held)
+        fail_msg ("the hanging client's cursor is not counted open (%.0f open)", open);
+    assert_int_equal (status, 128 + SIGKILL);
+    s_check_cursors_closed (svc);
+}
+
+static zsock_t *s_sync_dealer (const tf_service_t *svc)
+{
+    zsock_t *dealer = zsock_new_dealer (svc->sync);
+    assert_non_null (dealer);
+    zsock_set_rcvtimeo (dealer, S_TIMEOUT_MS);
+    return dealer;
+}
+
+/*  A client on a new connection with a snapshot cursor open (its first
+    chunk taken). */
+static zsock_t *s_open_cursor (const tf_service_t *svc)
+{
+    zsock_t *dealer = s_sync_dealer (svc);
+    Techfeed__SyncRequest request;
+    s_snapshot_request (&request);
+    tf_raw_send_sync (dealer, &request);
+    Techfeed__SyncReply *reply = tf_raw_recv_sync (dealer);
+    assert_non_null (reply);
+    bool open = reply->has_cursor && reply->cursor != 0;
+    techfeed__sync_reply__free_unpacked (reply, NULL);
+    assert_true (open);
+    return dealer;
+}
+
+/*  Sends S_BUSY_GETS GETs of S_BUSY_IDS ids that are not there: the
+    service reads them one after another, for milliseconds. */
+static void s_send_busy_gets (zsock_t *dealer)
+{
+    static char ids[S_BUSY_IDS][16];
+    static char *pointers[S_BUSY_IDS];
+    for (int i = 0; i < S_BUSY_IDS; i++) {
+        snprintf (ids[i], sizeof ids[i], "nx-%d", i);
+        pointers[i] = ids[i];
+    }
+    Techfeed__SyncRequest request;
+    techfeed__sync_request__init (&request);
+    request.has_version = request.has_kind = 1;
+    request.version = TF_PROTOCOL_VERSION;
+    request.kind = TECHFEED__SYNC_KIND__SYNC_GET;
+    request.n_ids = S_BUSY_IDS;
+    request.ids = pointers;
+    for (int i = 0; i < S_BUSY_GETS; i++)
+        tf_raw_send_sync (dealer, &request);
+}
+
+/*  Each round: the service is kept busy, a client with a cursor open
+    vanishes, and another client streams a whole snapshot at once. The
+    second's connection often gets the first's descriptor while the
+    service is busy, and the service then learns of the disconnect only
+    after the new request has arrived: that request must still be handled
+    after the disconnect, or the new cursor would be closed mid-stream.
+    In the end every vanished client's cursor is closed. */
+static void test_vanished_clients_lose_their_cursors (void **state)
+{
+    tf_service_t *svc = (tf_service_t *) *state;
+    zsock_t *busy = s_sync_dealer (svc);
+    for (int i = 0; i < S_VANISHED; i++) {
+        zsock_t *gone = s_open_cursor (svc);
+        s_send_busy_gets (busy);
+        zsock_destroy (&gone);
+        tf_rpc_t *rpc = s_rpc (svc, i % 2);
+        s_stream_all (rpc);
+        tf_rpc_destroy (&rpc);
+        for (int j = 0; j < S_BUSY_GETS; j++) {
+            Techfeed__SyncReply *reply = tf_raw_recv_sync (busy);
+            assert_non_null (reply);
+            techfeed__sync_reply__free_unpacked (reply, NULL);
+        }
+    }
+    zsock_destroy (&busy);
+    s_check_cursors_closed (svc);
+}
+
+int main (int argc, char **argv)
+{
+    s_hold_dispatch (argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_whole_stream),
         cmocka_unit_test (test_whole_stream_read_ahead),
@@ -496,6 +647,8 @@ int main (void)
         cmocka_unit_test (test_copies_outlive_stream_read_ahead),
         cmocka_unit_test_teardown (test_service_stopped, s_continue),
         cmocka_unit_test_teardown (test_service_stopped_read_ahead, s_continue),
+        cmocka_unit_test (test_killed_client_loses_its_cursor),
+        cmocka_unit_test (test_vanished_clients_lose_their_cursors),
     };
     return cmocka_run_group_tests_name ("tf_rpc_stream", tests, setup, teardown);
 }
