@@ -53,6 +53,8 @@ static const tf_cfg_option_t s_options[] = {
       "an idle snapshot/catch-up cursor is closed after this" },
     { "max-cursors", 0, TF_CFG_INT, "64", 1, 10000, false, S (max_cursors),
       "snapshot/catch-up cursors open at once" },
+    { "peer-timeout-ms", 0, TF_CFG_INT, "30000", 0, 3600000, false, S (peer_timeout_ms),
+      "a client silent to ZeroMQ heartbeats this long is disconnected (0: never)" },
     { "curve-secret", 0, TF_CFG_STRING, NULL, 0, 0, true, S (curve_secret),
       "service's secret certificate (techfeed keygen); turns CURVE on" },
     { "writers", 0, TF_CFG_STRING, NULL, 0, 0, false, S (writers),

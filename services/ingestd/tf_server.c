@@ -222,6 +222,14 @@ static zsock_t *s_socket (int type, const tf_server_config_t *config)
         zsock_set_maxmsgsize (socket, TF_SUBSCRIPTION_MAX);
     } else
         zsock_set_maxmsgsize (socket, config->max_frame);
+    //  A peer whose host or network vanished sends no FIN: only ZeroMQ's
+    //  own PINGs, unanswered, end its connection (and its cursors) before
+    //  TCP gives up, minutes later.
+    if (config->peer_timeout_ms > 0) {
+        int timeout = (int) config->peer_timeout_ms;
+        zsock_set_heartbeat_ivl (socket, timeout / 3 > 0 ? timeout / 3 : 1);
+        zsock_set_heartbeat_timeout (socket, timeout);
+    }
     return socket;
 }
 

@@ -33,6 +33,7 @@ typedef struct {
     int64_t chunk_max;       /* records per sync reply, upper bound */
     int64_t cursor_idle_ms;  /* idle cursors are closed after this */
     int64_t max_cursors;     /* open snapshot/catch-up cursors */
+    int64_t peer_timeout_ms; /* ZMTP heartbeats: a silent peer is dropped after this, 0 = never */
     char *curve_secret;      /* the service's secret certificate file (enables CURVE) */
     char *writers;           /* directory of public certificates allowed to write */
     char *readers;           /* directory of keys allowed to connect, NULL = any valid key */

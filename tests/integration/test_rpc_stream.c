@@ -24,7 +24,10 @@
       (SIGKILL) in its handler with a cursor open, and a socket closed
       mid-stream, each time followed at once by another client whose
       connection most likely gets the same descriptor in the service:
-      that one's own stream is never cut.
+      that one's own stream is never cut;
+    - and a client whose process hangs whole (SIGSTOP: its ZeroMQ I/O
+      thread answers no heartbeat, like a host gone) loses its cursor
+      after --peer-timeout-ms (S_PEER_MS here), not the idle timeout.
 */
 #include <inttypes.h>
 #include <setjmp.h>
@@ -57,6 +60,7 @@
 #define S_CLOSED_MS 5000            /* a cursor given up is closed within this, */
 #define S_IDLE_MS "60000"           /* not by the service's idle timeout; */
 #define S_BEAT_MS "50"              /* /metrics' cursor gauge moves at each heartbeat */
+#define S_PEER_MS "1000"            /* a client silent to ZeroMQ's heartbeats goes after this */
 #define S_HOLD_ROLE "--hold-cursor" /* argv[1] of this program as a client that hangs */
 #define S_VANISHED 20               /* clients that vanish mid-stream, one after another */
 #define S_BUSY_GETS 8               /* GETs of ... */
@@ -67,9 +71,9 @@
 /*  The service with its records, for every case. */
 static int setup (void **state)
 {
-    const char *extra[] = { "--http-addr", "127.0.0.1:0",    "--cursor-idle-ms",
-                            S_IDLE_MS,     "--heartbeat-ms", S_BEAT_MS,
-                            NULL };
+    const char *extra[] = { "--http-addr",       "127.0.0.1:0",    "--cursor-idle-ms",
+                            S_IDLE_MS,           "--heartbeat-ms", S_BEAT_MS,
+                            "--peer-timeout-ms", S_PEER_MS,        NULL };
     tf_service_t *svc = (tf_service_t *) tf_test_fixture_new (sizeof (tf_service_t), extra);
     if (!svc)
         return -1;
@@ -532,9 +536,10 @@ static void s_hold_dispatch (int argc, char **argv)
     exit (1);
 }
 
-/*  A client process killed with a cursor open: the service closes the
-    cursor at once, though it would keep it for a minute idle. */
-static void test_killed_client_loses_its_cursor (void **state)
+/*  A client process with a cursor open, hanging in its handler, gets
+    `sig`: the service closes the cursor soon after (S_CLOSED_MS), though
+    it would keep it for a minute idle. */
+static void s_client_gets (void **state, int sig)
 {
     tf_service_t *svc = (tf_service_t *) *state;
     char *dir = tf_test_tempdir ();
@@ -544,6 +549,9 @@ static void test_killed_client_loses_its_cursor (void **state)
     bool hanging = tf_spawn_wait_text (client.out, "OPEN", 1, S_TIMEOUT_MS);
     double open = -1;
     bool held = hanging && s_wait_cursors (svc, 1, &open);
+    bool signalled = held && kill (client.pid, sig) == 0;
+    double left = -1;
+    bool closed = signalled && s_wait_cursors (svc, 0, &left);
     int status = tf_spawn_stop (&client, SIGKILL, S_TIMEOUT_MS);
     char *err = tf_spawn_read (client.err);
     tf_test_rmtree (dir);
@@ -553,8 +561,24 @@ static void test_killed_client_loses_its_cursor (void **state)
     free (err);
     if (!held)
         fail_msg ("the hanging client's cursor is not counted open (%.0f open)", open);
+    assert_true (signalled);
     assert_int_equal (status, 128 + SIGKILL);
-    s_check_cursors_closed (svc);
+    if (!closed)
+        fail_msg ("%.0f cursor(s) still open %d ms after the client got signal %d", left,
+                  S_CLOSED_MS, sig);
+}
+
+/*  Killed: its kernel closes the connection at once. */
+static void test_killed_client_loses_its_cursor (void **state)
+{
+    s_client_gets (state, SIGKILL);
+}
+
+/*  Stopped: the connection stays, silent, until ZeroMQ's heartbeats give
+    up on it after S_PEER_MS. */
+static void test_hung_client_loses_its_cursor (void **state)
+{
+    s_client_gets (state, SIGSTOP);
 }
 
 static zsock_t *s_sync_dealer (const tf_service_t *svc)
@@ -648,6 +672,7 @@ int main (int argc, char **argv)
         cmocka_unit_test_teardown (test_service_stopped, s_continue),
         cmocka_unit_test_teardown (test_service_stopped_read_ahead, s_continue),
         cmocka_unit_test (test_killed_client_loses_its_cursor),
+        cmocka_unit_test (test_hung_client_loses_its_cursor),
         cmocka_unit_test (test_vanished_clients_lose_their_cursors),
     };
     return cmocka_run_group_tests_name ("tf_rpc_stream", tests, setup, teardown);
