@@ -10,6 +10,12 @@
     5x + 20 ms of the p99 before — a bound for "ingest never blocks on a
     subscriber", not a benchmark. After SIGCONT the subscriber detects what
     it lost, repairs from the log and ends with the server's digest.
+
+    Stopped for longer than --peer-timeout-ms (1 s in the second case), it
+    answers none of the service's ZeroMQ heartbeats: the service drops its
+    connection (/metrics counts no subscriber) rather than keep a queue for
+    it. After SIGCONT it connects again, repairs what it missed meanwhile,
+    and ends with the server's digest too.
 */
 #include <setjmp.h>
 #include <signal.h>
@@ -23,6 +29,9 @@
 
 #define S_BEFORE_MS 2000
 #define S_STOPPED_MS 4000
+#define S_PEER_MS "1000"  /* the second case's --peer-timeout-ms */
+#define S_DROPPED_MS 5000 /* the stopped subscriber is dropped within this */
+#define S_MISSED 50       /* records put while it is dropped */
 
 typedef struct {
     tf_service_t svc;
@@ -35,6 +44,19 @@ static int setup (void **state)
     fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
     f->sub.fd = -1;
     const char *args[] = { "--heartbeat-ms", "200", "--pub-hwm", "500", NULL };
+    assert_int_equal (tf_service_start (&f->svc, args), 0);
+    *state = f;
+    return 0;
+}
+
+/*  With heartbeats that give up on a silent peer after S_PEER_MS, and
+    /metrics. */
+static int setup_heartbeats (void **state)
+{
+    fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
+    f->sub.fd = -1;
+    const char *args[] = { "--heartbeat-ms", "200", "--peer-timeout-ms", S_PEER_MS, "--http-addr",
+                           "127.0.0.1:0",    NULL };
     assert_int_equal (tf_service_start (&f->svc, args), 0);
     *state = f;
     return 0;
@@ -118,11 +140,58 @@ static void test_stopped_subscriber (void **state)
     assert_true (p99_stopped < bound);
 }
 
+/*  Connections to the events socket, from /metrics, is `want`. */
+typedef struct {
+    const tf_service_t *svc;
+    double want, seen;
+} s_subscribers_t;
+
+static bool s_subscribers_are (void *arg)
+{
+    s_subscribers_t *s = (s_subscribers_t *) arg;
+    const char *names[] = { "techfeed_subscribers" };
+    return tf_service_metrics (s->svc, names, &s->seen, 1) && s->seen == s->want;
+}
+
+static void test_hung_subscriber_dropped (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    assert_int_equal (tf_fk_subscriber_start (&f->sub, &f->svc, NULL, 0, NULL), 0);
+    assert_true (tf_fk_subscriber_wait (&f->sub, 0, 0, 20000)); // live on the empty database
+    s_subscribers_t subscribers = { .svc = &f->svc, .want = 1, .seen = -1 };
+    assert_true (tf_test_wait_for (s_subscribers_are, &subscribers, S_DROPPED_MS));
+
+    assert_int_equal (kill (f->sub.pid, SIGSTOP), 0);
+    subscribers.want = 0;
+    bool dropped = tf_test_wait_for (s_subscribers_are, &subscribers, S_DROPPED_MS);
+    int put = tf_fk_put_many (f->svc.ingest, "gone", 1, S_MISSED, 10, 200);
+    assert_int_equal (kill (f->sub.pid, SIGCONT), 0);
+    if (!dropped)
+        fail_msg ("the stopped subscriber still counted %.0f ms after it stopped: %.0f connected",
+                  (double) S_DROPPED_MS, subscribers.seen);
+    assert_int_equal (put, 0);
+
+    tf_status_t status;
+    assert_int_equal (tf_fk_status (&f->svc, &status), 0);
+    assert_int_equal (status.record_count, S_MISSED);
+    bool converged = tf_fk_subscriber_wait (&f->sub, status.digest, status.head_sequence, 20000);
+    const tf_fk_view_info_t *after = &f->sub.info;
+    print_message ("subscriber after SIGCONT: %" PRIu64 " records, position %" PRIu64 " of %" PRIu64
+                   "; gaps %" PRIu64 ", catch-ups %" PRIu64 ", snapshots %" PRIu64 "\n",
+                   after->count, after->position, status.head_sequence, after->stats.gaps,
+                   after->stats.catchups, after->stats.snapshots);
+    assert_true (converged);
+    assert_int_equal (after->order_errors, 0);
+    subscribers.want = 1;
+    assert_true (tf_test_wait_for (s_subscribers_are, &subscribers, S_DROPPED_MS));
+}
+
 int main (int argc, char **argv)
 {
     tf_fk_subscriber_dispatch (argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown (test_stopped_subscriber, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_hung_subscriber_dropped, setup_heartbeats, teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
