@@ -75,6 +75,7 @@
 
 static const char *s_sql[ST_COUNT] = {
     [ST_UPSERT] = TF_COLUMNS_UPSERT,
+    [ST_UPSERT_SAME_SECTOR] = TF_COLUMNS_UPSERT_SAME_SECTOR,
     [ST_REMOVE] = "DELETE FROM records WHERE id = ?1",
     [ST_APPEND] = "INSERT INTO changes (seq, kind, sector, id, revision, sector_prev_seq, ts_ms,"
                   " body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

@@ -37,7 +37,7 @@ static int s_pending_cmp (const void *a, const void *b)
     set), on the applier's connection. */
 static int s_upsert (tf_store_t *self, const tf_st_pending_t *change, char *err, size_t errlen)
 {
-    sqlite3_stmt *stmt = self->stmt[ST_UPSERT];
+    sqlite3_stmt *stmt = self->stmt[change->new_sector ? ST_UPSERT : ST_UPSERT_SAME_SECTOR];
     int result = 0;
     if (tf_columns_bind_json (stmt, change->record, &change->json, change->body, change->size)) {
         snprintf (err, errlen, "%.128s: cannot bind the record's columns", change->id);
@@ -90,17 +90,25 @@ int tf_st_read_log (sqlite3_stmt *stmt, size_t max, tf_st_pending_t **out, size_
     return n == max ? SQLITE_DONE : rc;
 }
 
-/*  Sorts by id and keeps the latest change of each id; returns how many. */
+/*  Sorts by id and keeps the latest change of each id, marked new_sector
+    when one of that id's changes was a delete or a first put (revisions
+    count from 1 again after a delete); returns how many. */
 size_t tf_st_latest_per_id (tf_st_pending_t *rows, size_t count)
 {
     qsort (rows, count, sizeof *rows, s_pending_cmp);
     size_t kept = 0;
+    bool new_sector = false;
     for (size_t i = 0; i < count; i++) {
+        new_sector = new_sector || rows[i].kind == TECHFEED__CHANGE_KIND__CHANGE_DELETE ||
+                     rows[i].revision == 1;
         if (i + 1 < count && strcmp (rows[i].id, rows[i + 1].id) == 0) {
             free (rows[i].id);
             free (rows[i].body);
-        } else
+        } else {
+            rows[i].new_sector = new_sector;
+            new_sector = false;
             rows[kept++] = rows[i];
+        }
     }
     return kept;
 }

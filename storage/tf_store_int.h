@@ -32,20 +32,21 @@
 
 /*  Prepared once at open, kept for the life of the store. */
 enum {
-    ST_UPSERT,     /* insert or replace a records row */
-    ST_REMOVE,     /* delete a records row */
-    ST_APPEND,     /* append to the change log */
-    ST_HEAD_SET,   /* set the last sequence of a sector */
-    ST_STATE_GET,  /* record_count, digest, applied */
-    ST_STATE_SET,  /* write them */
-    ST_UNAPPLIED,  /* changes past `applied`, in order */
-    ST_GET,        /* body of an id in records */
-    ST_GET_TAIL,   /* latest unapplied change of an id */
-    ST_REQ_GET,    /* cached reply by row */
-    ST_REQ_PUT,    /* cache a reply */
-    ST_REQ_EXPIRE, /* forget old request ids */
-    ST_TRIM,       /* delete old changes */
-    ST_BEGIN,      /* write transactions (groups, applier batches): parsed once */
+    ST_UPSERT,             /* insert or replace a records row */
+    ST_UPSERT_SAME_SECTOR, /* the same, its sector unchanged */
+    ST_REMOVE,             /* delete a records row */
+    ST_APPEND,             /* append to the change log */
+    ST_HEAD_SET,           /* set the last sequence of a sector */
+    ST_STATE_GET,          /* record_count, digest, applied */
+    ST_STATE_SET,          /* write them */
+    ST_UNAPPLIED,          /* changes past `applied`, in order */
+    ST_GET,                /* body of an id in records */
+    ST_GET_TAIL,           /* latest unapplied change of an id */
+    ST_REQ_GET,            /* cached reply by row */
+    ST_REQ_PUT,            /* cache a reply */
+    ST_REQ_EXPIRE,         /* forget old request ids */
+    ST_TRIM,               /* delete old changes */
+    ST_BEGIN,              /* write transactions (groups, applier batches): parsed once */
     ST_COMMIT,
     ST_COUNT
 };
@@ -117,6 +118,7 @@ typedef struct {
     uint64_t revision;           /* after the change (a delete: the deleted one) */
     Techfeed__Milestone *record; /* a put's body decoded (tf_st_decode_pending) */
     tf_columns_json_t json;      /* and its list columns */
+    bool new_sector;             /* the batch deleted or created the id: its sector may change */
     bool visible;                /* snapshot tail: a put that matches the filter */
 } tf_st_pending_t;
 

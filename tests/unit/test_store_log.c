@@ -299,6 +299,28 @@ static void test_records_lag_and_catch_up (void **state)
     assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM records WHERE id = 'b' AND"
                                        " revision = 1 AND json_extract (tags, '$[0]') = 'again'"),
                       1);
+
+    //  Deleted and put again in another sector, then updated, in one
+    //  batch: the row takes the new sector (its update otherwise leaves
+    //  the sector column alone)
+    s_put (fx->store, "a", SPACE, "four", T0 + 9); // an update of an applied row: same sector
+    assert_int_equal (tf_store_apply (fx->store, 0), 0);
+    assert_int_equal (s_sql (fx->path, "SELECT revision FROM records WHERE id = 'a'"), 4);
+    assert_int_equal (tf_store_delete (fx->store, "a", false, 0, T0 + 10, NULL), 0);
+    s_put (fx->store, "a", RAIL, "moved", T0 + 11);
+    s_put (fx->store, "a", RAIL, "moved again", T0 + 12);
+    assert_int_equal (tf_store_apply (fx->store, 0), 0);
+    s_assert_caught_up (fx);
+    assert_int_equal (s_sql (fx->path,
+                             "SELECT count(*) FROM records WHERE id = 'a' AND sector = %d"
+                             " AND revision = 2",
+                             RAIL),
+                      1);
+    assert_int_equal (s_sql (fx->path,
+                             "SELECT count(*) FROM records INDEXED BY records_sector"
+                             " WHERE sector = %d AND id = 'a'",
+                             SPACE),
+                      0);
 }
 
 /*  Ids of a snapshot cursor run to its end, then destroyed; revisions as
