@@ -72,7 +72,7 @@ typedef struct {
 
 struct _tf_sync_t {
     zlistx_t *cursors; /* s_cursor_t, few (max_cursors) */
-    uint64_t next_id;  /* cursor ids are not reused within a run */
+    uint64_t next_id;  /* cursor ids are not reused, across restarts either */
     zactor_t *reader;  /* fills chunks: s_reader_actor */
     size_t lent;       /* cursors the reader has, closed ones included */
     zlistx_t *queue;   /* s_cursor_t waiting to be lent, oldest first */
@@ -99,7 +99,11 @@ tf_sync_t *tf_sync_new (void)
     tf_sync_t *self = (tf_sync_t *) zmalloc (sizeof *self);
     self->cursors = zlistx_new ();
     zlistx_set_destructor (self->cursors, s_cursor_destroy);
-    self->next_id = 1;
+    //  Ids go on from where the last run's could have reached (1024 per
+    //  ms of its life, far more than it opens): a client's NEXT or CLOSE
+    //  queued while the service restarts reaches the new run when its
+    //  DEALER connects again, and must not take another client's cursor.
+    self->next_id = (uint64_t) tf_now_ms () << 10;
     self->reader = zactor_new (s_reader_actor, NULL);
     assert (self->reader);
     self->queue = zlistx_new ();

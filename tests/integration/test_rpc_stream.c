@@ -27,7 +27,9 @@
       that one's own stream is never cut;
     - and a client whose process hangs whole (SIGSTOP: its ZeroMQ I/O
       thread answers no heartbeat, like a host gone) loses its cursor
-      after --peer-timeout-ms (S_PEER_MS here), not the idle timeout.
+      after --peer-timeout-ms (S_PEER_MS here), not the idle timeout;
+    - a CLOSE for a cursor of the service's previous run, sent after a
+      restart, closes no cursor of the new run.
 */
 #include <inttypes.h>
 #include <setjmp.h>
@@ -68,13 +70,14 @@
 
 // ------------------------------------------------------------------ fixture
 
+static const char *const s_extra[] = { "--http-addr",       "127.0.0.1:0",    "--cursor-idle-ms",
+                                       S_IDLE_MS,           "--heartbeat-ms", S_BEAT_MS,
+                                       "--peer-timeout-ms", S_PEER_MS,        NULL };
+
 /*  The service with its records, for every case. */
 static int setup (void **state)
 {
-    const char *extra[] = { "--http-addr",       "127.0.0.1:0",    "--cursor-idle-ms",
-                            S_IDLE_MS,           "--heartbeat-ms", S_BEAT_MS,
-                            "--peer-timeout-ms", S_PEER_MS,        NULL };
-    tf_service_t *svc = (tf_service_t *) tf_test_fixture_new (sizeof (tf_service_t), extra);
+    tf_service_t *svc = (tf_service_t *) tf_test_fixture_new (sizeof (tf_service_t), s_extra);
     if (!svc)
         return -1;
     *state = svc;
@@ -590,8 +593,8 @@ static zsock_t *s_sync_dealer (const tf_service_t *svc)
 }
 
 /*  A client on a new connection with a snapshot cursor open (its first
-    chunk taken). */
-static zsock_t *s_open_cursor (const tf_service_t *svc)
+    chunk taken); the cursor's id into *cursor unless NULL. */
+static zsock_t *s_open_cursor (const tf_service_t *svc, uint64_t *cursor)
 {
     zsock_t *dealer = s_sync_dealer (svc);
     Techfeed__SyncRequest request;
@@ -599,9 +602,11 @@ static zsock_t *s_open_cursor (const tf_service_t *svc)
     tf_raw_send_sync (dealer, &request);
     Techfeed__SyncReply *reply = tf_raw_recv_sync (dealer);
     assert_non_null (reply);
-    bool open = reply->has_cursor && reply->cursor != 0;
+    uint64_t id = reply->has_cursor ? reply->cursor : 0;
     techfeed__sync_reply__free_unpacked (reply, NULL);
-    assert_true (open);
+    assert_true (id != 0);
+    if (cursor)
+        *cursor = id;
     return dealer;
 }
 
@@ -638,7 +643,7 @@ static void test_vanished_clients_lose_their_cursors (void **state)
     tf_service_t *svc = (tf_service_t *) *state;
     zsock_t *busy = s_sync_dealer (svc);
     for (int i = 0; i < S_VANISHED; i++) {
-        zsock_t *gone = s_open_cursor (svc);
+        zsock_t *gone = s_open_cursor (svc, NULL);
         s_send_busy_gets (busy);
         zsock_destroy (&gone);
         tf_rpc_t *rpc = s_rpc (svc, i % 2);
@@ -652,6 +657,61 @@ static void test_vanished_clients_lose_their_cursors (void **state)
     }
     zsock_destroy (&busy);
     s_check_cursors_closed (svc);
+}
+
+/*  Sends NEXT or CLOSE for `cursor` and takes the reply (NULL on timeout). */
+static Techfeed__SyncReply *s_cursor_call (zsock_t *dealer, Techfeed__SyncKind kind,
+                                           uint64_t cursor)
+{
+    Techfeed__SyncRequest request;
+    techfeed__sync_request__init (&request);
+    request.has_version = request.has_kind = request.has_cursor = 1;
+    request.version = TF_PROTOCOL_VERSION;
+    request.kind = kind;
+    request.cursor = cursor;
+    tf_raw_send_sync (dealer, &request);
+    return tf_raw_recv_sync (dealer);
+}
+
+static void s_restart (tf_service_t *svc)
+{
+    assert_int_equal (tf_service_stop (svc, S_TIMEOUT_MS), 0);
+    assert_int_equal (tf_service_start (svc, s_extra), 0);
+}
+
+/*  A CLOSE for a cursor of the service's last run, arriving after a
+    restart (a DEALER sends what it queued once it connects again), closes
+    no cursor of the new run: both cursors are their run's first, and the
+    second streams every record after the stale CLOSE. */
+static void test_stale_close_after_restart (void **state)
+{
+    tf_service_t *svc = (tf_service_t *) *state;
+    s_restart (svc);
+    uint64_t before, after;
+    zsock_t *stale = s_open_cursor (svc, &before);
+    s_restart (svc);
+    zsock_t *fresh = s_open_cursor (svc, &after);
+    print_message ("first cursor of each run: %" PRIu64 ", then %" PRIu64 "\n", before, after);
+
+    Techfeed__SyncReply *reply = s_cursor_call (stale, TECHFEED__SYNC_KIND__SYNC_CLOSE, before);
+    assert_non_null (reply);
+    int code = reply->has_code ? (int) reply->code : 0;
+    techfeed__sync_reply__free_unpacked (reply, NULL);
+    zsock_destroy (&stale);
+    size_t records = S_CHUNK; // the first chunk, taken by s_open_cursor
+    bool end = false;
+    while (!end && (reply = s_cursor_call (fresh, TECHFEED__SYNC_KIND__SYNC_NEXT, after))) {
+        if (reply->has_code && reply->code != TECHFEED__ERROR_CODE__OK)
+            fail_msg ("the new run's cursor %" PRIu64 " after the stale CLOSE: code %d: %s", after,
+                      (int) reply->code, reply->message ? reply->message : "");
+        records += reply->n_records;
+        end = reply->has_end && reply->end;
+        techfeed__sync_reply__free_unpacked (reply, NULL);
+    }
+    zsock_destroy (&fresh);
+    assert_int_equal (code, TECHFEED__ERROR_CODE__NOT_FOUND);
+    assert_true (end);
+    assert_int_equal (records, S_RECORDS);
 }
 
 int main (int argc, char **argv)
@@ -674,6 +734,7 @@ int main (int argc, char **argv)
         cmocka_unit_test (test_killed_client_loses_its_cursor),
         cmocka_unit_test (test_hung_client_loses_its_cursor),
         cmocka_unit_test (test_vanished_clients_lose_their_cursors),
+        cmocka_unit_test (test_stale_close_after_restart),
     };
     return cmocka_run_group_tests_name ("tf_rpc_stream", tests, setup, teardown);
 }
