@@ -251,6 +251,7 @@ static void s_server_destroy (tf_server_t **self_p)
     tf_http_destroy (&self->http);
     zactor_destroy (&self->monitor);
     tf_auth_stop (self);
+    tf_sync_unwatch_peers (self);
     tf_sync_destroy (&self->cursors);
     tf_arena_destroy (&self->requests);
     zsock_destroy (&self->ingest);

@@ -100,6 +100,8 @@ void tf_sync_handle (tf_server_t *self);
 void tf_sync_expire (tf_server_t *self, int64_t now_ms);
 /*  Starts watching the sync socket's disconnects (before it binds); 0 or -1. */
 int tf_sync_watch_peers (tf_server_t *self);
+/*  Stops that, before the sync socket or the cursors are destroyed. */
+void tf_sync_unwatch_peers (tf_server_t *self);
 /*  The socket the disconnects arrive on, for the loop's poller. */
 void *tf_sync_peers (tf_server_t *self);
 /*  Closes the cursors of every client that disconnected so far. */

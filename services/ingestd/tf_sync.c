@@ -159,7 +159,7 @@ void tf_sync_destroy (tf_sync_t **self_p)
         zlistx_destroy (&self->queue);
         zactor_destroy (&self->reader);
         zlistx_destroy (&self->cursors);
-        zsock_destroy (&self->peers);
+        assert (!self->peers); // tf_sync_unwatch_peers first
         free (self);
         *self_p = NULL;
     }
@@ -286,6 +286,16 @@ int tf_sync_watch_peers (tf_server_t *self)
         return -1;
     }
     return 0;
+}
+
+void tf_sync_unwatch_peers (tf_server_t *self)
+{
+    //  The monitor stops before its reader goes: with no reader, ZeroMQ's
+    //  I/O thread would block for good in the send of the next disconnect.
+    if (self->sync)
+        zmq_socket_monitor (zsock_resolve (self->sync), NULL, 0);
+    if (self->cursors)
+        zsock_destroy (&self->cursors->peers);
 }
 
 void *tf_sync_peers (tf_server_t *self)
