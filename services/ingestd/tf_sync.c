@@ -280,7 +280,11 @@ int tf_sync_watch_peers (tf_server_t *self)
         tf_error ("cannot monitor the sync socket: %s", zmq_strerror (zmq_errno ()));
         return -1;
     }
+    //  No high-water mark: the monitor's sends block ZeroMQ's I/O thread
+    //  when the queue is full, until the loop reads it.
     self->cursors->peers = zsock_new (ZMQ_PAIR);
+    if (self->cursors->peers)
+        zsock_set_rcvhwm (self->cursors->peers, 0);
     if (!self->cursors->peers || zsock_connect (self->cursors->peers, "%s", endpoint)) {
         tf_error ("cannot connect to the sync socket's monitor");
         return -1;
