@@ -106,6 +106,15 @@ char *tf_metrics_render (tf_metrics_t *m)
               atomic_load (&m->subscribers));
     s_metric (&text, "techfeed_sync_cursors", "gauge", "Open snapshot and catch-up cursors.",
               atomic_load (&m->cursors));
+    s_printf (&text,
+              "# HELP techfeed_sync_cursors_closed_total Cursors the service closed before "
+              "their end without being asked: idle too long, or their client's connection "
+              "ended.\n"
+              "# TYPE techfeed_sync_cursors_closed_total counter\n"
+              "techfeed_sync_cursors_closed_total{reason=\"idle\"} %" PRIu64 "\n"
+              "techfeed_sync_cursors_closed_total{reason=\"disconnected\"} %" PRIu64 "\n",
+              (uint64_t) atomic_load (&m->cursors_closed[TF_METRICS_CLOSE_IDLE]),
+              (uint64_t) atomic_load (&m->cursors_closed[TF_METRICS_CLOSE_DISCONNECTED]));
     s_metric (&text, "techfeed_head_sequence", "gauge", "Last committed change sequence.",
               atomic_load (&m->head));
     s_metric (&text, "techfeed_records", "gauge", "Records stored.", atomic_load (&m->records));

@@ -14,6 +14,9 @@
 
 /*  A histogram of durations: counts by upper bound (tf_metrics_bounds),
     +Inf last, and their sum. */
+/*  Why the service closed a cursor its client had not closed. */
+enum { TF_METRICS_CLOSE_IDLE, TF_METRICS_CLOSE_DISCONNECTED, TF_METRICS_CLOSES };
+
 typedef struct {
     atomic_uint_fast64_t buckets[TF_METRICS_BUCKETS + 1];
     atomic_uint_fast64_t sum_ns;
@@ -34,17 +37,18 @@ typedef struct {
     atomic_uint_fast64_t index_bytes;                /* the store's in-memory indexes */
     atomic_uint_fast64_t subscribers;                /* connected to the events socket */
     atomic_uint_fast64_t cursors;                    /* open sync cursors */
-    atomic_uint_fast64_t head;                       /* last committed sequence */
-    atomic_uint_fast64_t records;                    /* records stored */
-    atomic_uint_fast64_t db_bytes;                   /* database + WAL size */
-    atomic_uint_fast64_t wal_frames;                 /* WAL pages after the last commit */
-    atomic_uint_fast64_t wal_checkpoints;            /* the writer's own checkpoints */
-    atomic_uint_fast64_t lock_held_ns[2];            /* writer connection held: loop, applier */
-    atomic_uint_fast64_t lock_wait_ns;               /* the loop waited for it */
-    tf_histogram_t latency;                          /* request received -> reply sent */
-    tf_histogram_t commit;                           /* COMMIT of a group: WAL + fsync */
-    atomic_int ready;                                /* bound, database open and writable */
-    atomic_int_fast64_t started_ms;                  /* start time, Unix ms */
+    atomic_uint_fast64_t cursors_closed[TF_METRICS_CLOSES]; /* closed unasked, by reason */
+    atomic_uint_fast64_t head;                              /* last committed sequence */
+    atomic_uint_fast64_t records;                           /* records stored */
+    atomic_uint_fast64_t db_bytes;                          /* database + WAL size */
+    atomic_uint_fast64_t wal_frames;                        /* WAL pages after the last commit */
+    atomic_uint_fast64_t wal_checkpoints;                   /* the writer's own checkpoints */
+    atomic_uint_fast64_t lock_held_ns[2]; /* writer connection held: loop, applier */
+    atomic_uint_fast64_t lock_wait_ns;    /* the loop waited for it */
+    tf_histogram_t latency;               /* request received -> reply sent */
+    tf_histogram_t commit;                /* COMMIT of a group: WAL + fsync */
+    atomic_int ready;                     /* bound, database open and writable */
+    atomic_int_fast64_t started_ms;       /* start time, Unix ms */
 } tf_metrics_t;
 
 /*  Upper bounds of the histograms' buckets, seconds. */

@@ -232,6 +232,7 @@ static void s_cursor_close (tf_server_t *self, void *handle, const char *why)
 typedef struct {
     const char *adjective; /* in the log: "closed <adjective> cursor" */
     const char *why;       /* to the requests still waiting for it */
+    int reason;            /* TF_METRICS_CLOSE_* */
     bool (*test) (tf_server_t *self, const s_cursor_t *c, int64_t arg);
 } s_doom_t;
 
@@ -246,8 +247,9 @@ static bool s_asked_on (tf_server_t *self, const s_cursor_t *c, int64_t fd)
     return c->peer_fd == fd;
 }
 
-static const s_doom_t s_idle = { "idle", "was idle too long", s_idle_at };
-static const s_doom_t s_orphaned = { "orphaned", "lost its client (it disconnected)", s_asked_on };
+static const s_doom_t s_idle = { "idle", "was idle too long", TF_METRICS_CLOSE_IDLE, s_idle_at };
+static const s_doom_t s_orphaned = { "orphaned", "lost its client (it disconnected)",
+                                     TF_METRICS_CLOSE_DISCONNECTED, s_asked_on };
 
 static void s_close_doomed (tf_server_t *self, const s_doom_t *doom, int64_t arg)
 {
@@ -260,6 +262,7 @@ static void s_close_doomed (tf_server_t *self, const s_doom_t *doom, int64_t arg
             tf_info ("closed %s cursor %" PRIu64 " after %" PRIu64 " items", doom->adjective, c->id,
                      c->sent);
             s_cursor_close (self, handle, doom->why);
+            atomic_fetch_add (&self->metrics.cursors_closed[doom->reason], 1);
         }
         handle = next;
     }

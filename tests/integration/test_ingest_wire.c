@@ -238,7 +238,7 @@ static void test_request_limits (void **state)
 
 static int setup_short_cursors (void **state)
 {
-    const char *extra[] = { "--cursor-idle-ms", "200", NULL };
+    const char *extra[] = { "--cursor-idle-ms", "200", "--http-addr", "127.0.0.1:0", NULL };
     return tf_raw_fixture_setup (state, extra);
 }
 
@@ -255,8 +255,8 @@ static bool s_log_has_idle_close (void *arg)
     return found;
 }
 
-/*  A snapshot cursor left idle past --cursor-idle-ms is closed: NEXT on
-    it gets NOT_FOUND, and a busy one is not touched. */
+/*  A snapshot cursor left idle past --cursor-idle-ms is closed (logged
+    and counted in /metrics): NEXT on it gets NOT_FOUND. */
 static void test_idle_cursor_closed (void **state)
 {
     fixture_t *f = (fixture_t *) *state;
@@ -286,6 +286,12 @@ static void test_idle_cursor_closed (void **state)
     assert_non_null (reply);
     assert_int_equal (reply->code, TECHFEED__ERROR_CODE__NOT_FOUND);
     techfeed__sync_reply__free_unpacked (reply, NULL);
+    static const char *names[] = { "techfeed_sync_cursors_closed_total{reason=\"idle\"}",
+                                   "techfeed_sync_cursors_closed_total{reason=\"disconnected\"}" };
+    double closed[2];
+    assert_true (tf_service_metrics (&f->svc, names, closed, 2));
+    assert_int_equal ((int) closed[0], 1);
+    assert_int_equal ((int) closed[1], 0);
 }
 
 int main (void)

@@ -552,9 +552,15 @@ static void s_client_gets (void **state, int sig)
     bool hanging = tf_spawn_wait_text (client.out, "OPEN", 1, S_TIMEOUT_MS);
     double open = -1;
     bool held = hanging && s_wait_cursors (svc, 1, &open);
+    static const char *counter[] = {
+        "techfeed_sync_cursors_closed_total{reason=\"disconnected\"}"
+    };
+    double before = -1, after = -1;
+    bool counted = tf_service_metrics (svc, counter, &before, 1);
     bool signalled = held && kill (client.pid, sig) == 0;
     double left = -1;
     bool closed = signalled && s_wait_cursors (svc, 0, &left);
+    counted = counted && tf_service_metrics (svc, counter, &after, 1);
     int status = tf_spawn_stop (&client, SIGKILL, S_TIMEOUT_MS);
     char *err = tf_spawn_read (client.err);
     tf_test_rmtree (dir);
@@ -569,6 +575,8 @@ static void s_client_gets (void **state, int sig)
     if (!closed)
         fail_msg ("%.0f cursor(s) still open %d ms after the client got signal %d", left,
                   S_CLOSED_MS, sig);
+    assert_true (counted);
+    assert_int_equal ((int) (after - before), 1); // closed as its client's, not as idle
 }
 
 /*  Killed: its kernel closes the connection at once. */
