@@ -313,8 +313,8 @@ void *tf_sync_peers (tf_server_t *self)
 void tf_sync_forget_peers (tf_server_t *self)
 {
     zsock_t *peers = self->cursors->peers;
-    //  Each event is two frames: 16-bit event and 32-bit value (here the
-    //  descriptor), then the endpoint.
+    //  Each event is two frames: the 16-bit event with its 32-bit value
+    //  (here the descriptor), then the endpoint.
     zframe_t *event;
     while (peers && (zsock_events (peers) & ZMQ_POLLIN) && (event = zframe_recv (peers))) {
         uint16_t kind = 0;

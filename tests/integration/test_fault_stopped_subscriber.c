@@ -39,27 +39,29 @@ typedef struct {
     tf_fk_load_t *load;
 } fixture_t;
 
-static int setup (void **state)
+/*  The service started with `args`, no subscriber yet. */
+static int s_setup_with (void **state, const char *const *args)
 {
     fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
     f->sub.fd = -1;
-    const char *args[] = { "--heartbeat-ms", "200", "--pub-hwm", "500", NULL };
     assert_int_equal (tf_service_start (&f->svc, args), 0);
     *state = f;
     return 0;
+}
+
+static int setup (void **state)
+{
+    const char *args[] = { "--heartbeat-ms", "200", "--pub-hwm", "500", NULL };
+    return s_setup_with (state, args);
 }
 
 /*  With heartbeats that give up on a silent peer after S_PEER_MS, and
     /metrics. */
 static int setup_heartbeats (void **state)
 {
-    fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
-    f->sub.fd = -1;
     const char *args[] = { "--heartbeat-ms", "200", "--peer-timeout-ms", S_PEER_MS, "--http-addr",
                            "127.0.0.1:0",    NULL };
-    assert_int_equal (tf_service_start (&f->svc, args), 0);
-    *state = f;
-    return 0;
+    return s_setup_with (state, args);
 }
 
 static int teardown (void **state)
