@@ -10,7 +10,7 @@
     value         ANY      'epoch': 32 lower-case hex digits (16 random bytes)
                            'created_ms': Unix ms of creation
 
-    A write transaction appends to `changes` (and `replies`) only. The
+    A write transaction appends to `changes` (and `reply_groups`) only. The
     other tables are derived from the log and written behind it, in the
     applier's transactions (tf_store_apply): `records`, `sector_heads` and
     the state row say how things stood at change `applied`; at open, the
@@ -55,18 +55,27 @@
     sector        INTEGER  PRIMARY KEY
     seq           INTEGER  last sequence in that sector
 
-    replies — idempotency cache, appended in the transaction of the
-    request's changes (schema 2; schema 1 had a `requests` table keyed by
-    request id, a random-key insert per request)
+    reply_groups — idempotency cache: the replies of one write transaction,
+    appended as one row just before it commits (schema 4; schema 2 had a
+    row per reply, schema 1 a `requests` table keyed by request id)
     ----------------------------------------------------------------------
-    n             INTEGER  PRIMARY KEY, 1, 2, ... in order of writing
-    request_id    TEXT     the request's id
-    created_ms    INTEGER  Unix ms
-    reply         BLOB     packed IngestReply
+    n             INTEGER  PRIMARY KEY: the number of its first reply
+                           (replies are numbered 1, 2, ... in order of
+                           writing; the row holds n .. n + count - 1)
+    count         INTEGER  replies in the row, at least 1
+    created_ms    INTEGER  Unix ms of its newest reply: the row expires
+                           whole, when that one is due
+    replies       BLOB     `count` entries, one after the other, each:
+                             4 bytes   request id length L, big-endian
+                             L bytes   request id (printable ASCII)
+                             4 bytes   reply length R, big-endian
+                             R bytes   packed IngestReply
+                           Of two entries under one id, in one row or
+                           two, the later one counts.
 
     In memory, loaded at open: id -> (revision, sector) of every stored
-    record and request id -> reply row, so the write path looks nothing up
-    in SQLite. Changes to them inside a transaction are journaled and undone
+    record and request id -> (reply_groups row, entry's byte offset), so
+    the write path looks nothing up in SQLite. Changes to them inside a transaction are journaled and undone
     when it (or a savepoint) rolls back.
 */
 #include "tf_store_int.h"
@@ -88,12 +97,13 @@ static const char *s_sql[ST_COUNT] = {
     [ST_GET] = "SELECT body FROM records WHERE id = ?1",
     [ST_GET_TAIL] = "SELECT kind, body FROM changes WHERE seq > ?1 AND id = ?2"
                     " ORDER BY seq DESC LIMIT 1",
-    [ST_REQ_GET] = "SELECT reply FROM replies WHERE n = ?1",
-    [ST_REQ_PUT] = "INSERT INTO replies (n, request_id, created_ms, reply) VALUES (?1, ?2, ?3, ?4)",
-    //  Housekeeping reads only the oldest ?3 (?5) rows, by key: what is due
-    //  is at the start of these append-only tables.
-    [ST_REQ_EXPIRE] = "DELETE FROM replies WHERE n < (SELECT min(n) FROM replies) + ?3"
-                      " AND (created_ms < ?1 OR n <= ?2) RETURNING n, request_id",
+    [ST_REQ_GET] = "SELECT replies FROM reply_groups WHERE n = ?1",
+    [ST_REQ_PUT] =
+        "INSERT INTO reply_groups (n, count, created_ms, replies) VALUES (?1, ?2, ?3, ?4)",
+    //  Housekeeping reads only the oldest rows, by key (up to ?3, or ?5
+    //  rows): what is due is at the start of these append-only tables.
+    [ST_REQ_EXPIRE] = "DELETE FROM reply_groups WHERE n < ?3"
+                      " AND (created_ms < ?1 OR n + count - 1 <= ?2) RETURNING n, count, replies",
     //  Only applied changes go: `records` must never need a trimmed one.
     [ST_TRIM] = "DELETE FROM changes WHERE seq < (SELECT min(seq) FROM changes) + ?5"
                 " AND seq <= ?3 AND ((?1 > 0 AND seq <= ?4 - ?1) OR ts_ms < ?2)",
@@ -150,17 +160,6 @@ static void s_load_head (tf_store_t *self, sqlite3_stmt *stmt)
         self->at_applied.heads[sector] = tf_st_column_seq (stmt, 1);
 }
 
-static void s_load_request (tf_store_t *self, sqlite3_stmt *stmt)
-{
-    const char *request_id = (const char *) sqlite3_column_text (stmt, 1);
-    tf_index_value_t value = { tf_st_column_seq (stmt, 0),
-                               tf_columns_u64 (sqlite3_column_int64 (stmt, 2)) };
-    if (request_id)
-        tf_index_set (self->requests, request_id, value);
-    if (value.a > self->committed.replies)
-        self->committed.replies = value.a;
-}
-
 /*  The committed figures and the in-memory indexes, read once at open. */
 static int s_load_figures (tf_store_t *self, char *err, size_t errlen)
 {
@@ -187,14 +186,13 @@ static int s_load_figures (tf_store_t *self, char *err, size_t errlen)
                   (unsigned long long) self->applied);
         rc = s_each_row (self->db, sql, s_load_unapplied, self);
     }
-    if (rc == SQLITE_OK)
-        rc = s_each_row (self->db, "SELECT n, request_id, created_ms FROM replies ORDER BY n",
-                         s_load_request, self);
     if (rc != SQLITE_OK) {
         snprintf (err, errlen, "%s: cannot read the state: %s", self->path,
                   rc == SQLITE_CORRUPT ? "state row missing" : sqlite3_errmsg (self->db));
         return -1;
     }
+    if (tf_st_replies_load (self, err, errlen))
+        return -1;
     self->working = self->committed;
     atomic_store (&self->head, self->committed.head);
     return 0;
@@ -299,6 +297,7 @@ void tf_store_destroy (tf_store_t **self_p)
     tf_st_undo_forget (self);
     free (self->undo);
     free (self->last_body);
+    free (self->group.data);
     tf_index_destroy (&self->ids);
     tf_index_destroy (&self->requests);
     free (self->path);

@@ -26,7 +26,7 @@
 #include "tf_wire.h"
 
 #define TF_STORE_APPLICATION_ID 0x54464544 /* 'TFED' */
-#define TF_STORE_SCHEMA 3                  /* highest migration (tf_store_schema.c) */
+#define TF_STORE_SCHEMA 4                  /* highest migration (tf_store_schema.c) */
 #define TF_STORE_BUSY_MS 5000
 #define TF_STORE_SECTORS 11 /* sector_heads index 0..TF_SECTOR_MAX */
 
@@ -42,9 +42,9 @@ enum {
     ST_UNAPPLIED,          /* changes past `applied`, in order */
     ST_GET,                /* body of an id in records */
     ST_GET_TAIL,           /* latest unapplied change of an id */
-    ST_REQ_GET,            /* cached reply by row */
-    ST_REQ_PUT,            /* cache a reply */
-    ST_REQ_EXPIRE,         /* forget old request ids */
+    ST_REQ_GET,            /* a group of cached replies */
+    ST_REQ_PUT,            /* write one */
+    ST_REQ_EXPIRE,         /* delete old ones */
     ST_TRIM,               /* delete old changes */
     ST_BEGIN,              /* write transactions (groups, applier batches): parsed once */
     ST_COMMIT,
@@ -60,7 +60,7 @@ typedef struct {
     uint64_t count;                   /* records */
     uint64_t digest;                  /* tf_digest_item sum */
     uint64_t head;                    /* last sequence given */
-    uint64_t replies;                 /* last replies row */
+    uint64_t replies;                 /* last cached reply's number */
     uint64_t heads[TF_STORE_SECTORS]; /* last sequence per sector */
 } tf_st_figures_t;
 
@@ -74,6 +74,16 @@ typedef struct {
 
 #define TF_STORE_DEPTH_MAX 8 /* nested savepoints */
 
+/*  The open transaction's cached replies, in the format of a reply_groups
+    row (tf_store.c), written as one row just before it commits. */
+typedef struct {
+    uint8_t *data;      /* the entries */
+    size_t len;         /* bytes used, 0: no group */
+    size_t cap;         /* bytes allocated */
+    uint64_t first;     /* number of its first reply: the row's n */
+    int64_t created_ms; /* of its newest reply */
+} tf_st_group_t;
+
 struct _tf_store_t {
     sqlite3 *db;                               /* the one writer connection */
     char *path;                                /* database file, for cursors */
@@ -83,6 +93,7 @@ struct _tf_store_t {
     tf_st_figures_t working;                   /* figures of the open transaction */
     tf_st_figures_t saved[TF_STORE_DEPTH_MAX]; /* working at each open savepoint */
     size_t saved_undo[TF_STORE_DEPTH_MAX];     /* undo journal length at each savepoint */
+    size_t saved_group[TF_STORE_DEPTH_MAX];    /* group.len at each savepoint */
     bool savepoint_began;                      /* sp1 began the transaction (RELEASE commits) */
     _Atomic uint64_t applied;                  /* last change copied into records */
     tf_st_figures_t at_applied;                /* figures as of `applied` (state row) */
@@ -98,7 +109,8 @@ struct _tf_store_t {
     _Atomic uint64_t applier_held_ns;          /* held by the applier */
     int calls;                                 /* nesting of the writer's calls into the store */
     tf_index_t *ids;                           /* id -> (revision, sector) */
-    tf_index_t *requests;                      /* request id -> (replies row, created_ms) */
+    tf_index_t *requests;                      /* request id -> (group's n, entry's offset) */
+    tf_st_group_t group;                       /* replies of the open transaction */
     tf_st_undo_t *undo;                        /* index changes of the open transaction */
     uint8_t *last_body;                        /* the last put's stored bytes (tf_change_t) */
     size_t undo_len, undo_cap;
@@ -170,6 +182,8 @@ int tf_st_load_epoch (tf_store_t *self, char *err, size_t errlen);
 
 // tf_store_write.c
 
+void tf_st_index_change (tf_store_t *self, tf_index_t *index, const char *key, bool remove,
+                         tf_index_value_t value);
 void tf_st_undo_forget (tf_store_t *self);
 void tf_st_sync_depth (tf_store_t *self);
 void tf_st_figures_move (tf_st_figures_t *f, uint64_t seq, int kind, int sector, const char *id,
@@ -184,6 +198,13 @@ int tf_st_locked_put (tf_store_t *self, const Techfeed__Milestone *record, bool 
                       uint64_t expected_revision, int64_t now_ms, tf_change_t *change);
 int tf_st_locked_delete (tf_store_t *self, const char *id, bool has_expected,
                          uint64_t expected_revision, int64_t now_ms, tf_change_t *change);
+
+// tf_store_replies.c
+
+int tf_st_replies_register (sqlite3 *db);
+int tf_st_replies_load (tf_store_t *self, char *err, size_t errlen);
+int tf_st_replies_flush (tf_store_t *self);
+void tf_st_replies_forget (tf_store_t *self);
 int tf_st_locked_request_get (tf_store_t *self, const char *request_id, uint8_t **reply,
                               size_t *size);
 int tf_st_locked_request_put (tf_store_t *self, const char *request_id, const uint8_t *reply,

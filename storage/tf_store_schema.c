@@ -71,10 +71,26 @@ static const char s_schema_2[] =
     records table keeps its date index (tf_mirror.c). */
 static const char s_schema_3[] = "DROP INDEX IF EXISTS records_date;";
 
+/*  Migration 4: the idempotency cache gets a row per write transaction
+    instead of one per reply, which every put appended besides its change:
+    in a standalone test of the store (256 puts with their replies per
+    transaction) 3.2-3.8 us per put against 3.9-4.2. Each old row becomes
+    a group of one (tf_reply_entry, tf_store_replies.c). */
+static const char s_schema_4[] =
+    "CREATE TABLE reply_groups ("
+    "  n INTEGER PRIMARY KEY,"
+    "  count INTEGER NOT NULL CHECK (count > 0),"
+    "  created_ms INTEGER NOT NULL,"
+    "  replies BLOB NOT NULL) STRICT;"
+    "INSERT INTO reply_groups (n, count, created_ms, replies)"
+    "  SELECT n, 1, created_ms, tf_reply_entry (request_id, reply) FROM replies ORDER BY n;"
+    "DROP TABLE replies;";
+
 /*  The migrations after the first (plain SQL), by the version they make. */
 static const char *const s_migrations[TF_STORE_SCHEMA + 1] = {
     [2] = s_schema_2,
     [3] = s_schema_3,
+    [4] = s_schema_4,
 };
 
 // --------------------------------------------------------------- open
@@ -245,7 +261,8 @@ static int s_migrate_1 (tf_store_t *self, char *err, size_t errlen)
 /*  Brings the schema to TF_STORE_SCHEMA in one transaction. */
 int tf_st_migrate (tf_store_t *self, char *err, size_t errlen)
 {
-    if (sqlite3_exec (self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+    if (tf_st_replies_register (self->db) != SQLITE_OK ||
+        sqlite3_exec (self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         snprintf (err, errlen, "%s: cannot start the migration: %s", self->path,
                   sqlite3_errmsg (self->db));
         return -1;

@@ -1,14 +1,13 @@
-/*  tf_store_write — the writer's transactions: puts, deletes and cached
-    replies appended to the log, the in-memory indexes and their undo
-    journal, savepoints. */
+/*  tf_store_write — the writer's transactions: puts and deletes appended
+    to the log, the in-memory indexes and their undo journal, savepoints. */
 #include "tf_store_int.h"
 
 // --------------------------------------------------------------- in-memory indexes
 
 /*  Sets or removes (`remove`) a key of one of the store's indexes,
     journaling what was there while a transaction is open. */
-static void s_index_change (tf_store_t *self, tf_index_t *index, const char *key, bool remove,
-                            tf_index_value_t value)
+void tf_st_index_change (tf_store_t *self, tf_index_t *index, const char *key, bool remove,
+                         tf_index_value_t value)
 {
     if (!sqlite3_get_autocommit (self->db)) {
         if (self->undo_len == self->undo_cap) {
@@ -59,6 +58,7 @@ void tf_st_sync_depth (tf_store_t *self)
         self->depth = 0;
         self->working = self->committed;
         s_undo_to (self, 0);
+        tf_st_replies_forget (self);
     }
 }
 
@@ -108,7 +108,9 @@ int tf_st_locked_commit (tf_store_t *self)
         tf_st_sync_depth (self);
         return tf_st_fail (self, TF_STORE_ERROR, "commit: no transaction is open");
     }
-    int result = tf_st_run (self, self->stmt[ST_COMMIT], "commit");
+    int result = tf_st_replies_flush (self);
+    if (result == 0)
+        result = tf_st_run (self, self->stmt[ST_COMMIT], "commit");
     if (result == 0) {
         self->depth = 0;
         s_committed (self);
@@ -123,6 +125,7 @@ int tf_st_locked_rollback (tf_store_t *self)
     self->depth = 0;
     self->working = self->committed;
     s_undo_to (self, 0);
+    tf_st_replies_forget (self);
     if (sqlite3_get_autocommit (self->db))
         return 0; // nothing open (SQLite may have rolled back already)
     return tf_st_exec (self, "ROLLBACK", "rollback");
@@ -144,6 +147,7 @@ int tf_st_locked_savepoint (tf_store_t *self)
     int result = tf_st_exec (self, sql, "savepoint");
     if (result == 0) {
         self->saved_undo[self->depth] = self->undo_len;
+        self->saved_group[self->depth] = self->group.len;
         self->saved[self->depth++] = self->working;
     }
     return result;
@@ -159,7 +163,9 @@ int tf_st_locked_release (tf_store_t *self)
     snprintf (sql, sizeof sql, "RELEASE sp%d", self->depth);
     //  Releasing the outermost savepoint of a transaction it began commits.
     bool commits = self->depth == 1 && self->savepoint_began;
-    int result = tf_st_exec (self, sql, "release");
+    int result = commits ? tf_st_replies_flush (self) : 0;
+    if (result == 0)
+        result = tf_st_exec (self, sql, "release");
     if (result == 0) {
         self->depth--;
         if (commits)
@@ -182,6 +188,7 @@ int tf_st_locked_rollback_to (tf_store_t *self)
         self->depth--;
         self->working = self->saved[self->depth];
         s_undo_to (self, self->saved_undo[self->depth]);
+        self->group.len = self->saved_group[self->depth];
     }
     tf_st_sync_depth (self);
     return result;
@@ -230,7 +237,7 @@ static void s_count_change (tf_store_t *self, const tf_change_t *change, const c
     f->digest -= old_revision ? tf_digest_item (id, old_revision) : 0;
     f->digest += new_revision ? tf_digest_item (id, new_revision) : 0;
     tf_index_value_t value = { new_revision, (uint64_t) change->sector };
-    s_index_change (self, self->ids, id, new_revision == 0, value);
+    tf_st_index_change (self, self->ids, id, new_revision == 0, value);
 }
 
 /*  Stored revision (0 when absent) and sector of `id`, from memory. */
@@ -353,89 +360,4 @@ int tf_st_locked_delete (tf_store_t *self, const char *id, bool has_expected,
     assert (self);
     assert (id);
     return s_item (self, NULL, id, has_expected, expected_revision, now_ms, change);
-}
-
-// --------------------------------------------------------------- requests
-
-int tf_st_locked_request_get (tf_store_t *self, const char *request_id, uint8_t **reply,
-                              size_t *size)
-{
-    assert (self);
-    assert (request_id && reply && size);
-    *reply = NULL;
-    *size = 0;
-    tf_index_value_t row;
-    if (!tf_index_get (self->requests, request_id, &row))
-        return TF_STORE_NOT_FOUND; // every new request: nothing to format
-
-    sqlite3_stmt *stmt = self->stmt[ST_REQ_GET];
-    sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (row.a));
-    int rc = sqlite3_step (stmt);
-    int result = 0;
-    if (rc == SQLITE_ROW) {
-        size_t n = (size_t) sqlite3_column_bytes (stmt, 0);
-        const void *data = sqlite3_column_blob (stmt, 0);
-        *reply = tf_st_alloc (n);
-        if (n)
-            memcpy (*reply, data, n);
-        *size = n;
-    } else if (rc == SQLITE_DONE)
-        result = tf_st_fail (self, TF_STORE_NOT_FOUND, "request %.64s: not cached", request_id);
-    else
-        result = tf_st_sql_error (self->errstr, sizeof self->errstr, self->db, rc,
-                                  "request %.64s: read", request_id);
-    sqlite3_reset (stmt);
-    return result;
-}
-
-int tf_st_locked_request_put (tf_store_t *self, const char *request_id, const uint8_t *reply,
-                              size_t size, int64_t now_ms)
-{
-    assert (self);
-    assert (request_id && (reply || !size));
-    uint64_t n = self->working.replies + 1;
-    sqlite3_stmt *stmt = self->stmt[ST_REQ_PUT];
-    sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (n));
-    tf_st_bind_text (stmt, 2, request_id);
-    sqlite3_bind_int64 (stmt, 3, now_ms);
-    tf_st_bind_blob (stmt, 4, reply, size);
-    int result = tf_st_run (self, stmt, "request: cache reply");
-    sqlite3_clear_bindings (stmt);
-    if (result == 0) {
-        tf_index_value_t value = { n, tf_columns_u64 (now_ms) };
-        s_index_change (self, self->requests, request_id, false, value);
-        self->working.replies = n;
-        if (sqlite3_get_autocommit (self->db))
-            self->committed.replies = n;
-    }
-    return result;
-}
-
-int tf_st_locked_request_expire (tf_store_t *self, int64_t before_ms, uint64_t keep_max)
-{
-    assert (self);
-    if (!sqlite3_get_autocommit (self->db))
-        return tf_st_fail (self, TF_STORE_ERROR, "request expiry: a transaction is open");
-    uint64_t last = self->committed.replies;
-    sqlite3_stmt *stmt = self->stmt[ST_REQ_EXPIRE];
-    sqlite3_bind_int64 (stmt, 1, before_ms);
-    sqlite3_bind_int64 (stmt, 2,
-                        keep_max && last > keep_max ? tf_columns_i64 (last - keep_max) : 0);
-    sqlite3_bind_int (stmt, 3, TF_STORE_STEP_ROWS);
-    //  RETURNING hands over every deleted row on the first steps; the
-    //  statement's own transaction commits when it is done.
-    int rc, deleted = 0;
-    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
-        deleted++;
-        const char *request_id = (const char *) sqlite3_column_text (stmt, 1);
-        tf_index_value_t row;
-        //  A later reply under the same id stays.
-        if (request_id && tf_index_get (self->requests, request_id, &row) &&
-            row.a == tf_st_column_seq (stmt, 0))
-            tf_index_remove (self->requests, request_id);
-    }
-    sqlite3_reset (stmt);
-    if (rc != SQLITE_DONE)
-        return tf_st_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "request: expire");
-    return deleted == TF_STORE_STEP_ROWS;
 }

@@ -39,3 +39,20 @@ int tf_sql_int (const char *path, const char *sql, int64_t *value)
     char text[300];
     return s_first (path, sql, text, sizeof text, value) == SQLITE_ROW ? 0 : -1;
 }
+
+int tf_sql_exec (const char *path, const char *sql, char *why, size_t whylen)
+{
+    sqlite3 *db = NULL;
+    char *message = NULL;
+    int rc = sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec (db, sql, NULL, NULL, &message);
+    if (rc != SQLITE_OK)
+        snprintf (why, whylen, "%s",
+                  message ? message
+                  : db    ? sqlite3_errmsg (db)
+                          : sqlite3_errstr (rc));
+    sqlite3_free (message);
+    sqlite3_close (db);
+    return rc == SQLITE_OK ? 0 : -1;
+}

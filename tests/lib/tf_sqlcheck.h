@@ -16,4 +16,9 @@ bool tf_sql_intact (const char *path, char *why, size_t whylen);
     when the file does not open or the query fails or returns no row. */
 int tf_sql_int (const char *path, const char *sql, int64_t *value);
 
+/*  Runs `sql` on a read-write connection of its own (creating the file if
+    need be), for a test that makes or damages a file as another program
+    would: 0, or -1 with SQLite's message in why. */
+int tf_sql_exec (const char *path, const char *sql, char *why, size_t whylen);
+
 #endif

@@ -207,6 +207,9 @@ static void s_assert_no_gap (fixture_t *fx)
                       s_state (fx->store).head_sequence);
 }
 
+/*  Replies in the idempotency cache's rows. */
+#define S_CACHED "SELECT coalesce (sum(count), 0) FROM reply_groups"
+
 static void s_request_put (tf_store_t *store, const char *id, const char *reply, int64_t now)
 {
     assert_int_equal (
@@ -543,7 +546,9 @@ static void s_assert_undone (fixture_t *fx, uint64_t head)
     assert_int_equal (s_revision (fx->store, "b", NULL, 0), 1);
     assert_int_equal (s_revision (fx->store, "c", NULL, 0), 1);
     s_assert_reply (fx->store, "r-x", "");
-    assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM replies WHERE request_id = 'r-x'"), 0);
+    assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM reply_groups"
+                                       " WHERE instr (replies, CAST ('r-x' AS BLOB))"),
+                      0);
     //  The index agrees: c can be deleted, b expects revision 1
     s_assert_indexed (fx->store, "b", 1, SPACE);
     tf_change_t change;
@@ -816,7 +821,7 @@ static void test_request_cache (void **state)
         snprintf (want, sizeof want, "reply-%d", i);
         s_assert_reply (fx->store, id, i > 3 ? want : "");
     }
-    assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM replies"), 2);
+    assert_int_equal (s_sql (fx->path, S_CACHED), 2);
 
     s_reopen (fx);
     s_assert_reply (fx->store, "r3", "");
@@ -835,7 +840,7 @@ static void test_request_cache (void **state)
     assert_int_equal (tf_store_request_expire (fx->store, T0 + 15, 0), 0);
     s_assert_reply (fx->store, "dup", "new");
     s_assert_reply (fx->store, "r5", "");
-    assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM replies"), 1);
+    assert_int_equal (s_sql (fx->path, S_CACHED), 1);
     s_reopen (fx);
     s_assert_reply (fx->store, "dup", "new");
 
@@ -856,18 +861,111 @@ static void test_request_cache (void **state)
     s_assert_reply (fx->store, "r8", "reply-8");
 }
 
+/*  A write transaction's replies are one row, read back from memory
+    before it commits and from the row after; the row expires whole, when
+    its newest reply is due by age or by count. */
+static void test_reply_groups (void **state)
+{
+    fixture_t *fx = *state;
+    s_request_put (fx->store, "alone", "reply-0", T0); // outside: a row of one
+    assert_int_equal (tf_store_begin (fx->store), 0);
+    s_request_put (fx->store, "g1", "reply-1", T0 + 1);
+    s_request_put (fx->store, "g2", "reply-2", T0 + 2);
+    s_request_put (fx->store, "g3", "reply-3", T0 + 3);
+    s_request_put (fx->store, "g1", "reply-1b", T0 + 3); // the later one counts
+    //  A retry within the same transaction finds them before COMMIT
+    s_assert_reply (fx->store, "g1", "reply-1b");
+    s_assert_reply (fx->store, "g2", "reply-2");
+    s_assert_reply (fx->store, "g3", "reply-3");
+    assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM reply_groups"), 1);
+    assert_int_equal (tf_store_commit (fx->store), 0);
+    assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM reply_groups"), 2);
+    assert_int_equal (s_sql (fx->path, "SELECT count FROM reply_groups WHERE n = 2"), 4);
+    assert_int_equal (
+        s_sql (fx->path, "SELECT created_ms - %lld FROM reply_groups WHERE n = 2", T0), 3);
+    s_assert_reply (fx->store, "g1", "reply-1b");
+    s_assert_reply (fx->store, "g3", "reply-3");
+    s_reopen (fx);
+    s_assert_reply (fx->store, "alone", "reply-0");
+    s_assert_reply (fx->store, "g1", "reply-1b");
+    s_assert_reply (fx->store, "g3", "reply-3");
+
+    //  By age: the group's oldest reply is due, its newest is not
+    assert_int_equal (tf_store_request_expire (fx->store, T0 + 2, 0), 0);
+    s_assert_reply (fx->store, "alone", "");
+    s_assert_reply (fx->store, "g1", "reply-1b");
+    //  By count: keeping the newest 2 replies keeps the group whole (its
+    //  newest, number 5, is one of them), its older 2, 3 and 4 too
+    s_request_put (fx->store, "last", "reply-6", T0 + 9);
+    assert_int_equal (tf_store_request_expire (fx->store, 0, 2), 0);
+    s_assert_reply (fx->store, "g2", "reply-2");
+    s_assert_reply (fx->store, "g1", "reply-1b");
+    //  Keeping the newest 1, it goes
+    assert_int_equal (tf_store_request_expire (fx->store, 0, 1), 0);
+    s_assert_reply (fx->store, "g1", "");
+    s_assert_reply (fx->store, "g2", "");
+    s_assert_reply (fx->store, "last", "reply-6");
+    assert_int_equal (s_sql (fx->path, S_CACHED), 1);
+    s_reopen (fx);
+    s_assert_reply (fx->store, "g3", "");
+    s_assert_reply (fx->store, "last", "reply-6");
+}
+
+/*  Changes the file through a connection of its own. */
+static void s_sql_exec (const char *path, const char *sql)
+{
+    char why[256];
+    if (tf_sql_exec (path, sql, why, sizeof why))
+        fail_msg ("%s: %s", sql, why);
+}
+
+/*  The store will not open when a reply_groups row's entries do not add
+    up: the error names the file, the row and where its bytes went wrong. */
+static void test_reply_group_damaged (void **state)
+{
+    fixture_t *fx = *state;
+    assert_int_equal (tf_store_begin (fx->store), 0);
+    s_request_put (fx->store, "d1", "reply-1", T0);
+    s_request_put (fx->store, "d2", "reply-2", T0);
+    assert_int_equal (tf_store_commit (fx->store), 0);
+    tf_store_destroy (&fx->store);
+    char err[512] = "";
+    //  A count that says 3 for the 2 entries there are
+    s_sql_exec (fx->path, "UPDATE reply_groups SET count = 3");
+    assert_null (tf_store_new (fx->path, err, sizeof err));
+    if (!strstr (err, fx->path) ||
+        !strstr (err, "reply_groups row 1 is damaged: 2 of its 3 entries"))
+        fail_msg ("unclear error: %s", err);
+    //  The last byte cut off: the second entry, from byte 17 (after the
+    //  first's 4 + 2 + 4 + 7 bytes), no longer fits in the 33 left
+    s_sql_exec (fx->path, "UPDATE reply_groups SET count = 2,"
+                          " replies = substr (replies, 1, length (replies) - 1)");
+    assert_null (tf_store_new (fx->path, err, sizeof err));
+    if (!strstr (err,
+                 "reply_groups row 1 is damaged: 1 of its 2 entries readable, up to byte 17 of 33"))
+        fail_msg ("unclear error: %s", err);
+}
+
 /*  Housekeeping in steps: a backlog of expired replies and of changes to
-    trim goes TF_STORE_STEP_ROWS rows per call, oldest first, each call
-    saying whether more is due; what is not due stays. */
+    trim goes TF_STORE_STEP_ROWS replies or changes per call, oldest first,
+    each call saying whether more is due; what is not due stays. */
 static void test_housekeeping_in_steps (void **state)
 {
     fixture_t *fx = *state;
     const int backlog = TF_STORE_STEP_ROWS + TF_STORE_STEP_ROWS / 2; // due: 1.5 steps
+    char id[16];
+    //  Replies in write transactions of 10 (a row each), reply i at T0 + i
+    for (int i = 0; i < backlog + 10; i += 10) {
+        assert_int_equal (tf_store_begin (fx->store), 0);
+        for (int j = i; j < i + 10; j++) {
+            snprintf (id, sizeof id, "h%d", j);
+            s_request_put (fx->store, id, "r", T0 + j);
+        }
+        assert_int_equal (tf_store_commit (fx->store), 0);
+    }
     assert_int_equal (tf_store_begin (fx->store), 0);
     for (int i = 0; i < backlog + 10; i++) {
-        char id[16];
         snprintf (id, sizeof id, "h%d", i);
-        s_request_put (fx->store, id, "r", T0 + i);
         s_put (fx->store, id, SPACE, "x", T0 + i);
     }
     assert_int_equal (tf_store_commit (fx->store), 0);
@@ -875,13 +973,12 @@ static void test_housekeeping_in_steps (void **state)
 
     //  Replies older than T0 + backlog: a full step, then the rest
     assert_int_equal (tf_store_request_expire (fx->store, T0 + backlog, 0), 1);
-    assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM replies"),
-                      backlog + 10 - TF_STORE_STEP_ROWS);
-    assert_int_equal (s_sql (fx->path, "SELECT min(n) FROM replies"), TF_STORE_STEP_ROWS + 1);
+    assert_int_equal (s_sql (fx->path, S_CACHED), backlog + 10 - TF_STORE_STEP_ROWS);
+    assert_int_equal (s_sql (fx->path, "SELECT min(n) FROM reply_groups"), TF_STORE_STEP_ROWS + 1);
     s_assert_reply (fx->store, "h0", "");
     s_assert_reply (fx->store, "h2000", "r");
     assert_int_equal (tf_store_request_expire (fx->store, T0 + backlog, 0), 0);
-    assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM replies"), 10);
+    assert_int_equal (s_sql (fx->path, S_CACHED), 10);
     s_assert_reply (fx->store, "h2999", "");
     s_assert_reply (fx->store, "h3000", "r");
     assert_int_equal (tf_store_request_expire (fx->store, T0 + backlog, 0), 0);
@@ -988,8 +1085,8 @@ static void test_migrate_from_schema_1 (void **state)
                       8);
 
     s_reopen (fx);
-    assert_int_equal (tf_store_schema_version (), 3);
-    assert_int_equal (s_sql (fx->path, "PRAGMA user_version"), 3);
+    assert_int_equal (tf_store_schema_version (), 4);
+    assert_int_equal (s_sql (fx->path, "PRAGMA user_version"), 4);
     assert_string_equal (tf_store_epoch (fx->store), "0123456789abcdef0123456789abcdef");
     tf_store_state_t st = s_state (fx->store);
     assert_int_equal (st.head_sequence, 8);
@@ -1001,8 +1098,10 @@ static void test_migrate_from_schema_1 (void **state)
     assert_int_equal (tf_store_unapplied (fx->store), 0);
     assert_int_equal (s_sql (fx->path, "SELECT applied = 8 FROM state"), 1);
     assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM sqlite_schema WHERE name = 'requests'"
-                                       " OR sql LIKE '%%AUTOINCREMENT%%'"),
+                                       " OR name = 'replies' OR sql LIKE '%%AUTOINCREMENT%%'"),
                       0);
+    //  Each cached reply became a group of one (schema 4)
+    assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM reply_groups WHERE count = 1"), 2);
     //  The log is appended to only: no index besides its sequence key;
     //  records lost the date index (schema 3), kept the sector one
     assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM sqlite_schema"
@@ -1037,7 +1136,7 @@ static void test_migrate_from_schema_1 (void **state)
     assert_int_equal (change.revision, 3);
     assert_int_equal (change.sector_prev_sequence, 8);
     s_request_put (fx->store, "req-3", "third", T0 + 9);
-    assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM replies"), 3);
+    assert_int_equal (s_sql (fx->path, S_CACHED), 3);
 
     //  Catch-up over the migrated log: 5, 7, 9
     int rc;
@@ -1053,7 +1152,7 @@ static void test_migrate_from_schema_1 (void **state)
     tf_store_cursor_destroy (&cursor);
     assert_int_equal (seqs, 579);
 
-    //  And the migrated file opens again as schema 3
+    //  And the migrated file opens again as schema 4
     assert_int_equal (tf_store_apply (fx->store, 0), 0);
     s_reopen (fx);
     s_assert_caught_up (fx);
@@ -1068,12 +1167,20 @@ static void test_migrate_from_schema_1 (void **state)
 int main (void)
 {
     const struct CMUnitTest tests[] = {
-        S_TEST (test_records_lag_and_catch_up),   S_TEST (test_snapshot_merges_tail),
-        S_TEST (test_reopen_with_unapplied_tail), S_TEST (test_index_undo_rollback),
-        S_TEST (test_index_undo_savepoint),       S_TEST (test_index_undo_outer_savepoint),
-        S_TEST (test_sequences_no_gap),           S_TEST (test_trim_keeps_unapplied),
-        S_TEST (test_apply_on_full_disk),         S_TEST (test_request_cache),
-        S_TEST (test_housekeeping_in_steps),      S_TEST (test_migrate_from_schema_1),
+        S_TEST (test_records_lag_and_catch_up),
+        S_TEST (test_snapshot_merges_tail),
+        S_TEST (test_reopen_with_unapplied_tail),
+        S_TEST (test_index_undo_rollback),
+        S_TEST (test_index_undo_savepoint),
+        S_TEST (test_index_undo_outer_savepoint),
+        S_TEST (test_sequences_no_gap),
+        S_TEST (test_trim_keeps_unapplied),
+        S_TEST (test_apply_on_full_disk),
+        S_TEST (test_request_cache),
+        S_TEST (test_reply_groups),
+        S_TEST (test_reply_group_damaged),
+        S_TEST (test_housekeeping_in_steps),
+        S_TEST (test_migrate_from_schema_1),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
