@@ -48,35 +48,43 @@ static size_t s_utf8_length (const unsigned char *s)
     return n;
 }
 
-/*  A JSON string; false when `s` is not UTF-8. */
+/*  The escape of a byte JSON does not take as it is (a quote, a backslash,
+    a control character). */
+static void s_put_escape (s_text_t *t, unsigned char c)
+{
+    char escape[8];
+    switch (c) {
+        case '"': snprintf (escape, sizeof escape, "\\\""); break;
+        case '\\': snprintf (escape, sizeof escape, "\\\\"); break;
+        case '\b': snprintf (escape, sizeof escape, "\\b"); break;
+        case '\f': snprintf (escape, sizeof escape, "\\f"); break;
+        case '\n': snprintf (escape, sizeof escape, "\\n"); break;
+        case '\r': snprintf (escape, sizeof escape, "\\r"); break;
+        case '\t': snprintf (escape, sizeof escape, "\\t"); break;
+        default: snprintf (escape, sizeof escape, "\\u%04X", c);
+    }
+    s_put (t, escape, strlen (escape));
+}
+
+/*  A JSON string; false when `s` is not UTF-8. Runs of bytes that go as
+    they are are copied at once. */
 static bool s_put_string (s_text_t *t, const char *s)
 {
     s_put (t, "\"", 1);
-    const unsigned char *p = (const unsigned char *) s;
+    const unsigned char *p = (const unsigned char *) s, *run = p;
     while (*p) {
         size_t n = s_utf8_length (p);
         if (n == 0)
             return false;
-        char escape[8];
-        if (*p == '"' || *p == '\\')
-            snprintf (escape, sizeof escape, "\\%c", *p);
-        else if (*p < 0x20)
-            switch (*p) {
-                case '\b': snprintf (escape, sizeof escape, "\\b"); break;
-                case '\f': snprintf (escape, sizeof escape, "\\f"); break;
-                case '\n': snprintf (escape, sizeof escape, "\\n"); break;
-                case '\r': snprintf (escape, sizeof escape, "\\r"); break;
-                case '\t': snprintf (escape, sizeof escape, "\\t"); break;
-                default: snprintf (escape, sizeof escape, "\\u%04X", *p);
-            }
-        else {
-            s_put (t, (const char *) p, n);
+        if (*p >= 0x20 && *p != '"' && *p != '\\') {
             p += n;
             continue;
         }
-        s_put (t, escape, strlen (escape));
-        p++;
+        s_put (t, (const char *) run, (size_t) (p - run));
+        s_put_escape (t, *p);
+        run = ++p;
     }
+    s_put (t, (const char *) run, (size_t) (p - run));
     s_put (t, "\"", 1);
     return true;
 }
