@@ -5,7 +5,8 @@
 #include "tf_store_int.h"
 #include "tf_validate.h"
 
-#define S_LENGTH_BYTES 4 /* an entry's two lengths, big-endian */
+#define S_LENGTH_BYTES 4                  /* an entry's two lengths, big-endian */
+#define TF_STORE_GROUP_KEEP (1024 * 1024) /* bytes of the group's buffer kept between groups */
 
 // --------------------------------------------------------------- entries
 
@@ -127,13 +128,19 @@ int tf_st_replies_flush (tf_store_t *self)
     int result = tf_st_run (self, stmt, "request: cache the replies");
     sqlite3_clear_bindings (stmt);
     if (result == 0)
-        self->group.len = 0; // read back from the row now
+        tf_st_replies_forget (self); // read back from the row now
     return result;
 }
 
 void tf_st_replies_forget (tf_store_t *self)
 {
     self->group.len = 0;
+    //  A burst of large replies (bulk requests) does not stay allocated
+    if (self->group.cap > TF_STORE_GROUP_KEEP) {
+        free (self->group.data);
+        self->group.data = NULL;
+        self->group.cap = 0;
+    }
 }
 
 // --------------------------------------------------------------- get, put, expire
