@@ -207,6 +207,7 @@ int tf_st_locked_request_put (tf_store_t *self, const char *request_id, const ui
     if (strlen (request_id) > TF_REQUEST_ID_MAX || size > UINT32_MAX)
         return tf_st_fail (self, TF_STORE_ERROR, "request %.64s: id or reply too long to cache",
                            request_id);
+    tf_st_sync_depth (self); // a transaction SQLite ended on its own leaves no group
     if (self->group.len == 0) {
         self->group.first = self->working.replies + 1;
         self->group.created_ms = now_ms;
