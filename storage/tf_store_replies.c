@@ -84,6 +84,15 @@ static bool s_entry_is (const s_entry_t *entry, const char *request_id)
            memcmp (entry->id, request_id, entry->id_size) == 0;
 }
 
+/*  The entry's reply, malloc'd for the caller. */
+static void s_entry_copy (const s_entry_t *entry, uint8_t **reply, size_t *size)
+{
+    *reply = tf_st_alloc (entry->size);
+    if (entry->size)
+        memcpy (*reply, entry->reply, entry->size);
+    *size = entry->size;
+}
+
 /*  tf_reply_entry(request_id, reply): one entry as a blob, for migration 4
     (each reply row of schema 3 becomes a group of one). */
 static void s_sql_entry (sqlite3_context *context, int argc, sqlite3_value **argv)
@@ -157,12 +166,9 @@ static int s_read_stored (tf_store_t *self, const char *request_id, uint64_t n, 
     if (rc == SQLITE_ROW) {
         const uint8_t *data = sqlite3_column_blob (stmt, 0);
         size_t len = (size_t) sqlite3_column_bytes (stmt, 0);
-        if (s_entry_at (data, len, offset, &entry) && s_entry_is (&entry, request_id)) {
-            *reply = tf_st_alloc (entry.size);
-            if (entry.size)
-                memcpy (*reply, entry.reply, entry.size);
-            *size = entry.size;
-        } else
+        if (s_entry_at (data, len, offset, &entry) && s_entry_is (&entry, request_id))
+            s_entry_copy (&entry, reply, size);
+        else
             result = tf_st_fail (self, TF_STORE_ERROR,
                                  "request %.64s: reply group %llu has no such entry at byte %zu",
                                  request_id, (unsigned long long) n, offset);
@@ -192,10 +198,7 @@ int tf_st_locked_request_get (tf_store_t *self, const char *request_id, uint8_t 
     bool found = s_entry_at (self->group.data, self->group.len, (size_t) at.b, &entry);
     assert (found && s_entry_is (&entry, request_id));
     (void) found;
-    *reply = tf_st_alloc (entry.size);
-    if (entry.size)
-        memcpy (*reply, entry.reply, entry.size);
-    *size = entry.size;
+    s_entry_copy (&entry, reply, size);
     return 0;
 }
 

@@ -958,6 +958,21 @@ static void test_reply_group_damaged (void **state)
     s_request_put (fx->store, "d1", "reply-1", T0);
     s_request_put (fx->store, "d2", "reply-2", T0);
     assert_int_equal (tf_store_commit (fx->store), 0);
+    //  Damaged under a running store: the get says so, nothing is made up
+    s_sql_exec (fx->path, "UPDATE reply_groups SET replies = substr (replies, 1, 20)");
+    uint8_t *reply = NULL;
+    size_t size = 0;
+    assert_int_equal (tf_store_request_get (fx->store, "d2", &reply, &size), TF_STORE_ERROR);
+    assert_null (reply);
+    if (!strstr (tf_store_errstr (fx->store),
+                 "request d2: reply group 1 has no such entry at byte 17"))
+        fail_msg ("unclear error: %s", tf_store_errstr (fx->store));
+    s_sql_exec (fx->path,
+                "UPDATE reply_groups SET replies = CAST ("
+                " x'00000002' || CAST ('d1' AS BLOB) || x'00000007' || CAST ('reply-1' AS BLOB) ||"
+                " x'00000002' || CAST ('d2' AS BLOB) || x'00000007' || CAST ('reply-2' AS BLOB)"
+                " AS BLOB)");
+    s_assert_reply (fx->store, "d2", "reply-2");
     tf_store_destroy (&fx->store);
     char err[512] = "";
     //  A count that says 3 for the 2 entries there are
