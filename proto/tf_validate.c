@@ -93,6 +93,10 @@ static int s_text_problem (const char *text, bool multiline, size_t *at, uint32_
     const unsigned char *s = (const unsigned char *) text;
     size_t i = 0;
     while (s[i]) {
+        if (s[i] >= 0x20 && s[i] < 0x7F) { // printable ASCII, most of any text
+            i++;
+            continue;
+        }
         int len = s_utf8_next (s + i, cp);
         if (len == 0) {
             *at = i;
