@@ -229,21 +229,27 @@ static bool s_no_nul (const ProtobufCMessageDescriptor *desc, const uint8_t *dat
     return true;
 }
 
+/*  protobuf-c's unpack, its memory counted by `budget`. */
+static ProtobufCMessage *s_decode (s_budget_t *budget, const ProtobufCMessageDescriptor *descriptor,
+                                   const uint8_t *data, size_t size)
+{
+    assert (descriptor);
+    assert (data || size == 0);
+    ProtobufCAllocator allocator = { .alloc = s_budget_alloc,
+                                     .free = s_budget_free,
+                                     .allocator_data = budget };
+    static const uint8_t empty = 0;
+    return protobuf_c_message_unpack (descriptor, &allocator, size, data ? data : &empty);
+}
+
 /*  tf_wire_unpack and tf_wire_unpack_in: memory from `arena`, or malloc
     when it is NULL. */
 static ProtobufCMessage *s_unpack (tf_arena_t *arena, const ProtobufCMessageDescriptor *descriptor,
                                    const uint8_t *data, size_t size, size_t max_alloc, char *err,
                                    size_t errlen)
 {
-    assert (descriptor);
-    assert (data || size == 0);
     s_budget_t budget = { .budget = max_alloc, .arena = arena };
-    ProtobufCAllocator allocator = { .alloc = s_budget_alloc,
-                                     .free = s_budget_free,
-                                     .allocator_data = &budget };
-    static const uint8_t empty = 0;
-    ProtobufCMessage *msg =
-        protobuf_c_message_unpack (descriptor, &allocator, size, data ? data : &empty);
+    ProtobufCMessage *msg = s_decode (&budget, descriptor, data, size);
     if (!msg) {
         if (budget.exceeded)
             snprintf (err, errlen, "message exceeds the decode budget of %zu bytes", max_alloc);
@@ -257,6 +263,15 @@ static ProtobufCMessage *s_unpack (tf_arena_t *arena, const ProtobufCMessageDesc
         return NULL;
     }
     return msg;
+}
+
+ProtobufCMessage *tf_wire_decode_in (tf_arena_t *arena,
+                                     const ProtobufCMessageDescriptor *descriptor,
+                                     const uint8_t *data, size_t size)
+{
+    assert (arena);
+    s_budget_t budget = { .budget = SIZE_MAX, .arena = arena };
+    return s_decode (&budget, descriptor, data, size);
 }
 
 ProtobufCMessage *tf_wire_unpack (const ProtobufCMessageDescriptor *descriptor, const uint8_t *data,

@@ -53,6 +53,13 @@ ProtobufCMessage *tf_wire_unpack_in (tf_arena_t *arena,
                                      const uint8_t *data, size_t size, size_t max_alloc, char *err,
                                      size_t errlen);
 
+/*  protobuf-c's own unpack with every allocation taken from `arena`,
+    without the checks above: for bytes this program packed and stored
+    itself (the change log's bodies). NULL when they do not decode. */
+ProtobufCMessage *tf_wire_decode_in (tf_arena_t *arena,
+                                     const ProtobufCMessageDescriptor *descriptor,
+                                     const uint8_t *data, size_t size);
+
 /*  True when the message or any nested message holds unknown fields. */
 bool tf_wire_has_unknown_fields (const ProtobufCMessage *message);
 

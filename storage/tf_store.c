@@ -245,6 +245,7 @@ tf_store_t *tf_store_new (const char *path, char *err, size_t errlen)
     pthread_mutex_init (&self->lock, NULL);
     self->ids = tf_index_new ();
     self->requests = tf_index_new ();
+    self->applier_arena = tf_arena_new (TF_STORE_BATCH_ARENA, TF_STORE_BATCH_KEEP);
     snprintf (self->errstr, sizeof self->errstr, "no error");
 
     int rc = sqlite3_open_v2 (
@@ -300,6 +301,7 @@ void tf_store_destroy (tf_store_t **self_p)
     free (self->group.data);
     tf_index_destroy (&self->ids);
     tf_index_destroy (&self->requests);
+    tf_arena_destroy (&self->applier_arena);
     free (self->path);
     free (self);
     *self_p = NULL;

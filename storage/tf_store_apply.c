@@ -57,9 +57,21 @@ static int s_apply_row (tf_store_t *self, const tf_st_pending_t *change, char *e
     return tf_st_step_done (self->db, stmt, err, errlen, "delete record");
 }
 
+/*  A copy of `size` bytes in `arena`, NUL-terminated. */
+static void *s_arena_copy (tf_arena_t *arena, const void *data, size_t size)
+{
+    char *copy = tf_arena_alloc (arena, size + 1);
+    if (size)
+        memcpy (copy, data, size);
+    copy[size] = 0;
+    return copy;
+}
+
 /*  Reads up to `max` rows (seq, kind, id, body) of a bound log query into
-    *out; *count of them. SQLite's code, or SQLITE_DONE when all were read. */
-int tf_st_read_log (sqlite3_stmt *stmt, size_t max, tf_st_pending_t **out, size_t *count)
+    *out, their ids and bodies in `arena`; *count of them. SQLite's code,
+    or SQLITE_DONE when all were read. */
+int tf_st_read_log (sqlite3_stmt *stmt, size_t max, tf_arena_t *arena, tf_st_pending_t **out,
+                    size_t *count)
 {
     size_t n = 0, cap = max < 1024 ? max : 1024;
     tf_st_pending_t *rows = tf_st_alloc (cap * sizeof *rows);
@@ -75,14 +87,12 @@ int tf_st_read_log (sqlite3_stmt *stmt, size_t max, tf_st_pending_t **out, size_
         memset (row, 0, sizeof *row);
         row->seq = tf_st_column_seq (stmt, 0);
         row->kind = sqlite3_column_int (stmt, 1);
-        const char *id = (const char *) sqlite3_column_text (stmt, 2);
-        row->id = tf_st_strdup (id ? id : "");
+        const unsigned char *id = sqlite3_column_text (stmt, 2);
+        row->id = s_arena_copy (arena, id, id ? (size_t) sqlite3_column_bytes (stmt, 2) : 0);
         row->size = (size_t) sqlite3_column_bytes (stmt, 3);
         row->sector = sqlite3_column_int (stmt, 4);
         row->revision = tf_st_column_seq (stmt, 5);
-        row->body = tf_st_alloc (row->size);
-        if (row->size)
-            memcpy (row->body, sqlite3_column_blob (stmt, 3), row->size);
+        row->body = s_arena_copy (arena, sqlite3_column_blob (stmt, 3), row->size);
     }
     sqlite3_reset (stmt);
     *out = rows;
@@ -101,37 +111,32 @@ size_t tf_st_latest_per_id (tf_st_pending_t *rows, size_t count)
     for (size_t i = 0; i < count; i++) {
         new_sector = new_sector || rows[i].kind == TECHFEED__CHANGE_KIND__CHANGE_DELETE ||
                      rows[i].revision == 1;
-        if (i + 1 < count && strcmp (rows[i].id, rows[i + 1].id) == 0) {
-            free (rows[i].id);
-            free (rows[i].body);
-        } else {
-            rows[i].new_sector = new_sector;
-            new_sector = false;
-            rows[kept++] = rows[i];
-        }
+        if (i + 1 < count && strcmp (rows[i].id, rows[i + 1].id) == 0)
+            continue; // an older change of the same id
+        rows[i].new_sector = new_sector;
+        new_sector = false;
+        rows[kept++] = rows[i];
     }
     return kept;
 }
 
 void tf_st_pending_free (tf_st_pending_t *rows, size_t count)
 {
-    for (size_t i = 0; i < count; i++) {
-        free (rows[i].id);
-        free (rows[i].body);
-        if (rows[i].record)
-            techfeed__milestone__free_unpacked (rows[i].record, NULL);
+    for (size_t i = 0; i < count; i++)
         tf_columns_json_free (&rows[i].json);
-    }
     free (rows);
 }
 
-/*  Decodes the body of every put; 0, or TF_STORE_ERROR naming the change. */
-int tf_st_decode_pending (tf_st_pending_t *rows, size_t count, char *err, size_t errlen)
+/*  Decodes the body of every put into `arena`; 0, or TF_STORE_ERROR
+    naming the change. */
+int tf_st_decode_pending (tf_st_pending_t *rows, size_t count, tf_arena_t *arena, char *err,
+                          size_t errlen)
 {
     for (size_t i = 0; i < count; i++) {
         if (rows[i].kind == TECHFEED__CHANGE_KIND__CHANGE_DELETE)
             continue;
-        rows[i].record = techfeed__milestone__unpack (NULL, rows[i].size, rows[i].body);
+        rows[i].record = (Techfeed__Milestone *) tf_wire_decode_in (
+            arena, &techfeed__milestone__descriptor, rows[i].body, rows[i].size);
         if (!rows[i].record) {
             snprintf (err, errlen, "change %llu (%.128s): stored body does not decode",
                       (unsigned long long) rows[i].seq, rows[i].id);
@@ -167,15 +172,16 @@ typedef struct {
 } s_batch_t;
 
 /*  Reads up to `max` changes past `from` with `stmt` (ST_UNAPPLIED on the
-    writer's connection or the applier's reader) and prepares them. */
+    writer's connection or the applier's reader) and prepares them, their
+    bytes and decoded records in `arena`. */
 static int s_batch_read (sqlite3 *db, sqlite3_stmt *stmt, uint64_t from, size_t max,
-                         s_batch_t *batch, char *err, size_t errlen)
+                         tf_arena_t *arena, s_batch_t *batch, char *err, size_t errlen)
 {
     memset (batch, 0, sizeof *batch);
     batch->from = batch->last = from;
     sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (from));
     sqlite3_bind_int64 (stmt, 2, (int64_t) max);
-    int rc = tf_st_read_log (stmt, max, &batch->rows, &batch->count);
+    int rc = tf_st_read_log (stmt, max, arena, &batch->rows, &batch->count);
     if (rc != SQLITE_DONE)
         return tf_st_sql_error (err, errlen, db, rc, "apply: read the log");
     for (size_t i = 0; i < batch->count; i++) {
@@ -186,7 +192,7 @@ static int s_batch_read (sqlite3 *db, sqlite3_stmt *stmt, uint64_t from, size_t 
     }
     //  Each id once, in id order: neighbouring ids share b-tree pages.
     batch->count = tf_st_latest_per_id (batch->rows, batch->count);
-    int result = tf_st_decode_pending (batch->rows, batch->count, err, errlen);
+    int result = tf_st_decode_pending (batch->rows, batch->count, arena, err, errlen);
     return result ? result : s_encode_pending (batch->rows, batch->count, err, errlen);
 }
 
@@ -260,7 +266,7 @@ int tf_store_apply_from (tf_store_t *self, size_t max, char *err, size_t errlen)
     //  Read and decode on the reader's connection, without the lock.
     s_batch_t batch;
     int result = s_batch_read (self->reader, self->reader_unapplied, atomic_load (&self->applied),
-                               size, &batch, err, errlen);
+                               size, self->applier_arena, &batch, err, errlen);
     if (result == 0) {
         pthread_mutex_lock (&self->lock);
         uint64_t held = tf_st_now_ns ();
@@ -271,6 +277,7 @@ int tf_store_apply_from (tf_store_t *self, size_t max, char *err, size_t errlen)
             s_start_writeback (self);
     }
     tf_st_pending_free (batch.rows, batch.count);
+    tf_arena_reset (self->applier_arena);
     return result;
 }
 
@@ -281,12 +288,15 @@ int tf_st_locked_apply (tf_store_t *self, size_t max)
     size_t size = s_batch_size (self, max);
     if (size == 0)
         return 0;
+    //  The writer's thread: not the applier's arena
+    tf_arena_t *arena = tf_arena_new (TF_STORE_BATCH_ARENA, 0);
     s_batch_t batch;
     int result = s_batch_read (self->db, self->stmt[ST_UNAPPLIED], atomic_load (&self->applied),
-                               size, &batch, self->errstr, sizeof self->errstr);
+                               size, arena, &batch, self->errstr, sizeof self->errstr);
     if (result == 0)
         result = s_batch_write (self, &batch, self->errstr, sizeof self->errstr);
     tf_st_pending_free (batch.rows, batch.count);
+    tf_arena_destroy (&arena);
     return result;
 }
 

@@ -15,6 +15,7 @@ struct _tf_store_cursor_t {
     bool done;                /* the query has ended */
     bool row_held;            /* snapshot: stmt's row not handed out yet */
     tf_st_pending_t *tail;    /* snapshot: latest unapplied change per id, by id */
+    tf_arena_t *tail_arena;   /* their bytes and records */
     size_t tail_len, tail_next;
     char epoch[33];                   /* copied into every event */
     uint64_t sequence;                /* head as of the read transaction */
@@ -82,8 +83,9 @@ static int s_cursor_read_tail (tf_store_cursor_t *cursor, const tf_st_position_t
         &stmt, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64 (stmt, 1, tf_columns_i64 (pos->applied));
-        rc = tf_st_read_log (stmt, (size_t) (pos->head - pos->applied), &cursor->tail,
-                             &cursor->tail_len);
+        cursor->tail_arena = tf_arena_new (TF_STORE_BATCH_ARENA, 0);
+        rc = tf_st_read_log (stmt, (size_t) (pos->head - pos->applied), cursor->tail_arena,
+                             &cursor->tail, &cursor->tail_len);
         sqlite3_finalize (stmt);
         rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
@@ -91,7 +93,7 @@ static int s_cursor_read_tail (tf_store_cursor_t *cursor, const tf_st_position_t
         return tf_st_sql_error (cursor->errstr, sizeof cursor->errstr, cursor->db, rc,
                                 "%s: snapshot: read the log", cursor->path);
     cursor->tail_len = tf_st_latest_per_id (cursor->tail, cursor->tail_len);
-    if (tf_st_decode_pending (cursor->tail, cursor->tail_len, cursor->errstr,
+    if (tf_st_decode_pending (cursor->tail, cursor->tail_len, cursor->tail_arena, cursor->errstr,
                               sizeof cursor->errstr))
         return TF_STORE_ERROR;
     for (size_t i = 0; i < cursor->tail_len; i++) {
@@ -416,6 +418,7 @@ void tf_store_cursor_destroy (tf_store_cursor_t **cursor_p)
     sqlite3_finalize (cursor->stmt);
     sqlite3_close (cursor->db); // ends the read transaction
     tf_st_pending_free (cursor->tail, cursor->tail_len);
+    tf_arena_destroy (&cursor->tail_arena);
     free (cursor->filter);
     free (cursor->path);
     free (cursor);

@@ -28,7 +28,9 @@
 #define TF_STORE_APPLICATION_ID 0x54464544 /* 'TFED' */
 #define TF_STORE_SCHEMA 4                  /* highest migration (tf_store_schema.c) */
 #define TF_STORE_BUSY_MS 5000
-#define TF_STORE_SECTORS 11 /* sector_heads index 0..TF_SECTOR_MAX */
+#define TF_STORE_SECTORS 11               /* sector_heads index 0..TF_SECTOR_MAX */
+#define TF_STORE_BATCH_ARENA (256u << 10) /* a batch's bytes and records decode into this, */
+#define TF_STORE_BATCH_KEEP (8u << 20)    /* kept between the applier's batches, at most */
 
 /*  Prepared once at open, kept for the life of the store. */
 enum {
@@ -101,6 +103,7 @@ struct _tf_store_t {
     pthread_mutex_t lock;                      /* the connection: writer's thread or applier's */
     sqlite3 *reader;                           /* the applier reads the log here, unlocked */
     sqlite3_stmt *reader_unapplied;            /* ST_UNAPPLIED on it */
+    tf_arena_t *applier_arena;                 /* its batches' bytes and records */
     int wal_fd;                                /* the WAL file, read-only, for writeback (or -1) */
     bool holding;                              /* the writer's thread holds `lock` ... */
     uint64_t held_since_ns;                    /* ... since then (tf_st_now_ns) */
@@ -213,10 +216,12 @@ int tf_st_locked_request_expire (tf_store_t *self, int64_t before_ms, uint64_t k
 
 // tf_store_apply.c
 
-int tf_st_read_log (sqlite3_stmt *stmt, size_t max, tf_st_pending_t **out, size_t *count);
+int tf_st_read_log (sqlite3_stmt *stmt, size_t max, tf_arena_t *arena, tf_st_pending_t **out,
+                    size_t *count);
 size_t tf_st_latest_per_id (tf_st_pending_t *rows, size_t count);
 void tf_st_pending_free (tf_st_pending_t *rows, size_t count);
-int tf_st_decode_pending (tf_st_pending_t *rows, size_t count, char *err, size_t errlen);
+int tf_st_decode_pending (tf_st_pending_t *rows, size_t count, tf_arena_t *arena, char *err,
+                          size_t errlen);
 int tf_st_locked_apply (tf_store_t *self, size_t max);
 int tf_st_locked_trim (tf_store_t *self, uint64_t keep_count, int64_t before_ms);
 int tf_st_locked_get (tf_store_t *self, const char *id, Techfeed__Milestone **record);
