@@ -169,6 +169,14 @@ static int64_t s_sql (const char *path, const char *fmt, ...)
     return value;
 }
 
+/*  Changes the file through a connection of its own. */
+static void s_sql_exec (const char *path, const char *sql)
+{
+    char why[256];
+    if (tf_sql_exec (path, sql, why, sizeof why))
+        fail_msg ("%s: %s", sql, why);
+}
+
 /*  tf_digest_item summed over the `records` table of the file. */
 static uint64_t s_records_digest (const char *path)
 {
@@ -746,6 +754,31 @@ static void test_trim_keeps_unapplied (void **state)
     assert_int_equal (s_put (fx->store, "m4", RAIL, "y", T0 + 8).revision, 2);
 }
 
+/*  A change whose stored body no longer decodes stops the batch, naming
+    the change; nothing of the batch is applied, and once the body is
+    whole again the same batch goes through. */
+static void test_apply_undecodable_body (void **state)
+{
+    fixture_t *fx = *state;
+    s_put (fx->store, "a", SPACE, "one", T0 + 1);
+    uint64_t bad = s_put (fx->store, "b", SPACE, "bee", T0 + 2).sequence;
+    s_sql_exec (fx->path, "CREATE TABLE kept AS SELECT seq, body FROM changes;"
+                          "UPDATE changes SET body = x'0aff' WHERE id = 'b'");
+    assert_int_equal (tf_store_apply (fx->store, 0), TF_STORE_ERROR);
+    char want[64];
+    snprintf (want, sizeof want, "change %llu (b): stored body does not decode",
+              (unsigned long long) bad);
+    if (!strstr (tf_store_errstr (fx->store), want))
+        fail_msg ("unclear error: %s", tf_store_errstr (fx->store));
+    assert_int_equal (tf_store_unapplied (fx->store), 2);
+    assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM records"), 0);
+    s_sql_exec (fx->path, "UPDATE changes SET body = (SELECT body FROM kept"
+                          " WHERE kept.seq = changes.seq); DROP TABLE kept");
+    assert_int_equal (tf_store_apply (fx->store, 0), 0);
+    s_assert_caught_up (fx);
+    s_assert_get (fx->store, "b", 1, "bee");
+}
+
 /*  The records table cannot follow (the file may not grow): the log is
     still served, snapshots included, and nothing is trimmed. */
 static void test_apply_on_full_disk (void **state)
@@ -939,14 +972,6 @@ static void test_reply_group_large (void **state)
     }
     assert_int_equal (s_sql (fx->path, S_CACHED), 3);
     free (big);
-}
-
-/*  Changes the file through a connection of its own. */
-static void s_sql_exec (const char *path, const char *sql)
-{
-    char why[256];
-    if (tf_sql_exec (path, sql, why, sizeof why))
-        fail_msg ("%s: %s", sql, why);
 }
 
 /*  The store will not open when a reply_groups row's entries do not add
@@ -1220,6 +1245,7 @@ int main (void)
         S_TEST (test_index_undo_outer_savepoint),
         S_TEST (test_sequences_no_gap),
         S_TEST (test_trim_keeps_unapplied),
+        S_TEST (test_apply_undecodable_body),
         S_TEST (test_apply_on_full_disk),
         S_TEST (test_request_cache),
         S_TEST (test_reply_groups),
