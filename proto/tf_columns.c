@@ -90,14 +90,14 @@ static bool s_put_string (s_text_t *t, const char *s)
 }
 
 /*  A JSON number for a double: as few significant digits as read back
-    exactly (tf_json_real_digits), always with a dot or an exponent, the
+    exactly (tf_json_real_print), always with a dot or an exponent, the
     exponent without '+' or leading zeros, as jansson prints it. */
 static bool s_put_real (s_text_t *t, double value)
 {
     if (!isfinite (value))
         return false;
     char buffer[40];
-    int n = snprintf (buffer, sizeof buffer, "%.*g", tf_json_real_digits (value), value);
+    int n = tf_json_real_print (value, buffer, sizeof buffer);
     if (!strchr (buffer, '.') && !strchr (buffer, 'e'))
         n += snprintf (buffer + n, sizeof buffer - (size_t) n, ".0");
     char *exponent = strchr (buffer, 'e');

@@ -280,15 +280,31 @@ static json_t *s_text_list (char *const *items, size_t count)
     return array;
 }
 
+/*  Prints `value` with the fewest of 15, 16 or 17 digits that read back
+    exactly; the length, and the digits in *digits. */
+static int s_real_print (double value, char *buffer, size_t size, int *digits)
+{
+    int n = 0;
+    for (*digits = 15; *digits <= 17; (*digits)++) {
+        n = snprintf (buffer, size, "%.*g", *digits, value);
+        if (*digits == 17 || strtod (buffer, NULL) == value)
+            break;
+    }
+    return n;
+}
+
 int tf_json_real_digits (double value)
 {
     char buffer[40];
-    for (int digits = 15; digits < 17; digits++) {
-        snprintf (buffer, sizeof buffer, "%.*g", digits, value);
-        if (strtod (buffer, NULL) == value)
-            return digits;
-    }
-    return 17;
+    int digits;
+    s_real_print (value, buffer, sizeof buffer, &digits);
+    return digits;
+}
+
+int tf_json_real_print (double value, char *buffer, size_t size)
+{
+    int digits;
+    return s_real_print (value, buffer, size, &digits);
 }
 
 int tf_json_real_precision (const json_t *value)

@@ -26,6 +26,10 @@ json_t *tf_json_from_milestone (const Techfeed__Milestone *record);
     has at most 15 digits prints as that form. */
 int tf_json_real_digits (double value);
 
+/*  `value` printed "%.*g" with those digits into `buffer` (40 bytes are
+    enough); the length printed. */
+int tf_json_real_print (double value, char *buffer, size_t size);
+
 /*  The same for every real in `value`'s tree, the most any needs: a dump
     with JSON_REAL_PRECISION of it reads back exactly. */
 int tf_json_real_precision (const json_t *value);

@@ -292,11 +292,16 @@ static void test_from_change (void **state)
     techfeed__milestone__free_unpacked (ev.record, NULL);
 }
 
-/*  `value` printed with tf_json_real_digits. */
+/*  `value` printed with tf_json_real_print, which agrees with "%.*g" at
+    tf_json_real_digits. */
 static const char *s_shortest (double value)
 {
     static char text[40];
-    snprintf (text, sizeof text, "%.*g", tf_json_real_digits (value), value);
+    char again[40];
+    int n = tf_json_real_print (value, text, sizeof text);
+    assert_int_equal (n, (int) strlen (text));
+    snprintf (again, sizeof again, "%.*g", tf_json_real_digits (value), value);
+    assert_string_equal (text, again);
     return text;
 }
 
