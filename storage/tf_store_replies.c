@@ -51,24 +51,25 @@ static size_t s_group_append (tf_st_group_t *group, const char *request_id, cons
 
 /*  One entry of a group's bytes, as read back. */
 typedef struct {
-    const char *id; /* not NUL-terminated */
-    size_t id_size;
+    char id[TF_REQUEST_ID_MAX + 1]; /* NUL-terminated copy */
     const uint8_t *reply;
     size_t size;
     size_t next; /* offset of the next entry */
 } s_entry_t;
 
-/*  The entry at `offset` of `len` bytes; false when it does not fit. */
+/*  The entry at `offset` of `len` bytes; false when it does not fit or
+    its id is empty or longer than a request id may be. */
 static bool s_entry_at (const uint8_t *data, size_t len, size_t offset, s_entry_t *entry)
 {
     if (offset > len || len - offset < S_LENGTH_BYTES)
         return false;
-    entry->id_size = s_get_length (data + offset);
+    size_t id_size = s_get_length (data + offset);
     offset += S_LENGTH_BYTES;
-    if (entry->id_size == 0 || len - offset < entry->id_size + S_LENGTH_BYTES)
+    if (id_size == 0 || id_size > TF_REQUEST_ID_MAX || len - offset < id_size + S_LENGTH_BYTES)
         return false;
-    entry->id = (const char *) data + offset;
-    offset += entry->id_size;
+    memcpy (entry->id, data + offset, id_size);
+    entry->id[id_size] = 0;
+    offset += id_size;
     entry->size = s_get_length (data + offset);
     offset += S_LENGTH_BYTES;
     if (len - offset < entry->size)
@@ -76,12 +77,6 @@ static bool s_entry_at (const uint8_t *data, size_t len, size_t offset, s_entry_
     entry->reply = data + offset;
     entry->next = offset + entry->size;
     return true;
-}
-
-static bool s_entry_is (const s_entry_t *entry, const char *request_id)
-{
-    return strlen (request_id) == entry->id_size &&
-           memcmp (entry->id, request_id, entry->id_size) == 0;
 }
 
 /*  The entry's reply, malloc'd for the caller. */
@@ -166,7 +161,7 @@ static int s_read_stored (tf_store_t *self, const char *request_id, uint64_t n, 
     if (rc == SQLITE_ROW) {
         const uint8_t *data = sqlite3_column_blob (stmt, 0);
         size_t len = (size_t) sqlite3_column_bytes (stmt, 0);
-        if (s_entry_at (data, len, offset, &entry) && s_entry_is (&entry, request_id))
+        if (s_entry_at (data, len, offset, &entry) && strcmp (entry.id, request_id) == 0)
             s_entry_copy (&entry, reply, size);
         else
             result = tf_st_fail (self, TF_STORE_ERROR,
@@ -196,7 +191,7 @@ int tf_st_locked_request_get (tf_store_t *self, const char *request_id, uint8_t 
     //  Put earlier in the open transaction, not written yet
     s_entry_t entry;
     bool found = s_entry_at (self->group.data, self->group.len, (size_t) at.b, &entry);
-    assert (found && s_entry_is (&entry, request_id));
+    assert (found && strcmp (entry.id, request_id) == 0);
     (void) found;
     s_entry_copy (&entry, reply, size);
     return 0;
@@ -237,17 +232,12 @@ int tf_st_locked_request_put (tf_store_t *self, const char *request_id, const ui
 /*  Forgets the ids of a deleted group whose index entry is still its. */
 static void s_forget_group (tf_store_t *self, uint64_t n, const uint8_t *data, size_t len)
 {
-    char request_id[TF_REQUEST_ID_MAX + 1];
     s_entry_t entry;
     for (size_t offset = 0; s_entry_at (data, len, offset, &entry); offset = entry.next) {
-        if (entry.id_size > TF_REQUEST_ID_MAX)
-            break;
-        memcpy (request_id, entry.id, entry.id_size);
-        request_id[entry.id_size] = 0;
         tf_index_value_t at;
         //  A later reply under the same id stays.
-        if (tf_index_get (self->requests, request_id, &at) && at.a == n)
-            tf_index_remove (self->requests, request_id);
+        if (tf_index_get (self->requests, entry.id, &at) && at.a == n)
+            tf_index_remove (self->requests, entry.id);
     }
 }
 
@@ -295,14 +285,10 @@ static int s_load_group (tf_store_t *self, sqlite3_stmt *stmt, char *err, size_t
     uint64_t n = tf_st_column_seq (stmt, 0), count = tf_st_column_seq (stmt, 1), seen = 0;
     const uint8_t *data = sqlite3_column_blob (stmt, 2);
     size_t len = (size_t) sqlite3_column_bytes (stmt, 2), offset = 0;
-    char request_id[TF_REQUEST_ID_MAX + 1];
     s_entry_t entry;
-    for (; s_entry_at (data, len, offset, &entry) && entry.id_size <= TF_REQUEST_ID_MAX;
-         offset = entry.next, seen++) {
-        memcpy (request_id, entry.id, entry.id_size);
-        request_id[entry.id_size] = 0;
+    for (; s_entry_at (data, len, offset, &entry); offset = entry.next, seen++) {
         tf_index_value_t at = { n, offset };
-        tf_index_set (self->requests, request_id, at);
+        tf_index_set (self->requests, entry.id, at);
     }
     if (offset != len || seen != count) {
         snprintf (err, errlen,
