@@ -402,13 +402,13 @@ static void s_wait_applied (const tf_service_t *svc)
 
 /*  The writer connection's accounts in /metrics: seconds held by the
     loop and by the applier, the loop's wait, and the operations stored. */
-static bool s_lock_accounts (const tf_service_t *svc, double v[4])
+static bool s_lock_accounts (const tf_service_t *svc, double v[5])
 {
     static const char *names[] = { "techfeed_store_lock_held_seconds_total{thread=\"loop\"}",
                                    "techfeed_store_lock_held_seconds_total{thread=\"applier\"}",
                                    "techfeed_store_lock_wait_seconds_total",
-                                   "techfeed_records_ingested_total" };
-    return s_metrics (svc, names, v, 4);
+                                   "techfeed_records_ingested_total", "techfeed_commits_total" };
+    return s_metrics (svc, names, v, 5);
 }
 
 static void s_concurrent (const tf_service_t *svc)
@@ -417,21 +417,31 @@ static void s_concurrent (const tf_service_t *svc)
     p.warm_ns = 500000000;
     p.window_ns = bench_window_ns (3.0);
     p.server = svc->pid;
-    double before[4], after[4];
+    double before[5], after[5];
     bool accounted = s_lock_accounts (svc, before);
     s_pipeline (&p);
     if (p.acked_ops && p.seconds > 0)
         bench_put ("tf.concurrent.rate", (double) p.acked_ops / p.seconds);
+    //  The rate holds only as long as the applier keeps up: how far the
+    //  records table was behind when the writers stopped, and how long it
+    //  took to catch up.
+    uint64_t applied, head;
+    if (s_applied (svc, &applied, &head) == 0)
+        bench_put ("tf.concurrent.behind", (double) (head - applied));
+    double catch_up = s_until_applied (svc);
+    if (catch_up >= 0)
+        bench_put ("tf.concurrent.applied_s", catch_up);
     //  Per put, once the records table has them all: who held the one
     //  writer connection. The loop copies the accounts into /metrics each
     //  turn; one more SYNC_STATUS is a turn after the applier's last batch.
-    uint64_t applied, head;
-    if (accounted && s_until_applied (svc) >= 0 && s_applied (svc, &applied, &head) == 0 &&
+    if (accounted && catch_up >= 0 && s_applied (svc, &applied, &head) == 0 &&
         s_lock_accounts (svc, after) && after[3] > before[3]) {
         double puts = after[3] - before[3];
         bench_put ("tf.concurrent.lock_loop_us", (after[0] - before[0]) / puts * 1e6);
         bench_put ("tf.concurrent.lock_applier_us", (after[1] - before[1]) / puts * 1e6);
         bench_put ("tf.concurrent.lock_wait_us", (after[2] - before[2]) / puts * 1e6);
+        if (after[4] > before[4])
+            bench_put ("tf.concurrent.group", puts / (after[4] - before[4]));
     }
     bench_lat_put (&p.lat, "tf.concurrent");
     bench_put ("tf.concurrent.server_cpu", p.server_cpu * 100);
