@@ -79,6 +79,7 @@
     when it (or a savepoint) rolls back.
 */
 #include "tf_store_int.h"
+#include "tf_vfs.h"
 
 // --------------------------------------------------------------- statements
 
@@ -248,8 +249,9 @@ tf_store_t *tf_store_new (const char *path, char *err, size_t errlen)
     self->applier_arena = tf_arena_new (TF_STORE_BATCH_ARENA, TF_STORE_BATCH_KEEP);
     snprintf (self->errstr, sizeof self->errstr, "no error");
 
-    int rc = sqlite3_open_v2 (
-        path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2 (path, &self->db,
+                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                              tf_vfs_name ());
     if (rc == SQLITE_OK)
         rc = tf_st_configure (self->db);
     if (rc != SQLITE_OK) {

@@ -69,6 +69,28 @@ void tf_test_remove_db (const char *path)
     unlink (name);
 }
 
+bool tf_test_fsize_limit (tf_test_fsize_t *guard, long bytes)
+{
+    if (getrlimit (RLIMIT_FSIZE, &guard->saved) != 0)
+        return false;
+    if (guard->saved.rlim_cur != RLIM_INFINITY && guard->saved.rlim_cur < (rlim_t) bytes)
+        return false;
+    struct rlimit limit = guard->saved;
+    limit.rlim_cur = (rlim_t) bytes;
+    guard->handler = signal (SIGXFSZ, SIG_IGN);
+    if (setrlimit (RLIMIT_FSIZE, &limit) != 0) {
+        signal (SIGXFSZ, guard->handler);
+        return false;
+    }
+    return true;
+}
+
+void tf_test_fsize_restore (tf_test_fsize_t *guard)
+{
+    setrlimit (RLIMIT_FSIZE, &guard->saved);
+    signal (SIGXFSZ, guard->handler);
+}
+
 /*  The endpoint a test service binds when it has none yet: a random free
     port (CZMQ's "!"), not the lowest free one ("*") that every other test
     service takes too, and above the kernel's range for outgoing

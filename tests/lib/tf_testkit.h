@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -31,6 +32,17 @@ char *tf_test_tempdir (void);
 void tf_test_rmtree (const char *path);
 /*  Removes an SQLite database file and its -wal and -shm files. */
 void tf_test_remove_db (const char *path);
+
+/*  A full disk for this process: its files may grow to `bytes` at most
+    (RLIMIT_FSIZE, SIGXFSZ ignored, so a write past it fails with EFBIG)
+    until tf_test_fsize_restore. false, changing nothing, when a lower
+    limit is set already (the test then skips). */
+typedef struct {
+    struct rlimit saved;
+    void (*handler) (int);
+} tf_test_fsize_t;
+bool tf_test_fsize_limit (tf_test_fsize_t *guard, long bytes);
+void tf_test_fsize_restore (tf_test_fsize_t *guard);
 
 /*  Starts the service. `svc->dir` empty: a new temporary data directory.
     Endpoints: the ones already in svc (restart on the same ports) or a

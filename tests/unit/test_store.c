@@ -1181,14 +1181,9 @@ static void test_disk_full (void **state)
     s_put (fx->store, "kept", TECHFEED__SECTOR__SECTOR_AI, "2020", "CN", "X", T0);
     tf_store_state_t before = s_state (fx->store);
 
-    struct rlimit saved, limit;
-    assert_int_equal (getrlimit (RLIMIT_FSIZE, &saved), 0);
-    limit = saved;
-    limit.rlim_cur = 1 << 20;
-    if (saved.rlim_cur != RLIM_INFINITY && saved.rlim_cur < limit.rlim_cur)
+    tf_test_fsize_t fsize;
+    if (!tf_test_fsize_limit (&fsize, 1 << 20))
         skip ();
-    void (*handler) (int) = signal (SIGXFSZ, SIG_IGN);
-    assert_int_equal (setrlimit (RLIMIT_FSIZE, &limit), 0);
 
     Techfeed__Milestone *m = s_record ("big", TECHFEED__SECTOR__SECTOR_AI, "2020", "CN", "X");
     free (m->summary);
@@ -1208,8 +1203,7 @@ static void test_disk_full (void **state)
     char errstr[1024];
     snprintf (errstr, sizeof errstr, "%s", tf_store_errstr (fx->store));
     assert_int_equal (tf_store_rollback (fx->store), 0);
-    assert_int_equal (setrlimit (RLIMIT_FSIZE, &saved), 0);
-    signal (SIGXFSZ, handler);
+    tf_test_fsize_restore (&fsize);
     s_free (m);
 
     print_message ("disk full: %d %s\n", failure, errstr);

@@ -805,21 +805,15 @@ static void test_apply_on_full_disk (void **state)
     snprintf (wal, sizeof wal, "%s-wal", fx->path);
     struct stat st;
     assert_int_equal (stat (wal, &st), 0);
-    struct rlimit saved, limit;
-    assert_int_equal (getrlimit (RLIMIT_FSIZE, &saved), 0);
-    limit = saved;
-    limit.rlim_cur = (rlim_t) st.st_size + 8192;
-    if (saved.rlim_cur != RLIM_INFINITY && saved.rlim_cur < limit.rlim_cur)
+    tf_test_fsize_t fsize;
+    if (!tf_test_fsize_limit (&fsize, (long) st.st_size + 8192))
         skip ();
-    void (*handler) (int) = signal (SIGXFSZ, SIG_IGN);
-    assert_int_equal (setrlimit (RLIMIT_FSIZE, &limit), 0);
     int applied = tf_store_apply (fx->store, 0);
     int trimmed = tf_store_trim (fx->store, 1, 0);
     char ids[1024];
     uint64_t sequence =
         s_snapshot (tf_store_snapshot_open (fx->store, NULL), ids, sizeof ids, NULL);
-    assert_int_equal (setrlimit (RLIMIT_FSIZE, &saved), 0);
-    signal (SIGXFSZ, handler);
+    tf_test_fsize_restore (&fsize);
 
     assert_int_equal (applied, TF_STORE_FULL);
     assert_int_equal (trimmed, 0); // nothing applied, nothing to delete
