@@ -41,6 +41,8 @@ static const tf_cfg_option_t s_options[] = {
       "request ids remembered at most, plus one write group's (the oldest are forgotten first)" },
     { "apply-max", 0, TF_CFG_INT, "512", 1, 1000000, false, S (apply_max),
       "changes copied from the log into the records table per transaction" },
+    { "apply-lag-max", 0, TF_CFG_INT, "10000", 0, 100000000, false, S (apply_lag_max),
+      "changes the records table may be behind the log before writes wait for it (0: no bound)" },
     { "log-keep", 0, TF_CFG_INT, "0", 0, INT64_MAX, false, S (log_keep),
       "changes kept in the log for catch-up (0: no count bound)" },
     { "log-max-age-ms", 0, TF_CFG_INT, "0", 0, INT64_MAX, false, S (log_max_age_ms),

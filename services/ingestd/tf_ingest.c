@@ -468,18 +468,33 @@ static int s_commit_group (tf_server_t *self, zlistx_t *group, size_t decoded)
     return rc;
 }
 
+/*  Operations a group may carry before the records table would be more
+    than --apply-lag-max behind the log (the loop brought it within the
+    bound before the group). */
+static uint64_t s_lag_room (tf_server_t *self)
+{
+    uint64_t max = (uint64_t) self->config->apply_lag_max;
+    uint64_t behind = tf_store_unapplied (self->store);
+    return max == 0 ? UINT64_MAX : behind < max ? max - behind : 0;
+}
+
 size_t tf_ingest_handle (tf_server_t *self)
 {
     zlistx_t *group = zlistx_new ();
     size_t decoded = 0;
-    //  Take what is waiting now, up to the group bound (the socket's
-    //  receives do not wait, so the first missing request ends the group).
-    while ((int64_t) zlistx_size (group) < self->config->group_max) {
+    //  Take what is waiting now, up to the group bound and while the
+    //  operations fit the records table's lag (the socket's receives do
+    //  not wait, so the first missing request ends the group). The first
+    //  request goes in whatever its size.
+    uint64_t room = s_lag_room (self), ops = 0;
+    while ((int64_t) zlistx_size (group) < self->config->group_max &&
+           (zlistx_size (group) == 0 || ops < room)) {
         s_pending_t *pending = s_pending_new (self);
         if (!pending)
             break;
         zlistx_add_end (group, pending);
         decoded += pending->request != NULL;
+        ops += pending->request ? pending->request->n_ops : 0;
     }
     if (decoded && s_commit_group (self, group, decoded) == 0)
         tf_server_served (self, s_group_head (group, self->head));

@@ -121,6 +121,13 @@ char *tf_metrics_render (tf_metrics_t *m)
     s_metric (&text, "techfeed_records_table_behind", "gauge",
               "Committed changes the records table does not have yet.",
               atomic_load (&m->records_behind));
+    s_metric (&text, "techfeed_records_table_behind_peak", "gauge",
+              "The most changes the records table was behind after a write group, since start.",
+              atomic_load (&m->records_behind_peak));
+    s_metric (&text, "techfeed_writes_held_total", "counter",
+              "Loop turns on which writes waited while the loop brought the records table "
+              "within --apply-lag-max of the log.",
+              atomic_load (&m->writes_held));
     s_metric (&text, "techfeed_index_bytes", "gauge",
               "Memory of the in-memory indexes: every record id and cached request id.",
               atomic_load (&m->index_bytes));

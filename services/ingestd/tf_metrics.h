@@ -34,6 +34,8 @@ typedef struct {
     atomic_uint_fast64_t catchups;                   /* catch-up cursors opened */
     atomic_uint_fast64_t trimmed;                    /* catch-ups refused as TRIMMED */
     atomic_uint_fast64_t records_behind;             /* changes not yet in records */
+    atomic_uint_fast64_t records_behind_peak;        /* the most seen after a write group */
+    atomic_uint_fast64_t writes_held;                /* loop turns writes waited for records */
     atomic_uint_fast64_t index_bytes;                /* the store's in-memory indexes */
     atomic_uint_fast64_t subscribers;                /* connected to the events socket */
     atomic_uint_fast64_t cursors;                    /* open sync cursors */

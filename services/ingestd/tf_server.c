@@ -35,6 +35,7 @@
 #define TF_WAL_PAGES_PREPARE (TF_WAL_PAGES_MAX - 1024) /* and at any rate past this */
 #define TF_REQUESTS_ARENA_FIRST (256u << 10)           /* a group of small puts decodes into this */
 #define TF_REQUESTS_ARENA_KEEP (8u << 20)              /* kept between groups, at most */
+#define TF_LAG_BATCHES 8 /* the loop's batches per turn while writes wait for records */
 
 /*  Binds `socket` to each comma-separated endpoint; the bound endpoints
     (ports resolved when given as '*') are appended to `bound`. */
@@ -188,6 +189,40 @@ static void s_check_applier (tf_server_t *self)
         tf_warn ("records table behind the log by %" PRIu64 " change(s): %s",
                  tf_store_unapplied (self->store), err);
     self->applier_failures = failures;
+}
+
+/*  Whether the next write group may go: writes wait while the records
+    table is more than --apply-lag-max changes behind the log. Under a bulk
+    load the loop would otherwise take the connection from the applier
+    group after group, and the backlog would grow without end: a snapshot
+    holds the backlog in memory, and plain-SQL readers see records that
+    old. So the loop applies batches itself (a few, then it serves the
+    sync socket) until the table is close enough. A batch that fails holds
+    no write for a second: the applier reports it and retries, and the
+    log is all that writes need. */
+static bool s_records_close_enough (tf_server_t *self)
+{
+    uint64_t max = (uint64_t) self->config->apply_lag_max;
+    if (max == 0 || tf_store_unapplied (self->store) <= max ||
+        tf_now_ms () < self->lag_bound_from_ms)
+        return true;
+    atomic_fetch_add (&self->metrics.writes_held, 1);
+    for (int batch = 0; batch < TF_LAG_BATCHES && tf_store_unapplied (self->store) > max; batch++)
+        if (tf_store_apply (self->store, (size_t) self->config->apply_max)) {
+            tf_warn ("records table behind the log by %" PRIu64 " change(s), writes go on: %s",
+                     tf_store_unapplied (self->store), tf_store_errstr (self->store));
+            self->lag_bound_from_ms = tf_now_ms () + 1000;
+            return true;
+        }
+    return tf_store_unapplied (self->store) <= max;
+}
+
+/*  After a write group: the most the records table was behind, for /metrics. */
+static void s_note_lag (tf_server_t *self)
+{
+    uint64_t behind = tf_store_unapplied (self->store);
+    if (behind > atomic_load (&self->metrics.records_behind_peak))
+        atomic_store (&self->metrics.records_behind_peak, behind);
 }
 
 /*  One step of each housekeeping task (the store bounds a step's rows).
@@ -483,8 +518,9 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
             tf_sync_forget_peers (self);
         //  Drain both sockets on every wake-up, writes first; then send
         //  the chunks the reader has read meanwhile.
-        bool busy =
-            (zsock_events (self->ingest) & ZMQ_POLLIN) && tf_ingest_handle (self) >= TF_GROUP_BUSY;
+        bool busy = (zsock_events (self->ingest) & ZMQ_POLLIN) && s_records_close_enough (self) &&
+                    tf_ingest_handle (self) >= TF_GROUP_BUSY;
+        s_note_lag (self);
         s_tend_wal (self, busy);
         s_copy_lock_stats (self);
         if (zsock_events (self->sync) & ZMQ_POLLIN)

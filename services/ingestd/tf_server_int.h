@@ -23,6 +23,7 @@ typedef struct {
     int wal_checkpoint_at;           /* WAL pages past which the writer checkpoints */
     tf_applier_t *applier;           /* the records table behind the log, same */
     uint64_t applier_failures;       /* as last reported */
+    int64_t lag_bound_from_ms;       /* writes wait for records again from then */
     zsock_t *ingest;                 /* ROUTER: IngestRequest -> IngestReply */
     zsock_t *events;                 /* PUB: [sector][ChangeEvent], ["heartbeat"][Heartbeat] */
     zsock_t *sync;                   /* ROUTER: SyncRequest -> SyncReply */

@@ -1,0 +1,137 @@
+/*  A bulk load faster than the records table follows (--apply-max 1: one
+    change per applier transaction). With --apply-lag-max the table is
+    never further behind the log than the bound and one request: writes
+    wait while the loop applies batches itself (/metrics counts the turns),
+    a write group stops taking requests at the bound, every put is stored,
+    and the table catches up. With the bound off the
+    same load leaves it far further behind. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <cmocka.h>
+#include <czmq.h>
+
+#include "tf_rawclient.h"
+#include "tf_testkit.h"
+
+#define S_REQUESTS 60
+#define S_OPS 100     /* puts per request (--max-ops) */
+#define S_GROUP 2     /* requests per write group (--group-max) */
+#define S_LAG_MAX 500 /* --apply-lag-max */
+#define S_SLACK S_OPS /* one request past the bound */
+#define S_TOTAL (S_REQUESTS * S_OPS)
+#define S_STR(x) #x
+#define S_ARG(x) S_STR (x)
+
+static int s_setup (void **state, const char *lag_max)
+{
+    const char *extra[] = { "--apply-max", "1",           "--apply-lag-max",
+                            lag_max,       "--group-max", S_ARG (S_GROUP),
+                            "--max-ops",   S_ARG (S_OPS), "--http-addr",
+                            "127.0.0.1:0", NULL };
+    return tf_raw_fixture_setup (state, extra);
+}
+
+static int setup_bounded (void **state)
+{
+    return s_setup (state, S_ARG (S_LAG_MAX));
+}
+
+static int setup_unbounded (void **state)
+{
+    return s_setup (state, "0");
+}
+
+static int teardown (void **state)
+{
+    return tf_raw_fixture_teardown (state);
+}
+
+/*  Sends every request at once, then takes every reply: all puts stored. */
+static void s_bulk_load (tf_raw_fixture_t *f)
+{
+    Techfeed__Milestone records[S_OPS];
+    Techfeed__Operation ops[S_OPS], *op_ptrs[S_OPS];
+    char ids[S_OPS][32];
+    for (int r = 0; r < S_REQUESTS; r++) {
+        for (int i = 0; i < S_OPS; i++) {
+            snprintf (ids[i], sizeof ids[i], "bulk-%03d-%03d", r, i);
+            tf_raw_record (&records[i], ids[i], TECHFEED__SECTOR__SECTOR_SPACE);
+            techfeed__operation__init (&ops[i]);
+            ops[i].has_kind = 1;
+            ops[i].kind = TECHFEED__OP_KIND__OP_PUT;
+            ops[i].record = &records[i];
+            op_ptrs[i] = &ops[i];
+        }
+        Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
+        request.n_ops = S_OPS;
+        request.ops = op_ptrs;
+        tf_raw_send_request (f->ingest, &request);
+    }
+    for (int r = 0; r < S_REQUESTS; r++) {
+        Techfeed__IngestReply *reply = tf_raw_recv_reply (f->ingest);
+        assert_non_null (reply);
+        assert_int_equal (reply->n_results, S_OPS);
+        for (size_t i = 0; i < reply->n_results; i++)
+            assert_int_equal (reply->results[i]->code, TECHFEED__ERROR_CODE__OK);
+        techfeed__ingest_reply__free_unpacked (reply, NULL);
+    }
+}
+
+static bool s_caught_up (void *arg)
+{
+    tf_raw_fixture_t *f = (tf_raw_fixture_t *) arg;
+    Techfeed__SyncReply *reply = tf_raw_status (f->sync);
+    bool done = reply && reply->status && reply->status->has_records_applied &&
+                reply->status->records_applied == S_TOTAL;
+    if (reply)
+        techfeed__sync_reply__free_unpacked (reply, NULL);
+    return done;
+}
+
+/*  The most the records table was behind, and the turns writes waited. */
+static void s_lag_metrics (tf_raw_fixture_t *f, double *peak, double *held)
+{
+    const char *names[] = { "techfeed_records_table_behind_peak", "techfeed_writes_held_total" };
+    double values[2];
+    assert_true (tf_service_metrics (&f->svc, names, values, 2));
+    *peak = values[0];
+    *held = values[1];
+}
+
+static void test_bulk_load_bounded (void **state)
+{
+    tf_raw_fixture_t *f = (tf_raw_fixture_t *) *state;
+    s_bulk_load (f);
+    double peak, held;
+    s_lag_metrics (f, &peak, &held);
+    print_message ("bounded: at most %.0f changes behind, writes held on %.0f turns\n", peak, held);
+    assert_true (peak <= S_LAG_MAX + S_SLACK);
+    assert_true (held > 0);
+    assert_true (tf_test_wait_for (s_caught_up, f, 20000));
+    assert_int_equal (tf_raw_count (f->sync), S_TOTAL);
+}
+
+static void test_bulk_load_unbounded (void **state)
+{
+    tf_raw_fixture_t *f = (tf_raw_fixture_t *) *state;
+    s_bulk_load (f);
+    double peak, held;
+    s_lag_metrics (f, &peak, &held);
+    print_message ("unbounded: at most %.0f changes behind\n", peak);
+    assert_true (peak > S_LAG_MAX + S_SLACK);
+    assert_true (held == 0);
+    assert_true (tf_test_wait_for (s_caught_up, f, 60000));
+}
+
+int main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown (test_bulk_load_bounded, setup_bounded, teardown),
+        cmocka_unit_test_setup_teardown (test_bulk_load_unbounded, setup_unbounded, teardown),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
