@@ -3,8 +3,8 @@
     never further behind the log than the bound and one request: writes
     wait while the loop applies batches itself (/metrics counts the turns),
     a write group stops taking requests at the bound, every put is stored,
-    and the table catches up. With the bound off the
-    same load leaves it far further behind. */
+    and the table catches up. With the bound off the same load leaves it
+    far further behind; with a table that cannot catch up, writes go on. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +15,7 @@
 #include <czmq.h>
 
 #include "tf_rawclient.h"
+#include "tf_sqlcheck.h"
 #include "tf_testkit.h"
 
 #define S_REQUESTS 60
@@ -115,6 +116,31 @@ static void test_bulk_load_bounded (void **state)
     assert_int_equal (tf_raw_count (f->sync), S_TOTAL);
 }
 
+/*  A records table that refuses a change (a trigger another program
+    added) cannot catch up: writes go on past the bound all the same, the
+    log says why, and once the trigger is gone the table catches up. */
+static void test_stuck_table_holds_no_write (void **state)
+{
+    tf_raw_fixture_t *f = (tf_raw_fixture_t *) *state;
+    char db[320], why[256];
+    snprintf (db, sizeof db, "%s/data/techfeed.db", f->svc.dir);
+    if (tf_sql_exec (db,
+                     "CREATE TRIGGER refuse BEFORE INSERT ON records WHEN NEW.id = 'bulk-000-000'"
+                     " BEGIN SELECT RAISE (ABORT, 'refused by the test'); END",
+                     why, sizeof why))
+        fail_msg ("%s", why);
+    s_bulk_load (f);
+    double peak, held;
+    s_lag_metrics (f, &peak, &held);
+    print_message ("stuck: at most %.0f changes behind\n", peak);
+    assert_true (peak > S_LAG_MAX + S_SLACK);
+    assert_true (tf_test_file_has (f->svc.log, "writes go on"));
+    assert_int_equal (tf_raw_count (f->sync), S_TOTAL);
+    if (tf_sql_exec (db, "DROP TRIGGER refuse", why, sizeof why))
+        fail_msg ("%s", why);
+    assert_true (tf_test_wait_for (s_caught_up, f, 60000));
+}
+
 static void test_bulk_load_unbounded (void **state)
 {
     tf_raw_fixture_t *f = (tf_raw_fixture_t *) *state;
@@ -131,6 +157,7 @@ int main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown (test_bulk_load_bounded, setup_bounded, teardown),
+        cmocka_unit_test_setup_teardown (test_stuck_table_holds_no_write, setup_bounded, teardown),
         cmocka_unit_test_setup_teardown (test_bulk_load_unbounded, setup_unbounded, teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);

@@ -245,14 +245,7 @@ static int setup_short_cursors (void **state)
 static bool s_log_has_idle_close (void *arg)
 {
     fixture_t *f = (fixture_t *) arg;
-    FILE *file = fopen (f->svc.log, "r");
-    char line[512];
-    bool found = false;
-    while (file && !found && fgets (line, sizeof line, file))
-        found = strstr (line, "closed idle cursor") != NULL;
-    if (file)
-        fclose (file);
-    return found;
+    return tf_test_file_has (f->svc.log, "closed idle cursor");
 }
 
 /*  A snapshot cursor left idle past --cursor-idle-ms is closed (logged

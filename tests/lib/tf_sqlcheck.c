@@ -45,8 +45,10 @@ int tf_sql_exec (const char *path, const char *sql, char *why, size_t whylen)
     sqlite3 *db = NULL;
     char *message = NULL;
     int rc = sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-    if (rc == SQLITE_OK)
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout (db, 10000); // a running service writes the file too
         rc = sqlite3_exec (db, sql, NULL, NULL, &message);
+    }
     if (rc != SQLITE_OK)
         snprintf (why, whylen, "%s",
                   message ? message

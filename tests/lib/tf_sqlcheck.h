@@ -17,8 +17,9 @@ bool tf_sql_intact (const char *path, char *why, size_t whylen);
 int tf_sql_int (const char *path, const char *sql, int64_t *value);
 
 /*  Runs `sql` on a read-write connection of its own (creating the file if
-    need be), for a test that makes or damages a file as another program
-    would: 0, or -1 with SQLite's message in why. */
+    need be; waiting up to 10 s for a running service's write lock), for a
+    test that makes or damages a file as another program would: 0, or -1
+    with SQLite's message in why. */
 int tf_sql_exec (const char *path, const char *sql, char *why, size_t whylen);
 
 #endif

@@ -69,6 +69,18 @@ void tf_test_remove_db (const char *path)
     unlink (name);
 }
 
+bool tf_test_file_has (const char *path, const char *text)
+{
+    FILE *file = fopen (path, "r");
+    char line[1024];
+    bool found = false;
+    while (file && !found && fgets (line, sizeof line, file))
+        found = strstr (line, text) != NULL;
+    if (file)
+        fclose (file);
+    return found;
+}
+
 bool tf_test_fsize_limit (tf_test_fsize_t *guard, long bytes)
 {
     if (getrlimit (RLIMIT_FSIZE, &guard->saved) != 0)

@@ -32,6 +32,8 @@ char *tf_test_tempdir (void);
 void tf_test_rmtree (const char *path);
 /*  Removes an SQLite database file and its -wal and -shm files. */
 void tf_test_remove_db (const char *path);
+/*  Whether a line of the file at `path` (a service's log) contains `text`. */
+bool tf_test_file_has (const char *path, const char *text);
 
 /*  A full disk for this process: its files may grow to `bytes` at most
     (RLIMIT_FSIZE, SIGXFSZ ignored, so a write past it fails with EFBIG)
