@@ -300,16 +300,36 @@ bool tf_wire_has_unknown_fields (const ProtobufCMessage *message)
     return !s_walk (message, false, NULL, 0);
 }
 
-uint8_t *tf_wire_pack (const ProtobufCMessage *message, size_t *size)
+/*  `size` bytes from `arena`, or malloc'd when it is NULL. */
+static uint8_t *s_buffer (tf_arena_t *arena, size_t size)
 {
-    size_t n = protobuf_c_message_get_packed_size (message);
-    uint8_t *buffer = malloc (n ? n : 1);
+    if (arena)
+        return (uint8_t *) tf_arena_alloc (arena, size ? size : 1);
+    uint8_t *buffer = (uint8_t *) malloc (size ? size : 1);
     if (!buffer)
         abort ();
+    return buffer;
+}
+
+static uint8_t *s_pack (tf_arena_t *arena, const ProtobufCMessage *message, size_t *size)
+{
+    size_t n = protobuf_c_message_get_packed_size (message);
+    uint8_t *buffer = s_buffer (arena, n);
     size_t written = protobuf_c_message_pack (message, buffer);
     assert (written == n);
     *size = written;
     return buffer;
+}
+
+uint8_t *tf_wire_pack (const ProtobufCMessage *message, size_t *size)
+{
+    return s_pack (NULL, message, size);
+}
+
+uint8_t *tf_wire_pack_in (tf_arena_t *arena, const ProtobufCMessage *message, size_t *size)
+{
+    assert (arena);
+    return s_pack (arena, message, size);
 }
 
 static size_t s_varint (uint8_t *out, uint64_t value)
@@ -328,21 +348,32 @@ size_t tf_wire_field_head (uint8_t *out, uint32_t field, size_t length)
     return n + s_varint (out + n, length);
 }
 
-uint8_t *tf_wire_pack_with (const ProtobufCMessage *message, uint32_t field, const uint8_t *value,
-                            size_t length, size_t *size)
+static uint8_t *s_pack_with (tf_arena_t *arena, const ProtobufCMessage *message, uint32_t field,
+                             const uint8_t *value, size_t length, size_t *size)
 {
     uint8_t head[TF_WIRE_HEAD_MAX];
     size_t packed = protobuf_c_message_get_packed_size (message);
     size_t head_size = tf_wire_field_head (head, field, length);
-    uint8_t *buffer = malloc (packed + head_size + length);
-    if (!buffer)
-        abort ();
+    uint8_t *buffer = s_buffer (arena, packed + head_size + length);
     protobuf_c_message_pack (message, buffer);
     memcpy (buffer + packed, head, head_size);
     if (length)
         memcpy (buffer + packed + head_size, value, length);
     *size = packed + head_size + length;
     return buffer;
+}
+
+uint8_t *tf_wire_pack_with (const ProtobufCMessage *message, uint32_t field, const uint8_t *value,
+                            size_t length, size_t *size)
+{
+    return s_pack_with (NULL, message, field, value, length, size);
+}
+
+uint8_t *tf_wire_pack_with_in (tf_arena_t *arena, const ProtobufCMessage *message, uint32_t field,
+                               const uint8_t *value, size_t length, size_t *size)
+{
+    assert (arena);
+    return s_pack_with (arena, message, field, value, length, size);
 }
 
 Techfeed__Milestone *tf_milestone_dup (const Techfeed__Milestone *record)

@@ -65,6 +65,8 @@ bool tf_wire_has_unknown_fields (const ProtobufCMessage *message);
 
 /*  Packs into a new malloc'd buffer; caller frees. Never NULL. */
 uint8_t *tf_wire_pack (const ProtobufCMessage *message, size_t *size);
+/*  The same in `arena` (valid until its reset). */
+uint8_t *tf_wire_pack_in (tf_arena_t *arena, const ProtobufCMessage *message, size_t *size);
 
 /*  The key and length of one length-delimited field (wire type 2) of
     `length` bytes, into out (TF_WIRE_HEAD_MAX bytes at most); returns how
@@ -77,6 +79,9 @@ size_t tf_wire_field_head (uint8_t *out, uint32_t field, size_t length);
     been set, without packing the sub-message again. malloc'd; *size set. */
 uint8_t *tf_wire_pack_with (const ProtobufCMessage *message, uint32_t field, const uint8_t *value,
                             size_t length, size_t *size);
+/*  The same in `arena` (valid until its reset). */
+uint8_t *tf_wire_pack_with_in (tf_arena_t *arena, const ProtobufCMessage *message, uint32_t field,
+                               const uint8_t *value, size_t length, size_t *size);
 
 /*  Deep copy of a milestone (pack + unpack). Caller frees with
     techfeed__milestone__free_unpacked (copy, NULL). */

@@ -12,20 +12,6 @@
 #include "tf_server_int.h"
 #include "tf_validate.h"
 
-/*  One request of a group, from arrival to reply. */
-typedef struct {
-    tf_envelope_t envelope;
-    Techfeed__IngestRequest *request; /* decoded into self->requests, NULL when refused whole */
-    Techfeed__IngestReply reply;      /* built while processing */
-    Techfeed__ItemResult *items;      /* reply.results point into this */
-    uint8_t *replayed;                /* packed cached reply, if a replay */
-    size_t replayed_size;
-    uint8_t *packed; /* the reply packed for the cache, sent as it is */
-    size_t packed_size;
-    zlistx_t *events;    /* s_event_t of this request's changes */
-    int64_t received_ns; /* monotonic arrival time, for the latency histogram */
-} s_pending_t;
-
 /*  A change to publish once the transaction has committed. */
 typedef struct {
     const char *topic; /* sector slug, static */
@@ -34,9 +20,34 @@ typedef struct {
     size_t size;
 } s_event_t;
 
+/*  One request of a group, from arrival to reply. It and what it points
+    to live in the group's arena (self->requests), reset once every
+    request of the group is answered; only the envelope's frames and a
+    replayed reply are the request's own. */
+typedef struct {
+    tf_arena_t *arena;
+    tf_envelope_t envelope;
+    Techfeed__IngestRequest *request; /* NULL when refused whole */
+    Techfeed__IngestReply reply;      /* built while processing */
+    Techfeed__ItemResult *items;      /* reply.results point into this */
+    uint8_t *replayed;                /* packed cached reply (malloc'd), if a replay */
+    size_t replayed_size;
+    uint8_t *packed; /* the reply packed for the cache, sent as it is */
+    size_t packed_size;
+    s_event_t *events; /* this request's changes, one per operation at most */
+    size_t n_events;
+    int64_t received_ns; /* monotonic arrival time, for the latency histogram */
+} s_pending_t;
+
+static char *s_copy (tf_arena_t *arena, const char *text)
+{
+    size_t size = strlen (text) + 1;
+    return (char *) memcpy (tf_arena_alloc (arena, size), text, size);
+}
+
 /*  Why an item was refused. Strings are copied into the reply. */
-static void s_item_error (Techfeed__ItemResult *item, Techfeed__ErrorCode code, const char *field,
-                          const char *format, ...)
+static void s_item_error (tf_arena_t *arena, Techfeed__ItemResult *item, Techfeed__ErrorCode code,
+                          const char *field, const char *format, ...)
 {
     char message[300];
     va_list args;
@@ -45,79 +56,48 @@ static void s_item_error (Techfeed__ItemResult *item, Techfeed__ErrorCode code, 
     va_end (args);
     item->has_code = 1;
     item->code = code;
-    free (item->field);
-    free (item->message);
-    item->field = field && *field ? strdup (field) : NULL;
-    item->message = strdup (message);
-}
-
-static void s_event_destroy (void **item)
-{
-    s_event_t *event = (s_event_t *) *item;
-    if (event) {
-        free (event->data);
-        free (event);
-        *item = NULL;
-    }
-}
-
-static void s_items_free (s_pending_t *pending)
-{
-    for (size_t i = 0; i < pending->reply.n_results; i++) {
-        free (pending->items[i].id);
-        free (pending->items[i].field);
-        free (pending->items[i].message);
-    }
-    free (pending->items);
-    free (pending->reply.results);
-    pending->items = NULL;
-    pending->reply.results = NULL;
-    pending->reply.n_results = 0;
+    item->field = field && *field ? s_copy (arena, field) : NULL;
+    item->message = s_copy (arena, message);
 }
 
 static void s_pending_destroy (s_pending_t *pending)
 {
-    s_items_free (pending);
-    free (pending->reply.message);
-    free (pending->reply.request_id);
     free (pending->replayed);
-    free (pending->packed);
-    zlistx_destroy (&pending->events);
     tf_envelope_clear (&pending->envelope);
-    free (pending);
 }
 
 static void s_reply_error (s_pending_t *pending, Techfeed__ErrorCode code, const char *message)
 {
     pending->reply.has_code = 1;
     pending->reply.code = code;
-    free (pending->reply.message);
-    pending->reply.message = strdup (message);
+    pending->reply.message = s_copy (pending->arena, message);
 }
 
 /*  Checks what one operation says on its own, before the transaction:
     the item is refused here, or left without a code for s_apply. */
-static void s_precheck (Techfeed__Operation *op, Techfeed__ItemResult *item)
+static void s_precheck (tf_arena_t *arena, Techfeed__Operation *op, Techfeed__ItemResult *item)
 {
     tf_verror_t verr;
     if (op->kind == TECHFEED__OP_KIND__OP_PUT) {
         if (!op->record) {
-            s_item_error (item, TECHFEED__ERROR_CODE__INVALID, "/record", "a put needs a record");
+            s_item_error (arena, item, TECHFEED__ERROR_CODE__INVALID, "/record",
+                          "a put needs a record");
             return;
         }
         if (op->record->id && tf_valid_id (op->record->id))
-            item->id = strdup (op->record->id);
+            item->id = op->record->id; // the decoded request lives in the same arena
         if (tf_validate_milestone (op->record, &verr))
-            s_item_error (item, TECHFEED__ERROR_CODE__INVALID, verr.field, "%s", verr.message);
+            s_item_error (arena, item, TECHFEED__ERROR_CODE__INVALID, verr.field, "%s",
+                          verr.message);
     } else if (op->kind == TECHFEED__OP_KIND__OP_DELETE) {
         if (!op->id || !tf_valid_id (op->id)) {
-            s_item_error (item, TECHFEED__ERROR_CODE__INVALID, "/id",
+            s_item_error (arena, item, TECHFEED__ERROR_CODE__INVALID, "/id",
                           "a delete needs an id of [a-z0-9][a-z0-9._-]*, 1 to %d bytes", TF_ID_MAX);
             return;
         }
-        item->id = strdup (op->id);
+        item->id = op->id;
     } else
-        s_item_error (item, TECHFEED__ERROR_CODE__INVALID, "/kind",
+        s_item_error (arena, item, TECHFEED__ERROR_CODE__INVALID, "/kind",
                       "operation kind must be OP_PUT or OP_DELETE");
 }
 
@@ -126,13 +106,16 @@ static void s_precheck (Techfeed__Operation *op, Techfeed__ItemResult *item)
 static void s_items_new (s_pending_t *pending)
 {
     size_t count = pending->request->n_ops;
-    pending->items = (Techfeed__ItemResult *) zmalloc (count * sizeof *pending->items);
-    pending->reply.results = (Techfeed__ItemResult **) zmalloc (count * sizeof (void *));
+    pending->items =
+        (Techfeed__ItemResult *) tf_arena_alloc (pending->arena, count * sizeof *pending->items);
+    pending->reply.results =
+        (Techfeed__ItemResult **) tf_arena_alloc (pending->arena, count * sizeof (void *));
+    pending->events = (s_event_t *) tf_arena_alloc (pending->arena, count * sizeof (s_event_t));
     pending->reply.n_results = count;
     for (size_t i = 0; i < count; i++) {
         techfeed__item_result__init (&pending->items[i]);
         pending->reply.results[i] = &pending->items[i];
-        s_precheck (pending->request->ops[i], &pending->items[i]);
+        s_precheck (pending->arena, pending->request->ops[i], &pending->items[i]);
     }
 }
 
@@ -185,7 +168,7 @@ static void s_pending_decode (tf_server_t *self, s_pending_t *pending)
         return;
     }
     if (request->request_id && tf_valid_request_id (request->request_id))
-        pending->reply.request_id = strdup (request->request_id);
+        pending->reply.request_id = request->request_id;
     Techfeed__ErrorCode code = s_check_request (self, request, envelope->user_id, err, sizeof err);
     if (code == TECHFEED__ERROR_CODE__OK) {
         pending->request = request;
@@ -211,15 +194,14 @@ static void s_event_add (s_pending_t *pending, const tf_server_t *self, const ch
     event.revision = change->revision;
     event.sector_prev_sequence = change->sector_prev_sequence;
     event.timestamp_ms = change->timestamp_ms;
-    s_event_t *packed = (s_event_t *) zmalloc (sizeof *packed);
+    s_event_t *packed = &pending->events[pending->n_events++];
     packed->topic = tf_sector_slug (change->sector);
     packed->sequence = change->sequence;
     if (is_delete)
-        packed->data = tf_wire_pack (&event.base, &packed->size);
+        packed->data = tf_wire_pack_in (pending->arena, &event.base, &packed->size);
     else
-        packed->data =
-            tf_wire_pack_with (&event.base, 7, change->body, change->body_size, &packed->size);
-    zlistx_add_end (pending->events, packed);
+        packed->data = tf_wire_pack_with_in (pending->arena, &event.base, 7, change->body,
+                                             change->body_size, &packed->size);
 }
 
 /*  Applies one checked operation inside the open transaction. Returns 0
@@ -248,18 +230,19 @@ static int s_apply (tf_server_t *self, s_pending_t *pending, size_t index, int64
             s_event_add (pending, self, id, &change, op->kind == TECHFEED__OP_KIND__OP_DELETE);
             return 0;
         case TF_STORE_CONFLICT:
-            s_item_error (item, TECHFEED__ERROR_CODE__CONFLICT, "/expected_revision",
+            s_item_error (pending->arena, item, TECHFEED__ERROR_CODE__CONFLICT,
+                          "/expected_revision",
                           "expected revision %" PRIu64 ", stored revision is %" PRIu64,
                           op->expected_revision, change.current_revision);
             item->has_current_revision = 1;
             item->current_revision = change.current_revision;
             return 0;
         case TF_STORE_NOT_FOUND:
-            s_item_error (item, TECHFEED__ERROR_CODE__NOT_FOUND, "/id", "no milestone with id '%s'",
-                          id);
+            s_item_error (pending->arena, item, TECHFEED__ERROR_CODE__NOT_FOUND, "/id",
+                          "no milestone with id '%s'", id);
             return 0;
         case TF_STORE_IMMUTABLE:
-            s_item_error (item, TECHFEED__ERROR_CODE__INVALID, "/sector",
+            s_item_error (pending->arena, item, TECHFEED__ERROR_CODE__INVALID, "/sector",
                           "'%s' is stored in sector %s; a sector cannot change (delete the "
                           "record and put it again)",
                           id,
@@ -295,16 +278,17 @@ static int s_process (tf_server_t *self, s_pending_t *pending, int64_t now_ms)
         for (size_t i = 0; failed && i < count; i++)
             if (pending->items[i].code == TECHFEED__ERROR_CODE__OK) {
                 pending->items[i].has_sequence = pending->items[i].has_revision = 0;
-                s_item_error (&pending->items[i], TECHFEED__ERROR_CODE__ABORTED, NULL,
-                              "not stored: %zu other operation(s) of this atomic request failed",
-                              failed);
+                s_item_error (
+                    pending->arena, &pending->items[i], TECHFEED__ERROR_CODE__ABORTED, NULL,
+                    "not stored: %zu other operation(s) of this atomic request failed", failed);
             }
         if (failed)
-            zlistx_purge (pending->events);
+            pending->n_events = 0;
     }
     if (request->request_id) {
         //  Packed once: these bytes are cached and, after COMMIT, sent.
-        pending->packed = tf_wire_pack (&pending->reply.base, &pending->packed_size);
+        pending->packed =
+            tf_wire_pack_in (pending->arena, &pending->reply.base, &pending->packed_size);
         rc = tf_store_request_put (self->store, request->request_id, pending->packed,
                                    pending->packed_size, now_ms);
     }
@@ -321,14 +305,13 @@ static void s_fail_group (zlistx_t *group, Techfeed__ErrorCode code, const char 
         //  A replay may come from a request of this same, failed group.
         free (p->replayed);
         p->replayed = NULL;
-        free (p->packed); // the reply changes below
-        p->packed = NULL;
+        p->packed = NULL; // the reply changes below
         for (size_t i = 0; i < p->reply.n_results; i++) {
             p->items[i].has_sequence = p->items[i].has_revision = 0;
-            s_item_error (&p->items[i], code, NULL, "not stored: %s", why);
+            s_item_error (p->arena, &p->items[i], code, NULL, "not stored: %s", why);
         }
         s_reply_error (p, code, why);
-        zlistx_purge (p->events);
+        p->n_events = 0;
     }
 }
 
@@ -355,32 +338,30 @@ static void s_send_reply (tf_server_t *self, s_pending_t *pending)
 static void s_publish (tf_server_t *self, s_pending_t *pending)
 {
     void *handle = zsock_resolve (self->events);
-    for (s_event_t *e = (s_event_t *) zlistx_first (pending->events); e;
-         e = (s_event_t *) zlistx_next (pending->events)) {
+    for (size_t i = 0; i < pending->n_events; i++) {
+        const s_event_t *e = &pending->events[i];
         //  PUB never blocks: past the high-water mark the subscriber loses
         //  the event and repairs from the log (PROTOCOL.md §9).
         zmq_send (handle, e->topic, strlen (e->topic), ZMQ_SNDMORE);
         zmq_send (handle, e->data, e->size, 0);
         self->head = e->sequence;
     }
-    atomic_fetch_add (&self->metrics.published, zlistx_size (pending->events));
+    atomic_fetch_add (&self->metrics.published, pending->n_events);
 }
 
 static s_pending_t *s_pending_new (tf_server_t *self)
 {
-    s_pending_t *pending = (s_pending_t *) zmalloc (sizeof *pending);
+    s_pending_t *pending = (s_pending_t *) tf_arena_alloc (self->requests, sizeof *pending);
+    memset (pending, 0, sizeof *pending);
+    pending->arena = self->requests;
     pending->received_ns = zclock_usecs () * 1000;
-    if (tf_envelope_recv (self->ingest, &pending->envelope)) {
-        free (pending);
+    if (tf_envelope_recv (self->ingest, &pending->envelope))
         return NULL;
-    }
     techfeed__ingest_reply__init (&pending->reply);
     pending->reply.has_version = 1;
     pending->reply.version = TF_PROTOCOL_VERSION;
     pending->reply.has_code = 1;
     pending->reply.epoch = self->epoch;
-    pending->events = zlistx_new ();
-    zlistx_set_destructor (pending->events, s_event_destroy);
     s_pending_decode (self, pending);
     return pending;
 }
@@ -408,9 +389,8 @@ static uint64_t s_group_head (zlistx_t *group, uint64_t head)
 {
     for (s_pending_t *p = (s_pending_t *) zlistx_first (group); p;
          p = (s_pending_t *) zlistx_next (group)) {
-        s_event_t *last = (s_event_t *) zlistx_last (p->events);
-        if (last && last->sequence > head)
-            head = last->sequence;
+        if (p->n_events && p->events[p->n_events - 1].sequence > head)
+            head = p->events[p->n_events - 1].sequence;
     }
     return head;
 }
@@ -528,8 +508,8 @@ void tf_ingest_refuse_waiting (tf_server_t *self)
         if (!pending)
             break;
         if (pending->request) {
-            pending->request = NULL;
-            s_items_free (pending); // none was applied: the reply as a whole says why
+            pending->request = NULL; // none was applied: the reply as a whole says why
+            pending->reply.n_results = 0;
             s_reply_error (pending, TECHFEED__ERROR_CODE__UNAVAILABLE,
                            "the service is shutting down: retry with the same request_id");
         }
