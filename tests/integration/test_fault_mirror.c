@@ -127,6 +127,10 @@ static void s_mirror_converges (fixture_t *f, bool cli, tf_status_t *status)
         }
         usleep (10000);
     } while (tf_fk_now_ms () < deadline);
+    if (cli) {
+        fprintf (stderr, "%s ends:\n", f->log);
+        tf_test_print_tail (f->log, 2000);
+    }
     fail_msg ("mirror file at position %" PRIu64 " digest %016" PRIx64 ", database at %" PRIu64
               " digest %016" PRIx64,
               stored.position, stored.digest, status->head_sequence, status->digest);

@@ -149,7 +149,7 @@ static bool s_read_endpoints (tf_service_t *svc, const char *path)
 }
 
 /*  The last `bytes` of a file on stderr (the cleanup removes it). */
-static void s_print_tail (const char *path, long bytes)
+void tf_test_print_tail (const char *path, long bytes)
 {
     FILE *file = fopen (path, "r");
     if (!file)
@@ -216,7 +216,7 @@ int tf_service_start (tf_service_t *svc, const char *const *extra)
         if (waitpid (pid, &status, WNOHANG) == pid) {
             svc->pid = 0;
             fprintf (stderr, "testkit: service exited during start-up; %s ends:\n", svc->log);
-            s_print_tail (svc->log, 2000);
+            tf_test_print_tail (svc->log, 2000);
             return -1;
         }
         usleep (10000);

@@ -34,6 +34,9 @@ void tf_test_rmtree (const char *path);
 void tf_test_remove_db (const char *path);
 /*  Whether a line of the file at `path` (a service's log) contains `text`. */
 bool tf_test_file_has (const char *path, const char *text);
+/*  The last `bytes` of the file at `path` (a log) to stderr, when a test
+    fails for a reason the program wrote there. */
+void tf_test_print_tail (const char *path, long bytes);
 
 /*  A full disk for this process: its files may grow to `bytes` at most
     (RLIMIT_FSIZE, SIGXFSZ ignored, so a write past it fails with EFBIG)
