@@ -1,12 +1,25 @@
 /*  Request/reply envelopes on the ROUTER sockets (see tf_server_int.h). */
 #include "tf_server_int.h"
 
-/*  The frames after the routing id, each copied into `msg`; the peer's
-    descriptor and key from the first that tells them. The routing id
-    never does: ZeroMQ makes that frame when it looks ahead for the
-    poller. */
-static void s_recv_rest (void *handle, zmsg_t *msg, tf_envelope_t *envelope)
+/*  The peer's descriptor and key, from the first frame that tells them.
+    The routing id never does: ZeroMQ makes that frame when it looks ahead
+    for the poller. */
+static void s_note_peer (zmq_msg_t *part, tf_envelope_t *envelope)
 {
+    if (envelope->peer_fd < 0)
+        envelope->peer_fd = zmq_msg_get (part, ZMQ_SRCFD);
+    const char *user_id = envelope->user_id ? NULL : zmq_msg_gets (part, "User-Id");
+    if (user_id)
+        envelope->user_id = strdup (user_id);
+}
+
+/*  Receives the frames after the routing id: the first two are kept in
+    parts[] (initialised here), the rest only counted. How many there were. */
+static size_t s_recv_rest (void *handle, zmq_msg_t parts[2], tf_envelope_t *envelope)
+{
+    zmq_msg_init (&parts[0]);
+    zmq_msg_init (&parts[1]);
+    size_t frames = 0;
     bool more = true;
     while (more) {
         zmq_msg_t part;
@@ -14,16 +27,15 @@ static void s_recv_rest (void *handle, zmsg_t *msg, tf_envelope_t *envelope)
         if (zmq_msg_recv (&part, handle, 0) < 0)
             more = false; // cannot happen mid-message: all of it arrived
         else {
-            if (envelope->peer_fd < 0)
-                envelope->peer_fd = zmq_msg_get (&part, ZMQ_SRCFD);
-            const char *user_id = envelope->user_id ? NULL : zmq_msg_gets (&part, "User-Id");
-            if (user_id)
-                envelope->user_id = strdup (user_id);
-            zmsg_addmem (msg, zmq_msg_data (&part), zmq_msg_size (&part));
+            s_note_peer (&part, envelope);
             more = zmq_msg_more (&part);
+            if (frames < 2)
+                zmq_msg_move (&parts[frames], &part);
+            frames++;
         }
         zmq_msg_close (&part);
     }
+    return frames;
 }
 
 int tf_envelope_recv (zsock_t *socket, tf_envelope_t *envelope)
@@ -33,25 +45,32 @@ int tf_envelope_recv (zsock_t *socket, tf_envelope_t *envelope)
     envelope->identity = zframe_recv (socket);
     if (!envelope->identity)
         return -1;
-    zmsg_t *msg = zmsg_new ();
+    zmq_msg_t parts[2];
+    size_t frames = 0;
     if (zsock_rcvmore (socket))
-        s_recv_rest (zsock_resolve (socket), msg, envelope);
-    size_t frames = zmsg_size (msg);
-    zframe_t *first = zmsg_first (msg);
-    if (frames >= 2 && zframe_size (first) == 0) {
+        frames = s_recv_rest (zsock_resolve (socket), parts, envelope);
+    else {
+        zmq_msg_init (&parts[0]);
+        zmq_msg_init (&parts[1]);
+    }
+    zmq_msg_t *body = &parts[0];
+    if (frames >= 2 && zmq_msg_size (&parts[0]) == 0) {
         envelope->delimiter = true;
-        zframe_t *empty = zmsg_pop (msg);
-        zframe_destroy (&empty);
+        body = &parts[1];
         frames--;
     }
     if (frames != 1)
         snprintf (envelope->error, sizeof envelope->error, "expected 1 body frame, got %zu",
                   frames);
-    else if (zframe_size (zmsg_first (msg)) == 0)
+    else if (zmq_msg_size (body) == 0)
         snprintf (envelope->error, sizeof envelope->error, "empty body frame");
-    else
-        envelope->body = zmsg_pop (msg);
-    zmsg_destroy (&msg);
+    else {
+        zmq_msg_init (&envelope->body);
+        zmq_msg_move (&envelope->body, body);
+        envelope->has_body = true;
+    }
+    zmq_msg_close (&parts[0]);
+    zmq_msg_close (&parts[1]);
     return 0;
 }
 
@@ -100,7 +119,9 @@ void tf_envelope_reply (zsock_t *socket, const tf_envelope_t *envelope,
 void tf_envelope_clear (tf_envelope_t *envelope)
 {
     zframe_destroy (&envelope->identity);
-    zframe_destroy (&envelope->body);
+    if (envelope->has_body)
+        zmq_msg_close (&envelope->body);
+    envelope->has_body = false;
     free (envelope->user_id);
     envelope->user_id = NULL;
 }

@@ -154,15 +154,16 @@ static Techfeed__ErrorCode s_check_request (tf_server_t *self,
 static void s_pending_decode (tf_server_t *self, s_pending_t *pending)
 {
     tf_envelope_t *envelope = &pending->envelope;
-    if (!envelope->body) {
+    size_t size;
+    const uint8_t *body = tf_envelope_body (envelope, &size);
+    if (!body) {
         s_reply_error (pending, TECHFEED__ERROR_CODE__MALFORMED, envelope->error);
         return;
     }
     char err[256];
-    size_t size = zframe_size (envelope->body);
     Techfeed__IngestRequest *request = (Techfeed__IngestRequest *) tf_wire_unpack_in (
-        self->requests, &techfeed__ingest_request__descriptor, zframe_data (envelope->body), size,
-        tf_decode_budget (size), err, sizeof err);
+        self->requests, &techfeed__ingest_request__descriptor, body, size, tf_decode_budget (size),
+        err, sizeof err);
     if (!request) {
         s_reply_error (pending, TECHFEED__ERROR_CODE__MALFORMED, err);
         return;

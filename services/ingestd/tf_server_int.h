@@ -52,9 +52,19 @@ typedef struct {
     int peer_fd;        /* the connection's descriptor in ZeroMQ's I/O thread, -1 unknown */
     char *user_id;      /* the client's CURVE key (ZAP's User-Id), owned; NULL without */
     bool delimiter;     /* the client is REQ: echo the empty frame */
-    zframe_t *body;     /* owned; NULL when the shape was wrong */
+    bool has_body;      /* false when the shape was wrong */
+    zmq_msg_t body;     /* the body frame as ZeroMQ received it, owned */
     char error[128];    /* why the shape was wrong */
 } tf_envelope_t;
+
+/*  The body's bytes; NULL when the shape was wrong. (libzmq's accessors
+    take no const; they do not change the message.) */
+static inline const uint8_t *tf_envelope_body (const tf_envelope_t *envelope, size_t *size)
+{
+    zmq_msg_t *body = (zmq_msg_t *) &envelope->body;
+    *size = envelope->has_body ? zmq_msg_size (body) : 0;
+    return envelope->has_body ? (const uint8_t *) zmq_msg_data (body) : NULL;
+}
 
 /*  Receives one message; 0 with the envelope filled (body NULL and error
     set when the frames are not a request), -1 when nothing could be read. */

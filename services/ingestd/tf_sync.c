@@ -710,16 +710,16 @@ static void s_status (tf_server_t *self, const tf_envelope_t *envelope)
 
 static void s_handle_one (tf_server_t *self, const tf_envelope_t *envelope)
 {
-    if (!envelope->body) {
+    size_t size;
+    const uint8_t *body = tf_envelope_body (envelope, &size);
+    if (!body) {
         s_reply_error (self, envelope, TECHFEED__ERROR_CODE__MALFORMED, "%s", envelope->error);
         tf_info ("refused sync request: %s", envelope->error);
         return;
     }
     char err[256];
-    size_t size = zframe_size (envelope->body);
     Techfeed__SyncRequest *request = (Techfeed__SyncRequest *) tf_wire_unpack (
-        &techfeed__sync_request__descriptor, zframe_data (envelope->body), size,
-        tf_decode_budget (size), err, sizeof err);
+        &techfeed__sync_request__descriptor, body, size, tf_decode_budget (size), err, sizeof err);
     if (!request) {
         s_reply_error (self, envelope, TECHFEED__ERROR_CODE__MALFORMED, "%s", err);
         tf_info ("refused sync request: %s", err);
