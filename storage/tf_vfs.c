@@ -268,12 +268,11 @@ static int s_open (sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int f
     memset (self, 0, sizeof *self);
     self->real = (sqlite3_file *) (self + 1);
     int rc = s_default->xOpen (s_default, name, self->real, flags, out_flags);
-    if (rc != SQLITE_OK || !self->real->pMethods) {
-        //  SQLite calls nothing on a file whose open failed.
-        self->base.pMethods = NULL;
+    //  SQLite calls xClose whenever pMethods is set, even after a failed
+    //  open: ours then closes the default VFS's file, if it has one.
+    self->base.pMethods = self->real->pMethods ? &s_io : NULL;
+    if (rc != SQLITE_OK || !self->real->pMethods)
         return rc != SQLITE_OK ? rc : SQLITE_CANTOPEN;
-    }
-    self->base.pMethods = &s_io;
     if ((flags & SQLITE_OPEN_WAL) && name) {
         self->is_wal = true;
         self->db = (s_file_t *) sqlite3_database_file_object (name);
