@@ -13,12 +13,11 @@ static void s_note_peer (zmq_msg_t *part, tf_envelope_t *envelope)
         envelope->user_id = strdup (user_id);
 }
 
-/*  Receives the frames after the routing id: the first two are kept in
-    parts[] (initialised here), the rest only counted. How many there were. */
+/*  Receives the frames after the routing id: the first two go into
+    parts[] (initialised, empty), the rest are only counted. How many there
+    were. */
 static size_t s_recv_rest (void *handle, zmq_msg_t parts[2], tf_envelope_t *envelope)
 {
-    zmq_msg_init (&parts[0]);
-    zmq_msg_init (&parts[1]);
     size_t frames = 0;
     bool more = true;
     while (more) {
@@ -46,13 +45,10 @@ int tf_envelope_recv (zsock_t *socket, tf_envelope_t *envelope)
     if (!envelope->identity)
         return -1;
     zmq_msg_t parts[2];
-    size_t frames = 0;
-    if (zsock_rcvmore (socket))
-        frames = s_recv_rest (zsock_resolve (socket), parts, envelope);
-    else {
-        zmq_msg_init (&parts[0]);
-        zmq_msg_init (&parts[1]);
-    }
+    zmq_msg_init (&parts[0]);
+    zmq_msg_init (&parts[1]);
+    size_t frames =
+        zsock_rcvmore (socket) ? s_recv_rest (zsock_resolve (socket), parts, envelope) : 0;
     zmq_msg_t *body = &parts[0];
     if (frames >= 2 && zmq_msg_size (&parts[0]) == 0) {
         envelope->delimiter = true;
