@@ -389,6 +389,20 @@ static int s_locked_checkpoint (tf_store_t *self)
     return 0;
 }
 
+static int s_locked_reserve_wal (tf_store_t *self, int64_t bytes)
+{
+    assert (self);
+    int rc = tf_vfs_reserve_wal (self->db, bytes);
+    if (rc == SQLITE_NOTFOUND)
+        return tf_st_fail (self, TF_STORE_ERROR, "%s-wal: cannot write ahead: not open with tf_vfs",
+                           self->path);
+    if (rc != SQLITE_OK)
+        return tf_st_sql_error (self->errstr, sizeof self->errstr, NULL, rc,
+                                "%s-wal: cannot write %lld bytes ahead", self->path,
+                                (long long) bytes);
+    return 0;
+}
+
 int tf_store_schema_version (void)
 {
     return TF_STORE_SCHEMA;
@@ -478,6 +492,13 @@ int tf_store_checkpoint (tf_store_t *self)
     assert (self);
     s_enter (self);
     return s_leave (self, s_locked_checkpoint (self));
+}
+
+int tf_store_reserve_wal (tf_store_t *self, int64_t bytes)
+{
+    assert (self);
+    s_enter (self);
+    return s_leave (self, s_locked_reserve_wal (self, bytes));
 }
 
 int tf_store_state (tf_store_t *self, tf_store_state_t *state)

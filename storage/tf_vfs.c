@@ -18,17 +18,27 @@
     index's barrier and unmap cannot report one (they return nothing) and
     are only a safety net: SQLite publishes a commit in the index after
     writing its last page, which flushed the buffer already.
+
+    tf_vfs_reserve_wal is a file control of the main database file
+    (TF_VFS_FCNTL_RESERVE_WAL), which reaches the WAL through the link the
+    WAL's open made; it only ever writes past the file's end.
 */
 #include "tf_vfs.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define TF_VFS_NAME "techfeed"
-#define TF_VFS_BUFFER (1u << 20) /* one flush per MiB of frames at most */
-#define TF_WAL_FRAME_HEADER 24   /* WAL format: bytes before each page */
+#define TF_VFS_BUFFER (1u << 20)            /* one flush per MiB of frames at most */
+#define TF_WAL_FRAME_HEADER 24              /* WAL format: bytes before each page */
+#define TF_VFS_FCNTL_RESERVE_WAL 0x54460001 /* file control of a main database: 'TF' 1 */
+/*  Reserved WAL space is written a page at a time: a larger write puts the
+    file in larger page-cache folios (Linux 6.18, ext4), and a commit that
+    overwrites part of one then dirties the whole folio. */
+#define TF_VFS_FILL 4096
 /*  The unix VFS writes at most 128 KiB - 1 bytes per call (it masks the
     size with 0x1ffff) and takes a larger write for a full disk. */
 #define TF_VFS_WRITE_MAX (64u << 10)
@@ -161,12 +171,40 @@ static int s_check_reserved (sqlite3_file *file, int *out)
     return self->real->pMethods->xCheckReservedLock (self->real, out);
 }
 
+/*  tf_vfs_reserve_wal on the WAL file `self`. */
+static int s_reserve (s_file_t *self, sqlite3_int64 bytes)
+{
+    static const unsigned char zeros[TF_VFS_FILL];
+    const sqlite3_io_methods *real = self->real->pMethods;
+    sqlite3_int64 size = 0;
+    int rc = s_flush (self);
+    if (rc == SQLITE_OK)
+        rc = real->xFileSize (self->real, &size);
+    if (rc != SQLITE_OK || size >= bytes)
+        return rc;
+    for (sqlite3_int64 at = size; rc == SQLITE_OK && at < bytes;) {
+        int n = TF_VFS_FILL - (int) (at % TF_VFS_FILL); // page-aligned after the first
+        rc = real->xWrite (self->real, zeros, n, at);
+        at += n;
+    }
+    if (rc == SQLITE_OK)
+        rc = real->xSync (self->real, SQLITE_SYNC_NORMAL);
+    if (rc != SQLITE_OK) {
+        int saved = errno; // the write's, for the caller's message
+        (void) real->xTruncate (self->real, size);
+        errno = saved;
+    }
+    return rc;
+}
+
 static int s_file_control (sqlite3_file *file, int op, void *arg)
 {
     s_file_t *self = (s_file_t *) file;
     int rc = s_flush (self);
     if (rc != SQLITE_OK)
         return rc;
+    if (op == TF_VFS_FCNTL_RESERVE_WAL)
+        return self->wal ? s_reserve (self->wal, *(sqlite3_int64 *) arg) : SQLITE_NOTFOUND;
     if (op == SQLITE_FCNTL_VFSNAME) {
         //  What PRAGMA vfs_list and sqlite3_file_control report.
         int inner = self->real->pMethods->xFileControl (self->real, op, arg);
@@ -356,6 +394,11 @@ static void s_register (void)
         .xCurrentTimeInt64 = s_current_time_64,
     };
     s_registered = sqlite3_vfs_register (&s_vfs, 0) == SQLITE_OK;
+}
+
+int tf_vfs_reserve_wal (sqlite3 *db, sqlite3_int64 bytes)
+{
+    return sqlite3_file_control (db, "main", TF_VFS_FCNTL_RESERVE_WAL, &bytes);
 }
 
 const char *tf_vfs_name (void)

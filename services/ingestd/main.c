@@ -43,6 +43,8 @@ static const tf_cfg_option_t s_options[] = {
       "changes copied from the log into the records table per transaction" },
     { "apply-lag-max", 0, TF_CFG_INT, "10000", 0, 100000000, false, S (apply_lag_max),
       "changes the records table may be behind the log before writes wait for it (0: no bound)" },
+    { "wal-reserve", 0, TF_CFG_INT, "36", 0, 64, false, S (wal_reserve),
+      "MiB of WAL written ahead at start, so commits need not grow the file (0: none)" },
     { "log-keep", 0, TF_CFG_INT, "0", 0, INT64_MAX, false, S (log_keep),
       "changes kept in the log for catch-up (0: no count bound)" },
     { "log-max-age-ms", 0, TF_CFG_INT, "0", 0, INT64_MAX, false, S (log_max_age_ms),

@@ -28,6 +28,7 @@ typedef struct {
     int64_t idempotency_max; /* request ids remembered at most */
     int64_t apply_max;       /* changes copied into records per transaction */
     int64_t apply_lag_max;   /* records may be this far behind before writes wait, 0 = no bound */
+    int64_t wal_reserve;     /* WAL written ahead at start, MiB, 0 = none */
     int64_t log_keep;        /* changes kept in the log, 0 = no count bound */
     int64_t log_max_age_ms;  /* changes older than this are trimmed, 0 = none */
     int64_t maintenance_ms;  /* how often the log is trimmed and request ids expire */

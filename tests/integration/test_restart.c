@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -190,12 +191,42 @@ static void test_restart_twice_with_new_view (void **state)
     tf_watcher_destroy (&fresh);
 }
 
+static off_t s_wal_size (const tf_service_t *svc)
+{
+    char wal[400];
+    snprintf (wal, sizeof wal, "%s/data/techfeed.db-wal", svc->dir);
+    struct stat st;
+    return stat (wal, &st) == 0 ? st.st_size : -1;
+}
+
+/*  The WAL is written ahead at start (--wal-reserve, 36 MiB by default)
+    and commits stay inside it; SQLite deletes it at a clean stop; with
+    --wal-reserve 0 it is only as long as the commits made it. */
+static void test_wal_written_ahead (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    assert_int_equal (s_wal_size (&f->svc), 36 << 20);
+    s_write (f, "ahead", 300);
+    s_check_views (f);
+    assert_int_equal (s_wal_size (&f->svc), 36 << 20);
+    assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
+    assert_int_equal (s_wal_size (&f->svc), -1);
+    const char *none[] = { "--heartbeat-ms", HEARTBEAT_MS, "--wal-reserve", "0", NULL };
+    assert_int_equal (tf_service_start (&f->svc, none), 0);
+    s_write (f, "small", 30);
+    s_check_views (f);
+    off_t size = s_wal_size (&f->svc);
+    print_message ("WAL without a reserve: %lld bytes\n", (long long) size);
+    assert_true (size > 0 && size < (1 << 20));
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown (test_restart_after_outage, setup, teardown),
         cmocka_unit_test_setup_teardown (test_quick_restart_then_writes, setup, teardown),
         cmocka_unit_test_setup_teardown (test_restart_twice_with_new_view, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_wal_written_ahead, setup, teardown),
     };
     return cmocka_run_group_tests_name ("restart", tests, NULL, NULL);
 }

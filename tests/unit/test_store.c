@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1222,6 +1223,38 @@ static void test_disk_full (void **state)
     assert_int_equal (s_state (fx->store).record_count, 2);
 }
 
+/*  WAL space written ahead: the file is that long and the store works on;
+    without room for it, TF_STORE_FULL naming the file, and the WAL as
+    long as it was. */
+static void test_reserve_wal (void **state)
+{
+    fixture_t *fx = *state;
+    s_put (fx->store, "first", TECHFEED__SECTOR__SECTOR_AI, "2020", "CN", "X", T0);
+    char wal[600];
+    snprintf (wal, sizeof wal, "%s-wal", fx->path);
+    struct stat st;
+    assert_int_equal (stat (wal, &st), 0);
+    off_t before = st.st_size;
+
+    tf_test_fsize_t fsize;
+    if (tf_test_fsize_limit (&fsize, (long) before + (256 << 10))) {
+        int rc = tf_store_reserve_wal (fx->store, 4 << 20);
+        tf_test_fsize_restore (&fsize);
+        print_message ("reserve past the limit: %d %s\n", rc, tf_store_errstr (fx->store));
+        assert_int_equal (rc, TF_STORE_FULL);
+        assert_non_null (strstr (tf_store_errstr (fx->store), wal));
+        assert_int_equal (stat (wal, &st), 0);
+        assert_int_equal (st.st_size, before);
+    }
+    assert_int_equal (tf_store_reserve_wal (fx->store, 4 << 20), 0);
+    assert_int_equal (stat (wal, &st), 0);
+    assert_int_equal (st.st_size, 4 << 20);
+    s_put (fx->store, "second", TECHFEED__SECTOR__SECTOR_AI, "2021", "CN", "X", T0);
+    assert_int_equal (stat (wal, &st), 0);
+    assert_int_equal (st.st_size, 4 << 20);
+    assert_int_equal (s_state (fx->store).record_count, 2);
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
@@ -1248,6 +1281,7 @@ int main (void)
         cmocka_unit_test_setup_teardown (test_refuse_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown (test_refuse_bit_flips, setup, teardown),
         cmocka_unit_test_setup_teardown (test_disk_full, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_reserve_wal, setup, teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /*  tf_vfs: a connection opened with it commits like one on SQLite's
     default VFS (what other connections see, after a crash, on a full
-    disk), in a few large writes instead of two per WAL page. */
+    disk), in a few large writes instead of two per WAL page, and into
+    WAL space written ahead when asked. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -193,6 +194,21 @@ static void test_commit_writes_few (void **state)
     assert_int_equal (s_int (fx->reader, "SELECT count(*) FROM t"), 600);
 }
 
+/*  The child `pid` killed itself: the database opens again with the
+    `committed` rows, intact, and takes more. */
+static void s_reopen_after_kill (s_fixture_t *fx, pid_t pid, int64_t committed)
+{
+    int status = 0;
+    assert_int_equal (waitpid (pid, &status, 0), pid);
+    assert_true (WIFSIGNALED (status) && WTERMSIG (status) == SIGKILL);
+    sqlite3_close (fx->writer);
+    fx->writer = s_open_writer (fx->path, tf_vfs_name ());
+    assert_int_equal (s_int (fx->writer, "SELECT count(*) FROM t"), committed);
+    s_assert_intact (fx->writer);
+    s_commit_rows (fx->writer, 10);
+    assert_int_equal (s_int (fx->reader, "SELECT count(*) FROM t"), committed + 10);
+}
+
 /*  Killed with a transaction's frames in the buffer and in the file: the
     database opens with the committed rows only. */
 static void test_killed_mid_transaction (void **state)
@@ -208,15 +224,7 @@ static void test_killed_mid_transaction (void **state)
         s_insert (db, 3000); // spills past the buffer: some frames written
         raise (SIGKILL);
     }
-    int status = 0;
-    assert_int_equal (waitpid (pid, &status, 0), pid);
-    assert_true (WIFSIGNALED (status) && WTERMSIG (status) == SIGKILL);
-    sqlite3_close (fx->writer);
-    fx->writer = s_open_writer (fx->path, tf_vfs_name ());
-    assert_int_equal (s_int (fx->writer, "SELECT count(*) FROM t"), 120);
-    s_assert_intact (fx->writer);
-    s_commit_rows (fx->writer, 10);
-    assert_int_equal (s_int (fx->reader, "SELECT count(*) FROM t"), 130);
+    s_reopen_after_kill (fx, pid, 120);
 }
 
 /*  A file that cannot grow while the buffer is written: COMMIT fails
@@ -252,6 +260,81 @@ static void test_full_disk (void **state)
     s_assert_intact (fx->reader);
 }
 
+static int64_t s_wal_size (const s_fixture_t *fx)
+{
+    char wal[320];
+    snprintf (wal, sizeof wal, "%s-wal", fx->path);
+    struct stat st;
+    assert_int_equal (stat (wal, &st), 0);
+    return (int64_t) st.st_size;
+}
+
+/*  Reserved WAL space: the file is that long at once, commits go into it
+    without growing it, other connections see them, a smaller request
+    changes nothing, and a connection on the default VFS has no such file
+    control. */
+static void test_reserve_wal (void **state)
+{
+    s_fixture_t *fx = (s_fixture_t *) *state;
+    s_commit_rows (fx->writer, 10);
+    int64_t before = s_wal_size (fx);
+    assert_true (before < (1 << 20));
+    assert_int_equal (tf_vfs_reserve_wal (fx->writer, 2 << 20), SQLITE_OK);
+    assert_int_equal (s_wal_size (fx), 2 << 20);
+    for (int i = 0; i < 20; i++)
+        s_commit_rows (fx->writer, 20); // about 600 KiB of frames
+    assert_int_equal (s_wal_size (fx), 2 << 20);
+    assert_int_equal (s_int (fx->reader, "SELECT count(*) FROM t"), 410);
+    s_assert_intact (fx->reader);
+    assert_int_equal (tf_vfs_reserve_wal (fx->writer, 1 << 20), SQLITE_OK);
+    assert_int_equal (s_wal_size (fx), 2 << 20);
+    assert_int_equal (tf_vfs_reserve_wal (fx->reader, 4 << 20), SQLITE_NOTFOUND);
+    assert_int_equal (s_wal_size (fx), 2 << 20);
+}
+
+/*  Killed after commits into reserved space: the database opens with
+    every committed row (recovery stops at the first zero frame). */
+static void test_reserve_wal_killed (void **state)
+{
+    s_fixture_t *fx = (s_fixture_t *) *state;
+    s_commit_rows (fx->writer, 10);
+    pid_t pid = fork ();
+    assert_true (pid >= 0);
+    if (pid == 0) {
+        sqlite3 *db = s_open_writer (fx->path, tf_vfs_name ());
+        if (tf_vfs_reserve_wal (db, 4 << 20) != SQLITE_OK)
+            _exit (1);
+        for (int i = 0; i < 30; i++) {
+            sqlite3_exec (db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+            s_insert (db, 10);
+            sqlite3_exec (db, "COMMIT", NULL, NULL, NULL);
+        }
+        raise (SIGKILL);
+    }
+    s_reopen_after_kill (fx, pid, 310);
+}
+
+/*  No room for the reserve: an error, the WAL as long as it was, and
+    commits go on growing it. */
+static void test_reserve_wal_full_disk (void **state)
+{
+    s_fixture_t *fx = (s_fixture_t *) *state;
+    s_commit_rows (fx->writer, 10);
+    int64_t before = s_wal_size (fx);
+    tf_test_fsize_t fsize;
+    if (!tf_test_fsize_limit (&fsize, (long) before + (1 << 20)))
+        skip ();
+    int rc = tf_vfs_reserve_wal (fx->writer, 4 << 20);
+    tf_test_fsize_restore (&fsize);
+    assert_int_not_equal (rc, SQLITE_OK);
+    assert_int_not_equal (rc, SQLITE_NOTFOUND);
+    assert_int_equal (s_wal_size (fx), before);
+    s_commit_rows (fx->writer, 100);
+    assert_true (s_wal_size (fx) > before);
+    assert_int_equal (s_int (fx->reader, "SELECT count(*) FROM t"), 110);
+    s_assert_intact (fx->reader);
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
@@ -260,6 +343,9 @@ int main (void)
         cmocka_unit_test_setup_teardown (test_commit_writes_few, setup, teardown),
         cmocka_unit_test_setup_teardown (test_killed_mid_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown (test_full_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_reserve_wal, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_reserve_wal_killed, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_reserve_wal_full_disk, setup, teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
