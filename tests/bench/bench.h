@@ -68,6 +68,14 @@ void bench_sleep_ms (int ms);
 /*  Waits until `fd` is readable or the monotonic deadline passes (ns
     precision, ppoll). 1 readable, 0 timeout. */
 int bench_wait_fd (int fd, int64_t deadline_ns);
+/*  A paced writer's sleeps end within 1 µs of their deadline, not the
+    50 µs Linux allows a thread by default (its timer slack): an open-loop
+    latency counts from the due time, so the writer's own lateness would
+    count as the system's. From bench_slack_tight to bench_slack_restore,
+    on the calling thread; a child forked meanwhile would inherit it, so
+    no server starts in between. */
+long bench_slack_tight (void);
+void bench_slack_restore (long saved);
 
 // ------------------------------------------------------------------ latency samples
 

@@ -321,6 +321,7 @@ static void s_consumer (const s_nats_t *server)
         return;
     }
     uint8_t buf[8192];
+    long slack = bench_slack_tight ();
     for (uint64_t n = 0; n < total; n++) {
         int64_t due = t0 + (int64_t) ((double) n * period);
         bench_sleep_until (due);
@@ -332,6 +333,7 @@ static void s_consumer (const s_nats_t *server)
             break;
         }
     }
+    bench_slack_restore (slack);
     jsPubOptions po;
     jsPubOptions_Init (&po);
     po.MaxWait = 10000;

@@ -287,6 +287,7 @@ static void s_xread (const s_redis_t *r, const char *mode)
     pthread_create (&thread, NULL, s_reader_run, &rd);
     uint64_t n = 0, acked = 0;
     bool ok = true;
+    long slack = bench_slack_tight ();
     while (ok && (n < total || acked < n)) {
         int64_t now = bench_now_ns ();
         while (n < total && t0 + (int64_t) ((double) n * period) <= now) {
@@ -310,6 +311,7 @@ static void s_xread (const s_redis_t *r, const char *mode)
         if (now > t0 + warm_ns + window_ns + 20000000000LL)
             break;
     }
+    bench_slack_restore (slack);
     int64_t deadline = bench_now_ns () + 10000000000LL;
     while (atomic_load (&rd.got) < n && bench_now_ns () < deadline)
         bench_sleep_ms (5);

@@ -506,6 +506,7 @@ static void s_paced (s_paced_t *p)
     int64_t t0 = p->t0 ? p->t0 : bench_now_ns () + 20000000;
     p->measure_from = t0 + p->warm_ns;
     int64_t give_up = t0 + p->warm_ns + p->window_ns + 20000000000LL;
+    long slack = bench_slack_tight ();
     uint64_t n = 0;
     while (n < total || p->acked + p->errors < n) {
         int64_t now = bench_now_ns ();
@@ -545,6 +546,7 @@ static void s_paced (s_paced_t *p)
         int64_t next = n < total ? t0 + (int64_t) ((double) n * period) : now + 100000000;
         bench_wait_fd (fd, next);
     }
+    bench_slack_restore (slack);
     p->sent = n;
     if (!p->saturated && n)
         p->achieved = (double) p->acked / ((double) (due[n - 1] - t0) / 1e9 + 1e-9);

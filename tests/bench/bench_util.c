@@ -81,6 +81,19 @@ int bench_wait_fd (int fd, int64_t deadline_ns)
     return rc > 0 ? 1 : 0;
 }
 
+long bench_slack_tight (void)
+{
+    long saved = prctl (PR_GET_TIMERSLACK, 0, 0, 0, 0);
+    prctl (PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+    return saved;
+}
+
+void bench_slack_restore (long saved)
+{
+    if (saved > 0)
+        prctl (PR_SET_TIMERSLACK, (unsigned long) saved, 0, 0, 0);
+}
+
 // ------------------------------------------------------------------ latency samples
 
 void bench_lat_add (bench_lat_t *self, int64_t ns)
