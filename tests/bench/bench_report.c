@@ -512,7 +512,8 @@ static void s_footer (FILE *out)
              "- Ingest→view: open loop, latency from each put's scheduled send time to the "
              "moment a libtechfeed view has decoded and applied the event (callback); "
              "Redis and NATS readers decode each body and keep it in a table by id. "
-             "Views share %d polling threads on this machine. The paced writers (techfeed, "
+             "Views share %d threads on this machine, each waiting on its views' ZMQ_FD "
+             "descriptors with one poll(). The paced writers (techfeed, "
              "Redis, NATS) sleep with a timer slack of 1 µs, not Linux's default 50 µs, "
              "which they would have added to every latency.\n",
              2);
