@@ -92,8 +92,8 @@ int tf_store_wal_pages (tf_store_t *self);
 int tf_store_checkpoint (tf_store_t *self);
 /*  Makes the WAL file at least `bytes` long, written ahead (zeros) so
     that commits overwrite it instead of growing it, which costs each
-    such commit a file-system journal commit besides its fdatasync
-    (tf_vfs_reserve_wal). SQLite keeps the file's size between its
+    such commit's fdatasync a write of the file's new size besides its
+    data (tf_vfs_reserve_wal). SQLite keeps the file's size between its
     rounds (journal_size_limit, 64 MiB) and deletes it at the last close.
     On failure (a full disk) the WAL keeps its size and errstr says why. */
 int tf_store_reserve_wal (tf_store_t *self, int64_t bytes);
