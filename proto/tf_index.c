@@ -96,10 +96,19 @@ bool tf_index_get (const tf_index_t *self, const char *key, tf_index_value_t *va
 
 void tf_index_set (tf_index_t *self, const char *key, tf_index_value_t value)
 {
+    tf_index_swap (self, key, value, NULL);
+}
+
+bool tf_index_swap (tf_index_t *self, const char *key, tf_index_value_t value,
+                    tf_index_value_t *old)
+{
     assert (self && key);
     uint64_t hash = s_hash (key);
     size_t i = s_find (self, key, hash);
-    if (!self->slots[i].key) {
+    bool existed = self->slots[i].key != NULL;
+    if (existed && old)
+        *old = self->slots[i].value;
+    if (!existed) {
         //  Keep the table at most 3/4 full so probe runs stay short.
         if ((self->size + 1) * 4 > (self->mask + 1) * 3) {
             s_grow (self);
@@ -113,6 +122,7 @@ void tf_index_set (tf_index_t *self, const char *key, tf_index_value_t value)
         self->key_bytes += len;
     }
     self->slots[i].value = value;
+    return existed;
 }
 
 bool tf_index_remove (tf_index_t *self, const char *key)

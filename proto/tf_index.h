@@ -31,6 +31,11 @@ void tf_index_destroy (tf_index_t **self_p);
 bool tf_index_get (const tf_index_t *self, const char *key, tf_index_value_t *value);
 /*  Inserts or overwrites. */
 void tf_index_set (tf_index_t *self, const char *key, tf_index_value_t value);
+/*  tf_index_set that also says what was there: true with *old set (when
+    not NULL) when the key was present. One probe, where a get before the
+    set makes two. */
+bool tf_index_swap (tf_index_t *self, const char *key, tf_index_value_t value,
+                    tf_index_value_t *old);
 /*  true when the key was there. */
 bool tf_index_remove (tf_index_t *self, const char *key);
 size_t tf_index_size (const tf_index_t *self);

@@ -9,22 +9,22 @@
 void tf_st_index_change (tf_store_t *self, tf_index_t *index, const char *key, bool remove,
                          tf_index_value_t value)
 {
-    if (!sqlite3_get_autocommit (self->db)) {
-        if (self->undo_len == self->undo_cap) {
-            self->undo_cap = self->undo_cap ? self->undo_cap * 2 : 256;
-            self->undo = realloc (self->undo, self->undo_cap * sizeof *self->undo);
-            if (!self->undo)
-                tf_st_oom ();
-        }
-        tf_st_undo_t *entry = &self->undo[self->undo_len++];
-        entry->index = index;
-        entry->key = tf_st_strdup (key);
-        entry->existed = tf_index_get (index, key, &entry->value);
+    tf_index_value_t old = { 0, 0 };
+    bool existed = remove ? tf_index_get (index, key, &old) && tf_index_remove (index, key)
+                          : tf_index_swap (index, key, value, &old);
+    if (sqlite3_get_autocommit (self->db))
+        return;
+    if (self->undo_len == self->undo_cap) {
+        self->undo_cap = self->undo_cap ? self->undo_cap * 2 : 256;
+        self->undo = realloc (self->undo, self->undo_cap * sizeof *self->undo);
+        if (!self->undo)
+            tf_st_oom ();
     }
-    if (remove)
-        tf_index_remove (index, key);
-    else
-        tf_index_set (index, key, value);
+    tf_st_undo_t *entry = &self->undo[self->undo_len++];
+    entry->index = index;
+    entry->key = tf_st_strdup (key);
+    entry->existed = existed;
+    entry->value = old;
 }
 
 /*  Undoes the journal back to `mark` entries, newest first. */

@@ -242,6 +242,25 @@ static void test_set_get (void **state)
     tf_index_destroy (&index);
 }
 
+/*  tf_index_swap sets like tf_index_set and says what was there. */
+static void test_swap (void **state)
+{
+    tf_index_t *index = tf_index_new ();
+    tf_index_value_t old = s_value (9, 9);
+    assert_false (tf_index_swap (index, "m-1", s_value (1, 100), &old));
+    assert_int_equal (old.a, 9); // untouched when absent
+    assert_int_equal (old.b, 9);
+    s_expect (index, "m-1", 1, 100);
+    assert_true (tf_index_swap (index, "m-1", s_value (2, 200), &old));
+    assert_int_equal (old.a, 1);
+    assert_int_equal (old.b, 100);
+    s_expect (index, "m-1", 2, 200);
+    assert_true (tf_index_swap (index, "m-1", s_value (3, 300), NULL));
+    s_expect (index, "m-1", 3, 300);
+    assert_int_equal (tf_index_size (index), 1);
+    tf_index_destroy (&index);
+}
+
 static void test_key_is_copied (void **state)
 {
     tf_index_t *index = tf_index_new ();
@@ -469,6 +488,7 @@ int main (void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_empty),
         cmocka_unit_test (test_set_get),
+        cmocka_unit_test (test_swap),
         cmocka_unit_test (test_key_is_copied),
         cmocka_unit_test (test_overwrite),
         cmocka_unit_test (test_remove_once),
