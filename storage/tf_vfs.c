@@ -37,7 +37,8 @@
 #define TF_VFS_FCNTL_RESERVE_WAL 0x54460001 /* file control of a main database: 'TF' 1 */
 /*  Reserved WAL space is written a page at a time: a larger write puts the
     file in larger page-cache folios (Linux 6.18, ext4), and a commit that
-    overwrites part of one then dirties the whole folio. */
+    writes into part of one dirties all of it. With 64 KiB writes
+    /proc/PID/io counted 85 KiB written per serial put, with these 23. */
 #define TF_VFS_FILL 4096
 /*  The unix VFS writes at most 128 KiB - 1 bytes per call (it masks the
     size with 0x1ffff) and takes a larger write for a full disk. */
