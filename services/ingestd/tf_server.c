@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 /*  Largest message the events socket accepts: subscriptions, and the
     handshake (a CURVE INITIATE is a few hundred bytes, so not less). */
@@ -343,12 +344,22 @@ static void s_monitor_event (tf_server_t *self)
 }
 
 /*  WAL space written ahead (--wal-reserve), or a warning: the service
-    runs without it, each commit that grows the WAL a little slower. */
+    runs without it, each commit that grows the WAL a little slower. On a
+    small disk it takes at most a quarter of the free space, which a
+    quiet service might not have filled with its WAL in a long time. */
 static void s_reserve_wal (tf_server_t *self)
 {
     int64_t bytes = self->config->wal_reserve << 20;
-    if (bytes && tf_store_reserve_wal (self->store, bytes))
-        tf_warn ("%s; commits will grow the file instead", tf_store_errstr (self->store));
+    if (!bytes)
+        return;
+    const char *path = tf_store_path (self->store);
+    struct statvfs fs;
+    if (statvfs (path, &fs) == 0 && (double) fs.f_bavail * (double) fs.f_frsize < 4.0 * bytes)
+        tf_warn ("%s: %.1f MiB free: the WAL is not written ahead (--wal-reserve takes at most "
+                 "a quarter of the free space)",
+                 path, (double) fs.f_bavail * (double) fs.f_frsize / (1 << 20));
+    else if (tf_store_reserve_wal (self->store, bytes))
+        tf_warn ("%s; the WAL is not written ahead", tf_store_errstr (self->store));
 }
 
 static tf_server_t *s_server_new (const tf_server_config_t *config)
