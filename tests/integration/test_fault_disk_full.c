@@ -171,7 +171,7 @@ static void test_disk_full (void **state)
     print_message ("disk full after %" PRIu64 " puts acknowledged (database %lld bytes, WAL "
                    "%lld); then %" PRIu64 " refused (%" PRIu64 " STORAGE_FULL, %" PRIu64
                    " STORAGE; last: %s), %" PRIu64 " unanswered\n",
-                   stats.acked, tf_fk_file_size (f->db), tf_fk_file_size (wal), stats.refused,
+                   stats.acked, tf_test_file_size (f->db), tf_test_file_size (wal), stats.refused,
                    stats.full, stats.storage, stats.last_error, stats.uncertain);
     assert_true (stats.refused > 0);
     //  Either way the error names the cause: ENOSPC on the tmpfs, EFBIG

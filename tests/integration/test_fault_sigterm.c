@@ -55,7 +55,7 @@ static void test_sigterm_during_burst (void **state)
     tf_fk_load_stats (f->load, &stats);
     char wal[400];
     snprintf (wal, sizeof wal, "%s/data/techfeed.db-wal", f->svc.dir);
-    long long wal_size = tf_fk_file_size (wal);
+    long long wal_size = tf_test_file_size (wal);
 
     assert_int_equal (tf_service_start (&f->svc, NULL), 0);
     f->stored = tf_fk_revisions (&f->svc);

@@ -9,7 +9,6 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -191,12 +190,11 @@ static void test_restart_twice_with_new_view (void **state)
     tf_watcher_destroy (&fresh);
 }
 
-static off_t s_wal_size (const tf_service_t *svc)
+static long long s_wal_size (const tf_service_t *svc)
 {
     char wal[400];
     snprintf (wal, sizeof wal, "%s/data/techfeed.db-wal", svc->dir);
-    struct stat st;
-    return stat (wal, &st) == 0 ? st.st_size : -1;
+    return tf_test_file_size (wal);
 }
 
 /*  The WAL is written ahead at start (--wal-reserve, 36 MiB by default)
@@ -215,8 +213,8 @@ static void test_wal_written_ahead (void **state)
     assert_int_equal (tf_service_start (&f->svc, none), 0);
     s_write (f, "small", 30);
     s_check_views (f);
-    off_t size = s_wal_size (&f->svc);
-    print_message ("WAL without a reserve: %lld bytes\n", (long long) size);
+    long long size = s_wal_size (&f->svc);
+    print_message ("WAL without a reserve: %lld bytes\n", size);
     assert_true (size > 0 && size < (1 << 20));
 }
 

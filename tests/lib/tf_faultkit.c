@@ -1201,12 +1201,6 @@ int tf_fk_backup_db (const char *from, const char *to)
     return rc == SQLITE_OK ? 0 : -1;
 }
 
-long long tf_fk_file_size (const char *path)
-{
-    struct stat st;
-    return stat (path, &st) == 0 ? (long long) st.st_size : -1;
-}
-
 // --------------------------------------------------------------- fixture
 
 int tf_fk_setup_with (void **state, const char *const *args)

@@ -241,9 +241,6 @@ int tf_fk_copy_file (const char *from, const char *to);
     take it. 0 or -1 (the reason on stderr). */
 int tf_fk_backup_db (const char *from, const char *to);
 
-/*  Size of a file, -1 when missing. */
-long long tf_fk_file_size (const char *path);
-
 // ------------------------------------------------------------------ fixture
 
 /*  The state of a fault test: the service and what the test starts on it

@@ -69,6 +69,12 @@ void tf_test_remove_db (const char *path)
     unlink (name);
 }
 
+long long tf_test_file_size (const char *path)
+{
+    struct stat st;
+    return stat (path, &st) == 0 ? (long long) st.st_size : -1;
+}
+
 bool tf_test_file_has (const char *path, const char *text)
 {
     FILE *file = fopen (path, "r");

@@ -32,6 +32,8 @@ char *tf_test_tempdir (void);
 void tf_test_rmtree (const char *path);
 /*  Removes an SQLite database file and its -wal and -shm files. */
 void tf_test_remove_db (const char *path);
+/*  Size of a file, -1 when missing. */
+long long tf_test_file_size (const char *path);
 /*  Whether a line of the file at `path` (a service's log) contains `text`. */
 bool tf_test_file_has (const char *path, const char *text);
 /*  The last `bytes` of the file at `path` (a log) to stderr, when a test

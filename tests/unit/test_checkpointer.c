@@ -18,12 +18,6 @@
 #include "tf_store.h"
 #include "tf_testkit.h"
 
-static long s_size (const char *path)
-{
-    struct stat st;
-    return stat (path, &st) == 0 ? (long) st.st_size : -1;
-}
-
 /*  A store in a new directory, with SQLite's automatic checkpoints off. */
 typedef struct {
     char *dir;
@@ -40,7 +34,7 @@ static void s_open (s_fixture_t *fx, const char *name)
     fx->store = tf_store_new (fx->path, err, sizeof err);
     assert_non_null (fx->store);
     tf_store_set_autocheckpoint (fx->store, 0);
-    fx->before = s_size (fx->path);
+    fx->before = tf_test_file_size (fx->path);
 }
 
 static void s_close (s_fixture_t *fx)
@@ -77,11 +71,13 @@ static void s_await_copied (tf_checkpointer_t *checkpointer, const char *path, l
     do {
         usleep (10000);
         clock_gettime (CLOCK_MONOTONIC, &now);
-    } while ((s_size (path) <= before + 100000 || tf_checkpointer_runs (checkpointer) == 0) &&
-             now.tv_sec - start.tv_sec < 10);
-    print_message ("database file %ld -> %ld bytes after %llu checkpoint(s)\n", before,
-                   s_size (path), (unsigned long long) tf_checkpointer_runs (checkpointer));
-    assert_true (s_size (path) > before + 100000);
+    } while (
+        (tf_test_file_size (path) <= before + 100000 || tf_checkpointer_runs (checkpointer) == 0) &&
+        now.tv_sec - start.tv_sec < 10);
+    print_message ("database file %ld -> %lld bytes after %llu checkpoint(s)\n", before,
+                   tf_test_file_size (path),
+                   (unsigned long long) tf_checkpointer_runs (checkpointer));
+    assert_true (tf_test_file_size (path) > before + 100000);
     assert_true (tf_checkpointer_runs (checkpointer) >= 1);
 }
 
@@ -91,7 +87,7 @@ static void test_checkpoints_off_the_commit_path (void **state)
     s_open (&fx, "ck.db");
     s_fill_wal (fx.store);
     //  Nothing copied yet: automatic checkpoints are off.
-    assert_int_equal (s_size (fx.path), fx.before);
+    assert_int_equal (tf_test_file_size (fx.path), fx.before);
 
     tf_checkpointer_t *checkpointer = tf_checkpointer_new (fx.path, 20);
     assert_non_null (checkpointer);

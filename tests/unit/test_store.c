@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1232,9 +1231,8 @@ static void test_reserve_wal (void **state)
     s_put (fx->store, "first", TECHFEED__SECTOR__SECTOR_AI, "2020", "CN", "X", T0);
     char wal[600];
     snprintf (wal, sizeof wal, "%s-wal", fx->path);
-    struct stat st;
-    assert_int_equal (stat (wal, &st), 0);
-    off_t before = st.st_size;
+    long long before = tf_test_file_size (wal);
+    assert_true (before > 0);
 
     tf_test_fsize_t fsize;
     if (tf_test_fsize_limit (&fsize, (long) before + (256 << 10))) {
@@ -1243,15 +1241,12 @@ static void test_reserve_wal (void **state)
         print_message ("reserve past the limit: %d %s\n", rc, tf_store_errstr (fx->store));
         assert_int_equal (rc, TF_STORE_FULL);
         assert_non_null (strstr (tf_store_errstr (fx->store), wal));
-        assert_int_equal (stat (wal, &st), 0);
-        assert_int_equal (st.st_size, before);
+        assert_int_equal (tf_test_file_size (wal), before);
     }
     assert_int_equal (tf_store_reserve_wal (fx->store, 4 << 20), 0);
-    assert_int_equal (stat (wal, &st), 0);
-    assert_int_equal (st.st_size, 4 << 20);
+    assert_int_equal (tf_test_file_size (wal), 4 << 20);
     s_put (fx->store, "second", TECHFEED__SECTOR__SECTOR_AI, "2021", "CN", "X", T0);
-    assert_int_equal (stat (wal, &st), 0);
-    assert_int_equal (st.st_size, 4 << 20);
+    assert_int_equal (tf_test_file_size (wal), 4 << 20);
     assert_int_equal (s_state (fx->store).record_count, 2);
 }
 

@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -227,6 +226,14 @@ static void test_killed_mid_transaction (void **state)
     s_reopen_after_kill (fx, pid, 120);
 }
 
+/*  The WAL file's size, -1 when it is missing. */
+static int64_t s_wal_size (const s_fixture_t *fx)
+{
+    char wal[320];
+    snprintf (wal, sizeof wal, "%s-wal", fx->path);
+    return tf_test_file_size (wal);
+}
+
 /*  A file that cannot grow while the buffer is written: COMMIT fails
     with the write's error, nothing of the transaction is stored, and it commits once
     there is room. */
@@ -234,14 +241,12 @@ static void test_full_disk (void **state)
 {
     s_fixture_t *fx = (s_fixture_t *) *state;
     s_commit_rows (fx->writer, 10);
-    char wal[320];
-    snprintf (wal, sizeof wal, "%s-wal", fx->path);
-    struct stat st;
-    assert_int_equal (stat (wal, &st), 0);
+    int64_t size = s_wal_size (fx);
+    assert_true (size > 0);
     s_exec (fx->writer, "BEGIN IMMEDIATE");
     s_insert (fx->writer, 500); // about 600 KiB of frames
     tf_test_fsize_t fsize;
-    if (!tf_test_fsize_limit (&fsize, (long) st.st_size + 200 * 1024))
+    if (!tf_test_fsize_limit (&fsize, (long) size + 200 * 1024))
         skip ();
     int rc = sqlite3_exec (fx->writer, "COMMIT", NULL, NULL, NULL);
     int code = sqlite3_extended_errcode (fx->writer);
@@ -258,15 +263,6 @@ static void test_full_disk (void **state)
     s_commit_rows (fx->writer, 500);
     assert_int_equal (s_int (fx->reader, "SELECT count(*) FROM t"), 510);
     s_assert_intact (fx->reader);
-}
-
-static int64_t s_wal_size (const s_fixture_t *fx)
-{
-    char wal[320];
-    snprintf (wal, sizeof wal, "%s-wal", fx->path);
-    struct stat st;
-    assert_int_equal (stat (wal, &st), 0);
-    return (int64_t) st.st_size;
 }
 
 /*  Reserved WAL space: the file is that long at once, commits go into it
