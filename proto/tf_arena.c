@@ -5,6 +5,7 @@
 #include <stdalign.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "tf_arena.h"
 
@@ -79,6 +80,15 @@ void *tf_arena_alloc (tf_arena_t *self, size_t size)
     void *p = head->data + head->used;
     head->used += size;
     return p;
+}
+
+void *tf_arena_copy (tf_arena_t *self, const void *data, size_t size)
+{
+    char *copy = (char *) tf_arena_alloc (self, size + 1);
+    if (size)
+        memcpy (copy, data, size);
+    copy[size] = 0;
+    return copy;
 }
 
 void tf_arena_reset (tf_arena_t *self)

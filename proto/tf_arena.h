@@ -29,6 +29,10 @@ void tf_arena_destroy (tf_arena_t **self_p);
     NULL (aborts on out-of-memory). */
 void *tf_arena_alloc (tf_arena_t *self, size_t size);
 
+/*  A copy of `size` bytes of `data` in the arena with a NUL after them
+    (a string, or a blob read as one); `data` may be NULL when `size` is 0. */
+void *tf_arena_copy (tf_arena_t *self, const void *data, size_t size);
+
 /*  Takes back everything allocated since the last reset. */
 void tf_arena_reset (tf_arena_t *self);
 

@@ -57,16 +57,6 @@ static int s_apply_row (tf_store_t *self, const tf_st_pending_t *change, char *e
     return tf_st_step_done (self->db, stmt, err, errlen, "delete record");
 }
 
-/*  A copy of `size` bytes in `arena`, NUL-terminated. */
-static void *s_arena_copy (tf_arena_t *arena, const void *data, size_t size)
-{
-    char *copy = tf_arena_alloc (arena, size + 1);
-    if (size)
-        memcpy (copy, data, size);
-    copy[size] = 0;
-    return copy;
-}
-
 /*  Reads up to `max` rows (seq, kind, id, body) of a bound log query into
     *out, their ids and bodies in `arena`; *count of them. SQLite's code,
     or SQLITE_DONE when all were read. */
@@ -88,11 +78,11 @@ int tf_st_read_log (sqlite3_stmt *stmt, size_t max, tf_arena_t *arena, tf_st_pen
         row->seq = tf_st_column_seq (stmt, 0);
         row->kind = sqlite3_column_int (stmt, 1);
         const unsigned char *id = sqlite3_column_text (stmt, 2);
-        row->id = s_arena_copy (arena, id, id ? (size_t) sqlite3_column_bytes (stmt, 2) : 0);
+        row->id = tf_arena_copy (arena, id, id ? (size_t) sqlite3_column_bytes (stmt, 2) : 0);
         row->size = (size_t) sqlite3_column_bytes (stmt, 3);
         row->sector = sqlite3_column_int (stmt, 4);
         row->revision = tf_st_column_seq (stmt, 5);
-        row->body = s_arena_copy (arena, sqlite3_column_blob (stmt, 3), row->size);
+        row->body = tf_arena_copy (arena, sqlite3_column_blob (stmt, 3), row->size);
     }
     sqlite3_reset (stmt);
     *out = rows;

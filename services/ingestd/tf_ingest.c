@@ -39,12 +39,6 @@ typedef struct {
     int64_t received_ns; /* monotonic arrival time, for the latency histogram */
 } s_pending_t;
 
-static char *s_copy (tf_arena_t *arena, const char *text)
-{
-    size_t size = strlen (text) + 1;
-    return (char *) memcpy (tf_arena_alloc (arena, size), text, size);
-}
-
 /*  Why an item was refused. Strings are copied into the reply. */
 static void s_item_error (tf_arena_t *arena, Techfeed__ItemResult *item, Techfeed__ErrorCode code,
                           const char *field, const char *format, ...)
@@ -56,8 +50,8 @@ static void s_item_error (tf_arena_t *arena, Techfeed__ItemResult *item, Techfee
     va_end (args);
     item->has_code = 1;
     item->code = code;
-    item->field = field && *field ? s_copy (arena, field) : NULL;
-    item->message = s_copy (arena, message);
+    item->field = field && *field ? tf_arena_copy (arena, field, strlen (field)) : NULL;
+    item->message = tf_arena_copy (arena, message, strlen (message));
 }
 
 static void s_pending_destroy (s_pending_t *pending)
@@ -70,7 +64,7 @@ static void s_reply_error (s_pending_t *pending, Techfeed__ErrorCode code, const
 {
     pending->reply.has_code = 1;
     pending->reply.code = code;
-    pending->reply.message = s_copy (pending->arena, message);
+    pending->reply.message = tf_arena_copy (pending->arena, message, strlen (message));
 }
 
 /*  Checks what one operation says on its own, before the transaction:

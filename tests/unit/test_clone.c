@@ -182,6 +182,20 @@ static void test_arena_alignment_and_growth (void **state)
     tf_arena_destroy (&arena); // NULL is fine
 }
 
+/*  tf_arena_copy: the bytes and a NUL after them, an empty copy of NULL. */
+static void test_arena_copy (void **state)
+{
+    tf_arena_t *arena = tf_arena_new (256, 4096);
+    const char blob[4] = { 'a', 0, 'b', 'c' };
+    char *copy = tf_arena_copy (arena, blob, sizeof blob);
+    assert_ptr_not_equal (copy, blob);
+    assert_memory_equal (copy, blob, sizeof blob);
+    assert_int_equal (copy[sizeof blob], 0);
+    char *empty = tf_arena_copy (arena, NULL, 0);
+    assert_string_equal (empty, "");
+    tf_arena_destroy (&arena);
+}
+
 // --------------------------------------------------------------- tf_wire_unpack_in
 
 static void test_unpack_in_arena_equals_heap (void **state)
@@ -251,6 +265,7 @@ int main (void)
         cmocka_unit_test (test_clone_empty_message),
         cmocka_unit_test (test_clone_unknown_fields),
         cmocka_unit_test (test_arena_alignment_and_growth),
+        cmocka_unit_test (test_arena_copy),
         cmocka_unit_test (test_unpack_in_arena_equals_heap),
         cmocka_unit_test (test_unpack_in_arena_refuses),
     };
