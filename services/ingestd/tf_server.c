@@ -354,10 +354,11 @@ static void s_reserve_wal (tf_server_t *self)
         return;
     const char *path = tf_store_path (self->store);
     struct statvfs fs;
-    if (statvfs (path, &fs) == 0 && (double) fs.f_bavail * (double) fs.f_frsize < 4.0 * bytes)
+    double free_bytes = statvfs (path, &fs) == 0 ? (double) fs.f_bavail * (double) fs.f_frsize : -1;
+    if (free_bytes >= 0 && free_bytes < 4.0 * (double) bytes)
         tf_warn ("%s: %.1f MiB free: the WAL is not written ahead (--wal-reserve takes at most "
                  "a quarter of the free space)",
-                 path, (double) fs.f_bavail * (double) fs.f_frsize / (1 << 20));
+                 path, free_bytes / (1 << 20));
     else if (tf_store_reserve_wal (self->store, bytes))
         tf_warn ("%s; the WAL is not written ahead", tf_store_errstr (self->store));
 }

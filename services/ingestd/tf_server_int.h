@@ -66,7 +66,7 @@ static inline const uint8_t *tf_envelope_body (const tf_envelope_t *envelope, si
     return envelope->has_body ? (const uint8_t *) zmq_msg_data (body) : NULL;
 }
 
-/*  Receives one message; 0 with the envelope filled (body NULL and error
+/*  Receives one message; 0 with the envelope filled (has_body false and error
     set when the frames are not a request), -1 when nothing could be read. */
 int tf_envelope_recv (zsock_t *socket, tf_envelope_t *envelope);
 /*  Sends `message` packed as the reply to `envelope`. */

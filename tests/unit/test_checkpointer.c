@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,7 +22,7 @@ typedef struct {
     char *dir;
     char path[300];
     tf_store_t *store;
-    long before; /* the database file's size at open */
+    long long before; /* the database file's size at open */
 } s_fixture_t;
 
 static void s_open (s_fixture_t *fx, const char *name)
@@ -64,7 +63,7 @@ static void s_fill_wal (tf_store_t *store)
 
 /*  Waits (10 s at most) until a checkpoint has copied the WAL into the
     database file, which was `before` bytes long. */
-static void s_await_copied (tf_checkpointer_t *checkpointer, const char *path, long before)
+static void s_await_copied (tf_checkpointer_t *checkpointer, const char *path, long long before)
 {
     struct timespec start, now;
     clock_gettime (CLOCK_MONOTONIC, &start);
@@ -74,7 +73,7 @@ static void s_await_copied (tf_checkpointer_t *checkpointer, const char *path, l
     } while (
         (tf_test_file_size (path) <= before + 100000 || tf_checkpointer_runs (checkpointer) == 0) &&
         now.tv_sec - start.tv_sec < 10);
-    print_message ("database file %ld -> %lld bytes after %llu checkpoint(s)\n", before,
+    print_message ("database file %lld -> %lld bytes after %llu checkpoint(s)\n", before,
                    tf_test_file_size (path),
                    (unsigned long long) tf_checkpointer_runs (checkpointer));
     assert_true (tf_test_file_size (path) > before + 100000);
