@@ -81,16 +81,30 @@ static int s_parse_address (const char *address, struct sockaddr_storage *out, s
     return inet_pton (AF_INET, host, &in4->sin_addr) == 1 ? 0 : -1;
 }
 
+/*  s_parse_address, with the reason in err when it fails. */
+static int s_parse_or_say (const char *address, struct sockaddr_storage *out, socklen_t *len,
+                           char *err, size_t errlen)
+{
+    if (s_parse_address (address, out, len) == 0)
+        return 0;
+    snprintf (err, errlen, "'%s' is not HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080)", address);
+    return -1;
+}
+
+int tf_http_check_address (const char *address, char *err, size_t errlen)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    return s_parse_or_say (address, &addr, &len, err, errlen);
+}
+
 tf_http_t *tf_http_new (const char *address, tf_http_handler_fn *handler, void *arg, char *err,
                         size_t errlen)
 {
     struct sockaddr_storage addr;
     socklen_t len;
-    if (s_parse_address (address, &addr, &len)) {
-        snprintf (err, errlen, "'%s' is not HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080)",
-                  address);
+    if (s_parse_or_say (address, &addr, &len, err, errlen))
         return NULL;
-    }
     tf_http_t *self = (tf_http_t *) calloc (1, sizeof *self);
     if (!self)
         abort ();

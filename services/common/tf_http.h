@@ -20,6 +20,9 @@ typedef char *(tf_http_handler_fn) (const char *path, int *status, const char **
     a message in err when the address is bad or cannot be bound. */
 tf_http_t *tf_http_new (const char *address, tf_http_handler_fn *handler, void *arg, char *err,
                         size_t errlen);
+/*  0 when `address` is a HOST:PORT tf_http_new takes, else -1 with why
+    in err (binding is not tried). */
+int tf_http_check_address (const char *address, char *err, size_t errlen);
 void tf_http_destroy (tf_http_t **self_p);
 /*  The port actually bound. */
 int tf_http_port (tf_http_t *self);

@@ -106,6 +106,16 @@ static int s_check (tf_server_config_t *config)
     return 0;
 }
 
+/*  What tf_server_run would refuse at start, refused as a bad setting. */
+static int s_check_server (const tf_server_config_t *config)
+{
+    char err[600];
+    if (tf_server_check_config (config, err, sizeof err) == 0)
+        return 0;
+    fprintf (stderr, "techfeed-ingestd: %s\n", err);
+    return -1;
+}
+
 int main (int argc, char *argv[])
 {
     //  Past a file size limit, let writes fail (STORAGE errors) instead of
@@ -124,6 +134,8 @@ int main (int argc, char *argv[])
         status = EX_CONFIG;
     else if (rc == TF_CONFIG_PRINT)
         tf_config_print (s_options, OPTION_COUNT, &config);
+    else if (s_check_server (&config))
+        status = EX_CONFIG;
     else if (tf_server_run (&config) != 0)
         status = EX_UNAVAILABLE;
     tf_config_free (s_options, OPTION_COUNT, &config);

@@ -32,39 +32,102 @@ static bool s_is_local_endpoint (const char *endpoint)
            strncmp (host, "[::1]:", 6) == 0;
 }
 
-static bool s_all_local (const char *endpoints)
+/*  The first endpoint of the comma-separated `endpoints` that others can
+    reach, copied into `out`; false when every one is local. */
+static bool s_exposed (const char *endpoints, char *out, size_t outlen)
 {
     char *list = strdup (endpoints);
+    if (!list)
+        abort ();
     char *save = NULL;
-    bool local = true;
-    for (char *ep = strtok_r (list, ",", &save); ep && local; ep = strtok_r (NULL, ",", &save))
-        local = s_is_local_endpoint (ep);
+    bool exposed = false;
+    for (char *ep = strtok_r (list, ",", &save); ep && !exposed; ep = strtok_r (NULL, ",", &save))
+        if ((exposed = !s_is_local_endpoint (ep)))
+            snprintf (out, outlen, "%s", ep);
     free (list);
-    return local;
+    return exposed;
 }
 
-int tf_auth_check_exposure (const tf_server_config_t *config)
+static bool s_is_set (const char *value)
 {
-    if (config->curve_secret && *config->curve_secret)
-        return 0;
-    bool local =
-        s_all_local (config->ingest) && s_all_local (config->events) && s_all_local (config->sync);
-    if (local)
-        return 0;
-    if (config->insecure) {
-        tf_warn ("listening beyond loopback WITHOUT encryption or authentication (--insecure): "
-                 "anyone who reaches these ports can read and write");
-        return 0;
-    }
-    tf_error ("refusing to listen beyond loopback without CURVE: give --curve-secret and "
-              "--writers (see 'techfeed keygen'), or --insecure to accept the risk");
-    return -1;
+    return value && *value;
 }
 
 static bool s_is_dir (const char *path)
 {
     struct stat st;
     return path && stat (path, &st) == 0 && S_ISDIR (st.st_mode);
+}
+
+/*  Without CURVE: no key directories (they would admit everyone), and
+    loopback only unless --insecure. */
+static int s_check_plain (const tf_server_config_t *config, char *err, size_t errlen)
+{
+    const char *dirs[][2] = { { "--writers (TECHFEED_WRITERS)", config->writers },
+                              { "--readers (TECHFEED_READERS)", config->readers } };
+    for (size_t i = 0; i < 2; i++)
+        if (s_is_set (dirs[i][1])) {
+            snprintf (err, errlen,
+                      "%s: %s is set, but CURVE is off: without --curve-secret "
+                      "(TECHFEED_CURVE_SECRET) any client may connect and write",
+                      dirs[i][0], dirs[i][1]);
+            return -1;
+        }
+    const char *sockets[][2] = { { "--ingest (TECHFEED_INGEST)", config->ingest },
+                                 { "--events (TECHFEED_EVENTS)", config->events },
+                                 { "--sync (TECHFEED_SYNC)", config->sync } };
+    char endpoint[256];
+    for (size_t i = 0; i < 3 && !config->insecure; i++)
+        if (s_exposed (sockets[i][1], endpoint, sizeof endpoint)) {
+            snprintf (err, errlen,
+                      "%s: %s: refusing to listen beyond loopback without CURVE: give "
+                      "--curve-secret and --writers (see 'techfeed keygen'), or --insecure to "
+                      "accept the risk",
+                      sockets[i][0], endpoint);
+            return -1;
+        }
+    return 0;
+}
+
+int tf_auth_check_config (const tf_server_config_t *config, char *err, size_t errlen)
+{
+    if (!s_is_set (config->curve_secret))
+        return s_check_plain (config, err, errlen);
+    zcert_t *cert = zcert_load (config->curve_secret);
+    if (!cert) {
+        snprintf (err, errlen,
+                  "--curve-secret (TECHFEED_CURVE_SECRET): %s: not a readable CZMQ certificate "
+                  "(make one with 'techfeed keygen')",
+                  config->curve_secret);
+        return -1;
+    }
+    zcert_destroy (&cert);
+    if (!s_is_dir (config->writers)) {
+        snprintf (err, errlen,
+                  "--writers (TECHFEED_WRITERS): %s: not a directory of public certificates "
+                  "(CURVE needs the keys allowed to write)",
+                  s_is_set (config->writers) ? config->writers : "unset");
+        return -1;
+    }
+    if (s_is_set (config->readers) && !s_is_dir (config->readers)) {
+        snprintf (err, errlen,
+                  "--readers (TECHFEED_READERS): %s: not a directory of public certificates",
+                  config->readers);
+        return -1;
+    }
+    return 0;
+}
+
+void tf_auth_warn_exposure (const tf_server_config_t *config)
+{
+    char endpoint[256];
+    if (s_is_set (config->curve_secret) || !config->insecure)
+        return;
+    if (s_exposed (config->ingest, endpoint, sizeof endpoint) ||
+        s_exposed (config->events, endpoint, sizeof endpoint) ||
+        s_exposed (config->sync, endpoint, sizeof endpoint))
+        tf_warn ("listening beyond loopback WITHOUT encryption or authentication (--insecure): "
+                 "anyone who reaches these ports can read and write");
 }
 
 /*  ZAP request (RFC 27), CURVE:
@@ -131,8 +194,7 @@ static void s_zap_actor (zsock_t *pipe, void *args)
     if (!zap)
         return;
     zcertstore_t *writers = zcertstore_new (config->writers);
-    zcertstore_t *readers =
-        config->readers && *config->readers ? zcertstore_new (config->readers) : NULL;
+    zcertstore_t *readers = s_is_set (config->readers) ? zcertstore_new (config->readers) : NULL;
     zpoller_t *poller = zpoller_new (pipe, zap, NULL);
     while (true) {
         void *which = zpoller_wait (poller, -1);
@@ -156,24 +218,12 @@ static void s_zap_actor (zsock_t *pipe, void *args)
 int tf_auth_start (tf_server_t *self)
 {
     const tf_server_config_t *config = self->config;
-    if (!config->curve_secret || !*config->curve_secret)
+    if (!s_is_set (config->curve_secret))
         return 0;
+    //  tf_auth_check_config read it before; it may have gone since
     zcert_t *cert = zcert_load (config->curve_secret);
     if (!cert) {
-        tf_error ("--curve-secret %s: not a readable CZMQ certificate (make one with "
-                  "'techfeed keygen')",
-                  config->curve_secret);
-        return -1;
-    }
-    if (!s_is_dir (config->writers)) {
-        tf_error ("--writers %s: not a directory of public certificates",
-                  config->writers ? config->writers : "(unset)");
-        zcert_destroy (&cert);
-        return -1;
-    }
-    if (config->readers && *config->readers && !s_is_dir (config->readers)) {
-        tf_error ("--readers %s: not a directory of public certificates", config->readers);
-        zcert_destroy (&cert);
+        tf_error ("--curve-secret %s: cannot read the certificate", config->curve_secret);
         return -1;
     }
     self->writers = zcertstore_new (config->writers);
@@ -191,8 +241,7 @@ int tf_auth_start (tf_server_t *self)
         zsock_set_zap_domain (sockets[i], "techfeed");
     }
     tf_info ("CURVE on: server key %s, writers from %s, readers %s", zcert_public_txt (cert),
-             config->writers,
-             config->readers && *config->readers ? config->readers : "any valid key");
+             config->writers, s_is_set (config->readers) ? config->readers : "any valid key");
     zcert_destroy (&cert);
     return 0;
 }

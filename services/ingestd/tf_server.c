@@ -363,10 +363,26 @@ static void s_reserve_wal (tf_server_t *self)
         tf_warn ("%s; the WAL is not written ahead", tf_store_errstr (self->store));
 }
 
+int tf_server_check_config (const tf_server_config_t *config, char *err, size_t errlen)
+{
+    char why[400];
+    if (config->http_addr && *config->http_addr &&
+        tf_http_check_address (config->http_addr, why, sizeof why)) {
+        snprintf (err, errlen, "--http-addr (TECHFEED_HTTP_ADDR): %s", why);
+        return -1;
+    }
+    return tf_auth_check_config (config, err, errlen);
+}
+
 static tf_server_t *s_server_new (const tf_server_config_t *config)
 {
-    if (tf_auth_check_exposure (config))
+    char err[512];
+    //  Before anything is created: a bad setting leaves no files behind
+    if (tf_server_check_config (config, err, sizeof err)) {
+        tf_error ("%s", err);
         return NULL;
+    }
+    tf_auth_warn_exposure (config);
     tf_server_t *self = (tf_server_t *) zmalloc (sizeof *self);
     //  Start-up (opening the database, writing the WAL ahead) counts in
     //  the uptime, as it does in the store's lock accounts.
@@ -377,7 +393,7 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
     self->hwm_written = UINT64_MAX;
     self->hwm_fd = -1;
     self->wal_checkpoint_at = TF_WAL_PAGES_MAX;
-    char path[4096], err[512];
+    char path[4096];
     if (config->db && *config->db)
         snprintf (path, sizeof path, "%s", config->db);
     else {
@@ -447,8 +463,11 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
             s_server_destroy (&self);
             return NULL;
         }
-        tf_info ("health and metrics on http://%s (port %d)", config->http_addr,
-                 tf_http_port (self->http));
+        //  The port bound, which differs from the setting's when that is 0
+        const char *colon = strrchr (config->http_addr, ':');
+        int host_len = (int) (colon - config->http_addr);
+        tf_info ("health and metrics on http://%.*s:%d", host_len ? host_len : 7,
+                 host_len ? config->http_addr : "0.0.0.0", tf_http_port (self->http));
     }
     if (config->endpoints_file && *config->endpoints_file &&
         s_write_endpoints (self, ingest, events, sync)) {

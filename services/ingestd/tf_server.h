@@ -45,6 +45,11 @@ typedef struct {
     char *log_format;
 } tf_server_config_t;
 
+/*  0 when the settings can be used as far as can be told without opening
+    the database or binding: the CURVE files, where the sockets listen,
+    the HTTP address. Else -1 with why in err, naming the setting. */
+int tf_server_check_config (const tf_server_config_t *config, char *err, size_t errlen);
+
 /*  Binds, serves until zsys_interrupted, closes. 0 on a clean stop, -1
     when start-up failed (the reason is logged). */
 int tf_server_run (const tf_server_config_t *config);

@@ -88,12 +88,16 @@ size_t tf_decode_budget (size_t frame_size);
     committed and are about to be acknowledged (tf_server.c). */
 void tf_server_served (tf_server_t *self, uint64_t head);
 
-/*  Access (tf_auth.c). check_exposure: -1 when plain TCP would reach
-    beyond loopback without --insecure. start: CURVE and ZAP on the
+/*  Access (tf_auth.c). check_config: -1 with why in err, naming the
+    setting, when the CURVE settings cannot be used (an unreadable
+    certificate, a missing key directory, key directories without CURVE)
+    or plain TCP would reach beyond loopback without --insecure.
+    warn_exposure: logs that --insecure does. start: CURVE and ZAP on the
     sockets, before they bind. may_write: false with a reason when the
     request's key (`user_id`: its envelope's, NULL without CURVE) is not a
     writer. */
-int tf_auth_check_exposure (const tf_server_config_t *config);
+int tf_auth_check_config (const tf_server_config_t *config, char *err, size_t errlen);
+void tf_auth_warn_exposure (const tf_server_config_t *config);
 int tf_auth_start (tf_server_t *self);
 void tf_auth_stop (tf_server_t *self);
 bool tf_auth_may_write (tf_server_t *self, const char *user_id, char *why, size_t whylen);

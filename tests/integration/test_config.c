@@ -1,5 +1,5 @@
 /*  techfeed-ingestd settings: flag over environment over default, a bad
-    value exits 78 naming the setting, --print-config masks secrets, and
+    value exits 78 naming the setting (before any file is created), --print-config masks secrets, and
     --help starts with examples. Runs the real binary. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -79,6 +79,41 @@ static void test_bad_values_exit_78 (void **state)
     free (err);
 }
 
+/*  Refused as a bad setting (78, naming it) before the service creates
+    its data directory or database. */
+static void s_refused_before_files (const char *flag, const char *value, const char *named,
+                                    const char *why)
+{
+    char *dir = tf_test_tempdir ();
+    char data[600];
+    snprintf (data, sizeof data, "%s/data", dir);
+    const char *args[] = { "--data-dir", data, flag, value, NULL };
+    char *out, *err;
+    assert_int_equal (s_ingestd (args, &out, &err), 78);
+    assert_non_null (strstr (err, named));
+    assert_non_null (strstr (err, why));
+    assert_int_equal (tf_test_file_size (data), -1);
+    free (out);
+    free (err);
+    tf_test_rmtree (dir);
+    free (dir);
+}
+
+static void test_server_settings_exit_78 (void **state)
+{
+    s_refused_before_files ("--http-addr", "nonsense", "--http-addr (TECHFEED_HTTP_ADDR)",
+                            "'nonsense' is not HOST:PORT");
+    s_refused_before_files ("--ingest", "tcp://127.0.0.1:5999,tcp://0.0.0.0:5999",
+                            "--ingest (TECHFEED_INGEST): tcp://0.0.0.0:5999",
+                            "refusing to listen beyond loopback");
+    s_refused_before_files ("--curve-secret", "/nonexistent/server.key_secret",
+                            "--curve-secret (TECHFEED_CURVE_SECRET)",
+                            "not a readable CZMQ certificate");
+    //  Key directories without CURVE would admit every client: refused
+    s_refused_before_files ("--writers", "/tmp", "--writers (TECHFEED_WRITERS)", "CURVE is off");
+    s_refused_before_files ("--readers", "/tmp", "--readers (TECHFEED_READERS)", "CURVE is off");
+}
+
 static void test_print_config_masks_secrets (void **state)
 {
     char *out, *err;
@@ -112,6 +147,7 @@ int main (void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_precedence),
         cmocka_unit_test (test_bad_values_exit_78),
+        cmocka_unit_test (test_server_settings_exit_78),
         cmocka_unit_test (test_print_config_masks_secrets),
         cmocka_unit_test (test_help_starts_with_examples),
     };
