@@ -129,12 +129,19 @@ int tf_reader_next (tf_reader_t *self, json_t **value, size_t *line, char *err, 
     json_t *parsed =
         json_loadb (self->data + self->pos, self->size - self->pos, TF_JSON_FLAGS, &jerr);
     if (!parsed) {
-        size_t at = start_line + (jerr.line > 0 ? (size_t) jerr.line - 1 : 0);
-        if (self->mode == S_ARRAY)
+        //  Cut short by the end of the file: jansson's line is then past
+        //  the last one, so the error goes where the record starts
+        bool cut_short = (size_t) jerr.position >= self->size - self->pos;
+        size_t at = start_line + (jerr.line > 0 && !cut_short ? (size_t) jerr.line - 1 : 0);
+        char message[300];
+        snprintf (message, sizeof message, "%s%s",
+                  cut_short ? "the record starting here is cut short by the end of the file: " : "",
+                  jerr.text);
+        if (self->mode == S_ARRAY || cut_short)
             self->mode = S_END;
         else
             s_skip_line (self);
-        return s_error (self, at, err, errlen, jerr.text, line);
+        return s_error (self, at, err, errlen, message, line);
     }
     s_advance (self, self->pos + (size_t) jerr.position);
     if (self->mode == S_ARRAY)

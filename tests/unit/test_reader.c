@@ -61,9 +61,27 @@ static void test_ndjson_errors_resume (void **state)
     s_check ("{\"id\":\"a\"}\n{\"id\": tru}\n{\"id\":\"c\"}\n", "1:a E:2 3:c");
     s_check ("{\"id\":\"a\"}\n{\"id\":\"x\",\"id\":\"y\"}\n{\"id\":\"c\"}\n", "1:a E:2 3:c");
     s_check ("{\"id\":\"a\"} garbage\n{\"id\":\"b\"}\n", "1:a E:1 2:b");
-    s_check ("{\"id\":\"a\"}\n{\"id\":\n", "1:a E:3");
+    //  Cut short by the end of the file: reported where the record starts
+    s_check ("{\"id\":\"a\"}\n{\"id\":\n", "1:a E:2");
+    s_check ("{\"id\":\"a\"}\n\n{\n  \"id\": \"b\",\n", "1:a E:3");
     //  Values that are not objects are handed out; the caller refuses them
     s_check ("{\"id\":\"a\"}\n42\n", "1:a 2:-");
+}
+
+static void test_cut_short_says_so (void **state)
+{
+    const char *text = "{\"id\":\"a\"}\n{\"id\": \"b\",\n";
+    tf_reader_t *reader = tf_reader_new (text, strlen (text));
+    json_t *value;
+    size_t line;
+    char err[200];
+    assert_int_equal (tf_reader_next (reader, &value, &line, err, sizeof err), 1);
+    json_decref (value);
+    assert_int_equal (tf_reader_next (reader, &value, &line, err, sizeof err), -1);
+    assert_int_equal (line, 2);
+    assert_non_null (strstr (err, "cut short by the end of the file"));
+    assert_int_equal (tf_reader_next (reader, &value, &line, err, sizeof err), 0);
+    tf_reader_destroy (&reader);
 }
 
 static void test_pretty_stream (void **state)
@@ -97,9 +115,10 @@ static void test_array_errors_stop (void **state)
 int main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test (test_ndjson_lines),  cmocka_unit_test (test_ndjson_errors_resume),
-        cmocka_unit_test (test_pretty_stream), cmocka_unit_test (test_single_object),
-        cmocka_unit_test (test_array),         cmocka_unit_test (test_array_errors_stop),
+        cmocka_unit_test (test_ndjson_lines),      cmocka_unit_test (test_ndjson_errors_resume),
+        cmocka_unit_test (test_cut_short_says_so), cmocka_unit_test (test_pretty_stream),
+        cmocka_unit_test (test_single_object),     cmocka_unit_test (test_array),
+        cmocka_unit_test (test_array_errors_stop),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
