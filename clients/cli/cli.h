@@ -93,8 +93,8 @@ int cli_exit_for_code (int code);
     ("--sync (TECHFEED_SYNC)"): says so, returns EX_CONFIG. */
 int cli_bad_endpoint (const char *setting, const char *endpoint);
 
-/*  tf_*_set_curve failed with `errstr`: says so naming --server-key and
-    --key, returns EX_CONFIG. */
+/*  tf_*_set_curve failed with `errstr`: says so naming the setting that
+    is wrong, --server-key or --key; returns EX_CONFIG. */
 int cli_bad_curve (const char *errstr);
 
 #endif

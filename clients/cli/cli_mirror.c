@@ -1,6 +1,7 @@
 /*  techfeed mirror: a persistent view (tf_view_set_store) kept current
     until SIGINT or SIGTERM, one line per batch on stderr; --status reads
-    the file alone (another mirror may be writing it).
+    the file alone (another mirror may be writing it), and refuses a
+    --sector the file was not made for as the mirror does (78).
 */
 #include <errno.h>
 #include <string.h>
@@ -50,6 +51,13 @@ static int s_status (cli_t *cli)
     if (tf_view_store_status (cli->db, &st, err, sizeof err) != 0) {
         cli_error ("%s", err);
         return EX_DATAERR;
+    }
+    //  A --sector (or TECHFEED_SECTOR) other than the file's is refused as
+    //  the mirror refuses it; without one, any file's status
+    if (cli->n_sectors > 0 &&
+        tf_view_store_check_sectors (cli->db, &st, cli->sectors, cli->n_sectors, err, sizeof err)) {
+        cli_error ("%s", err);
+        return EX_CONFIG;
     }
     char hex[17], updated[32];
     tf_digest_format (st.digest, hex);

@@ -143,6 +143,9 @@ int cli_bad_endpoint (const char *setting, const char *endpoint)
 
 int cli_bad_curve (const char *errstr)
 {
-    cli_error ("--server-key (TECHFEED_SERVER_KEY), --key (TECHFEED_KEY): %s", errstr);
+    //  techfeed.h: the reason starts with "server key" or "client certificate"
+    bool server = strncmp (errstr, "server key", 10) == 0;
+    cli_error ("%s: %s", server ? "--server-key (TECHFEED_SERVER_KEY)" : "--key (TECHFEED_KEY)",
+               errstr);
     return EX_CONFIG;
 }

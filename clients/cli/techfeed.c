@@ -215,7 +215,7 @@ static const char s_help_mirror[] =
     "\n"
     "USAGE\n"
     "  techfeed mirror --db FILE [--sector S]... [--quiet]\n"
-    "  techfeed mirror --db FILE --status\n"
+    "  techfeed mirror --db FILE --status [--sector S]...\n"
     "\n"
     "Keeps the records (of these sectors) current in the SQLite file FILE, made\n"
     "when missing, until SIGINT or SIGTERM (exit 0). Its `records` table has the\n"
@@ -226,7 +226,8 @@ static const char s_help_mirror[] =
     "service's epoch changed or its log no longer reaches P; a snapshot replaces\n"
     "the records in one transaction). One line per batch on stderr:\n"
     "`17:42:18 catch-up: 500 changes, position 1500, 1200 records`.\n"
-    "A file keeps the sectors it was made with: other --sector values are refused.\n"
+    "A file keeps the sectors it was made with: other --sector values are refused,\n"
+    "with --status too.\n"
     "\n"
     "OPTIONS\n"
     "  --db FILE    the mirror file (TECHFEED_MIRROR_DB)\n"
@@ -252,8 +253,11 @@ static const char s_help_health[] =
     "  techfeed health [OPTIONS]\n"
     "\n"
     "Asks the service for its status (SYNC_STATUS) once, waiting at most --timeout\n"
-    "milliseconds. Exit 0 when it answers, with one line on stdout (`healthy:\n"
-    "head 1503, 1200 records`); otherwise 69 with one line on stderr saying why.\n"
+    "milliseconds. Exit 0 when it answers, with one line on stdout: the sync\n"
+    "endpoint asked, the head sequence and the record count, on a terminal\n"
+    "  healthy: tcp://127.0.0.1:5562, head 1503, 1200 records\n"
+    "otherwise (or with --json) {\"healthy\":true,\"sync\",\"epoch\",\"head_sequence\",\n"
+    "\"record_count\"}. When it does not, 69 with one line on stderr saying why.\n"
     "\n"
     "EXIT STATUS\n"
     "  0 healthy, 69 no answer within the timeout, or an error answer\n";
@@ -299,6 +303,22 @@ static const char s_help_status[] =
     "OPTIONS\n"
     "  --sector S   only sector S (repeatable, or space,rail; TECHFEED_SECTOR)\n";
 
+static const char s_help_help[] =
+    "EXAMPLES\n"
+    "  techfeed help                  the commands, the settings, the exit statuses\n"
+    "  techfeed help mirror           one command's examples, usage and options\n"
+    "  techfeed mirror --help         the same\n"
+    "\n"
+    "USAGE\n"
+    "  techfeed help [COMMAND]\n"
+    "\n"
+    "Prints the help on stdout, or the help of COMMAND (one of the COMMANDS that\n"
+    "`techfeed help` lists).\n"
+    "\n"
+    "EXIT STATUS\n"
+    "  0 printed, 64 COMMAND is not a command, or more than one argument\n";
+
+/*  help's run is NULL: main answers `techfeed help [COMMAND]` itself. */
 static const s_command_t s_commands[] = {
     { "put", cli_put, BIT (OPT_ATOMIC) | BIT (OPT_EXPECT), 0, 1, s_help_put },
     { "delete", cli_delete, BIT (OPT_EXPECT), 1, 1, s_help_delete },
@@ -312,6 +332,7 @@ static const s_command_t s_commands[] = {
     { "status", cli_status, BIT (OPT_SECTOR), 0, 0, s_help_status },
     { "health", cli_health, 0, 0, 0, s_help_health },
     { "keygen", cli_keygen, BIT (OPT_DIR), 1, 1, s_help_keygen },
+    { "help", NULL, 0, 0, 1, s_help_help },
 };
 #define COMMANDS (sizeof s_commands / sizeof s_commands[0])
 
@@ -679,7 +700,13 @@ int main (int argc, char *argv[])
 
     //  techfeed help [COMMAND], techfeed [COMMAND] --help
     const char *name = cli.nargs > 0 ? cli.args[0] : NULL;
-    if (name && strcmp (name, "help") == 0) {
+    if (name && strcmp (name, "help") == 0 && !help) {
+        if (cli.nargs > 2) {
+            fprintf (stderr, "techfeed help: extra argument '%s' (one COMMAND at most)\n",
+                     cli.args[2]);
+            fputs ("Try 'techfeed help help'.\n", stderr);
+            return EX_USAGE;
+        }
         help = true;
         name = cli.nargs > 1 ? cli.args[1] : NULL;
     }

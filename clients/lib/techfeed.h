@@ -30,7 +30,8 @@
     socket the handle makes from then on (each Lazy Pirate retry's fresh
     one too) is a CURVE client. A refused handshake gets no answer at all:
     it looks like a service that does not answer. -1 (errstr) when a key
-    is not valid or a file holds no usable certificate.
+    is not valid or a file holds no usable certificate; errstr then starts
+    with "server key" or "client certificate", saying which.
 
     Ownership: every const pointer a function returns is borrowed from the
     handle and valid until the next call on that handle unless said
@@ -291,6 +292,14 @@ typedef struct {
     reason in err. */
 int tf_view_store_status (const char *path, tf_view_store_status_t *status, char *err,
                           size_t errlen);
+
+/*  Whether a view of `sectors` (n = 0: all) may use the mirror file at
+    `path`, whose tf_view_store_status is `status`: 0 when the file holds
+    no snapshot yet or was made for the same sectors; -1 with the reason
+    in err otherwise, the refusal tf_view_start gives such a view. */
+int tf_view_store_check_sectors (const char *path, const tf_view_store_status_t *status,
+                                 const Techfeed__Sector *sectors, size_t n, char *err,
+                                 size_t errlen);
 
 /*  Subscribes (sectors and "heartbeat" first), then loads the snapshot.
     0 when the view is LIVE; -1 when the endpoints are not valid or the

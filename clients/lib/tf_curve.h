@@ -17,7 +17,9 @@ typedef struct _tf_curve_t tf_curve_t;
     secret key (NAME.key_secret, or NAME.key when NAME.key_secret lies
     beside it, as zcert_load reads them); NULL: a key pair made here, good
     for reading from a service that admits any key. NULL with the reason
-    in err when a key is not valid or a file holds no usable certificate. */
+    in err when a key is not valid or a file holds no usable certificate;
+    the reason starts with "server key" or "client certificate" (the CLI
+    names the setting by it). */
 tf_curve_t *tf_curve_new (const char *server_key, const char *client_cert, char *err,
                           size_t errlen);
 void tf_curve_destroy (tf_curve_t **self_p);

@@ -111,7 +111,7 @@ static int s_configure (tf_mirror_t *self)
     if (s_exec (self, "PRAGMA trusted_schema = OFF", "trusted_schema"))
         return -1;
     if (self->read_only)
-        return 0;
+        return s_exec (self, "PRAGMA query_only = ON", "query_only");
     //  FULL: a batch is durable when its COMMIT returns. NORMAL would keep
     //  the file consistent too (records and position commit together) but
     //  a power loss could take back batches already reported as applied.
@@ -182,7 +182,12 @@ tf_mirror_t *tf_mirror_open (const char *path, bool read_only, char *err, size_t
     if (!self->path)
         abort ();
     self->read_only = read_only;
-    int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    //  A reader opens read-write too, without CREATE, and writes nothing
+    //  (query_only): a connection opened SQLITE_OPEN_READONLY cannot
+    //  checkpoint, so when it was the last one its close would leave the
+    //  -wal and -shm files behind. A write-protected file still opens,
+    //  read-only.
+    int flags = read_only ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     int rc = sqlite3_open_v2 (path, &self->db, flags, NULL);
     if (rc != SQLITE_OK)
         s_fail (self, "cannot open");

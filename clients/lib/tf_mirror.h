@@ -56,11 +56,12 @@ typedef struct {
 } tf_mirror_state_t;
 
 /*  Opens the mirror file at `path`, creating it when missing (read_only:
-    never; the file must exist). Checks that it is a mirror file (not the
-    service's database, not another file) and passes PRAGMA quick_check.
-    NULL with the reason in err. */
+    never; the file must exist, and the connection writes nothing). Checks
+    that it is a mirror file (not the service's database, not another
+    file) and passes PRAGMA quick_check. NULL with the reason in err. */
 tf_mirror_t *tf_mirror_open (const char *path, bool read_only, char *err, size_t errlen);
-/*  Closes the file; an open batch is rolled back. */
+/*  Closes the file; an open batch is rolled back. The last connection to
+    close removes the -wal and -shm files (read_only too). */
 void tf_mirror_destroy (tf_mirror_t **self_p);
 
 const char *tf_mirror_errstr (tf_mirror_t *self);

@@ -254,14 +254,56 @@ static void s_store (tf_view_t *self, const Techfeed__Milestone *record, const c
         self->batch_changes++;
 }
 
-/*  The view's sector filter as the file writes it: "" or "space,rail". */
-static void s_sectors_text (tf_view_t *self, char *out, size_t size)
+/*  `sectors` as a view keeps them: each once, by value, none when all ten
+    are named (the same as none). The count, or -1 with the reason in err
+    when one is not a sector. */
+static int s_sector_set (const Techfeed__Sector *sectors, size_t n, Techfeed__Sector *out,
+                         char *err, size_t errlen)
+{
+    bool held[TF_SECTOR_MAX + 1] = { false };
+    for (size_t i = 0; i < n; i++) {
+        if (!tf_sector_slug (sectors[i])) {
+            snprintf (err, errlen, "%d is not a sector", (int) sectors[i]);
+            return -1;
+        }
+        held[sectors[i]] = true;
+    }
+    int count = 0;
+    for (int s = 1; s <= TF_SECTOR_MAX; s++)
+        if (held[s])
+            out[count++] = (Techfeed__Sector) s;
+    return count < TF_SECTOR_MAX ? count : 0;
+}
+
+/*  A sector set (s_sector_set's) as the file writes it: "" or "space,rail". */
+static void s_filter_text (const Techfeed__Sector *sectors, size_t n, char *out, size_t size)
 {
     out[0] = 0;
-    for (size_t i = 0; i < self->n_sectors; i++) {
+    for (size_t i = 0; i < n; i++) {
         size_t len = strlen (out);
-        snprintf (out + len, size - len, "%s%s", i ? "," : "", tf_sector_slug (self->sectors[i]));
+        snprintf (out + len, size - len, "%s%s", i ? "," : "", tf_sector_slug (sectors[i]));
     }
+}
+
+/*  The view's sector filter as the file writes it. */
+static void s_sectors_text (tf_view_t *self, char *out, size_t size)
+{
+    s_filter_text (self->sectors, self->n_sectors, out, size);
+}
+
+/*  -1 with the refusal in err when the file at `path`, made for sectors
+    `file`, holds a snapshot (`epoch` not "") of other sectors than
+    `wanted` (both as s_filter_text writes them); else 0. */
+static int s_filter_check (const char *path, const char *epoch, const char *file,
+                           const char *wanted, char *err, size_t errlen)
+{
+    if (!epoch[0] || strcmp (file, wanted) == 0)
+        return 0;
+    snprintf (err, errlen,
+              "%s mirrors sectors '%s', not '%s': a mirror file keeps the sectors it was made "
+              "with (use another file, or delete this one to start over)",
+              path, file[0] ? file : "all", wanted[0] ? wanted : "all");
+    return -1;
 }
 
 /*  Ends the batch: epoch, P and last[s] into it, commit. Nothing to do
@@ -888,24 +930,15 @@ int tf_view_set_sectors (tf_view_t *self, const Techfeed__Sector *sectors, size_
         snprintf (self->errstr, sizeof self->errstr, "sectors are set before start");
         return -1;
     }
-    bool held[TF_SECTOR_MAX + 1] = { false };
-    for (size_t i = 0; i < n; i++) {
-        if (!tf_sector_slug (sectors[i])) {
-            snprintf (self->errstr, sizeof self->errstr, "%d is not a sector", (int) sectors[i]);
-            return -1;
-        }
-        held[sectors[i]] = true;
-    }
-    self->n_sectors = 0;
-    for (int s = 1; s <= TF_SECTOR_MAX; s++) {
-        self->held[s] = n == 0 || held[s];
-        if (n > 0 && held[s])
-            self->sectors[self->n_sectors++] = (Techfeed__Sector) s;
-    }
-    //  All ten named one by one is the same as none
-    self->filtered = self->n_sectors > 0 && self->n_sectors < TF_SECTOR_MAX;
-    if (!self->filtered)
-        self->n_sectors = 0;
+    int count = s_sector_set (sectors, n, self->sectors, self->errstr, sizeof self->errstr);
+    if (count < 0)
+        return -1;
+    self->n_sectors = (size_t) count;
+    self->filtered = count > 0;
+    for (int s = 1; s <= TF_SECTOR_MAX; s++)
+        self->held[s] = !self->filtered;
+    for (int i = 0; i < count; i++)
+        self->held[self->sectors[i]] = true;
     return 0;
 }
 
@@ -941,14 +974,8 @@ static int s_store_check_filter (tf_view_t *self)
 {
     char sectors[TF_MIRROR_SECTORS_MAX + 1];
     s_sectors_text (self, sectors, sizeof sectors);
-    if (!self->saved.epoch[0] || strcmp (sectors, self->saved.sectors) == 0)
-        return 0;
-    snprintf (self->errstr, sizeof self->errstr,
-              "%s mirrors sectors '%s', not '%s': a mirror file keeps the sectors it was made "
-              "with (use another file, or delete this one to start over)",
-              tf_mirror_path (self->mirror), self->saved.sectors[0] ? self->saved.sectors : "all",
-              sectors[0] ? sectors : "all");
-    return -1;
+    return s_filter_check (tf_mirror_path (self->mirror), self->saved.epoch, self->saved.sectors,
+                           sectors, self->errstr, sizeof self->errstr);
 }
 
 /*  The first sync: a catch-up from the file's position, else a snapshot. */
@@ -1035,6 +1062,20 @@ int tf_view_store_status (const char *path, tf_view_store_status_t *status, char
     }
     tf_mirror_destroy (&mirror);
     return rc;
+}
+
+int tf_view_store_check_sectors (const char *path, const tf_view_store_status_t *status,
+                                 const Techfeed__Sector *sectors, size_t n, char *err,
+                                 size_t errlen)
+{
+    assert (path && status && (sectors || n == 0));
+    Techfeed__Sector set[TF_SECTOR_MAX];
+    int count = s_sector_set (sectors, n, set, err, errlen);
+    if (count < 0)
+        return -1;
+    char wanted[TF_MIRROR_SECTORS_MAX + 1];
+    s_filter_text (set, (size_t) count, wanted, sizeof wanted);
+    return s_filter_check (path, status->epoch, status->sectors, wanted, err, errlen);
 }
 
 // --------------------------------------------------------------- driver

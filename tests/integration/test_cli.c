@@ -3,7 +3,8 @@
     (snapshot, then the changes made while it runs), a bad NDJSON file
     (exit 65, FILE:LINE: /field: message per bad record, the good ones
     stored), the service down (exit 69) and usage errors (exit 64). Output
-    goes to pipes, so it is NDJSON. */
+    goes to pipes, so it is NDJSON. `techfeed help help` is help too;
+    get and delete of a missing id exit 1, as the help says. */
 #include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -558,17 +559,49 @@ static void test_usage_errors (void **state)
         { { "list", "--since" }, "--since" },
         { { "put", "a", "b" }, "too many arguments" },
         { { "status", "extra" }, "too many arguments" },
+        { { "help", "put", "extra" }, "extra argument 'extra'" },
+        { { "help", "help", "more" }, "extra argument 'more'" },
+        { { "help", "bogus" }, "'bogus' is not a command" },
     };
     s_expect_usage (svc, cases, sizeof cases / sizeof cases[0]);
     //  Help is not an error: examples first, exit 0
     assert_int_equal (s_cli (svc, NULL, "--help"), 0);
     assert_non_null (strstr (s_out, "EXAMPLES"));
     assert_true (strstr (s_out, "EXAMPLES") < strstr (s_out, "USAGE"));
+    assert_non_null (strstr (s_out, "  help [COMMAND]"));
     assert_int_equal (s_cli (svc, NULL, "help", "watch"), 0);
     assert_true (strncmp (s_out, "EXAMPLES", 8) == 0);
+    //  ... help among them, as --help lists it
+    assert_int_equal (s_cli (svc, NULL, "help", "help"), 0);
+    assert_true (strncmp (s_out, "EXAMPLES", 8) == 0);
+    assert_non_null (strstr (s_out, "USAGE\n  techfeed help [COMMAND]\n"));
+    assert_string_equal (s_err, "");
     //  A file that is not there: 66
     assert_int_equal (s_cli (svc, NULL, "put", "/nonexistent/milestones.ndjson"), 66);
     assert_non_null (strstr (s_err, "No such file"));
+}
+
+/*  get and delete of an id that is not there exit 1, and the help says
+    so: --help's EXIT STATUS and the commands' own. */
+static void test_not_found_exit_documented (void **state)
+{
+    tf_service_t *svc = (tf_service_t *) *state;
+    assert_int_equal (s_cli (svc, NULL, "get", "no-such-id"), 1);
+    assert_string_equal (s_err, "no-such-id: not found\n");
+    assert_int_equal (s_cli (svc, NULL, "delete", "no-such-id"), 1);
+    assert_non_null (strstr (s_err, "no-such-id: not found"));
+    const char *helps[][2] = {
+        { "--help", "\nEXIT STATUS\n  0 done, 1 not found (get, delete)," },
+        { "get", "\nEXIT STATUS\n  0 all found, 1 some not found," },
+        { "delete", "\nEXIT STATUS\n  0 deleted, 1 not found," },
+    };
+    for (size_t i = 0; i < sizeof helps / sizeof helps[0]; i++) {
+        int rc = helps[i][0][0] == '-' ? s_cli (svc, NULL, helps[i][0])
+                                       : s_cli (svc, NULL, "help", helps[i][0]);
+        assert_int_equal (rc, 0);
+        if (!strstr (s_out, helps[i][1]))
+            fail_msg ("techfeed help %s: no \"%s\" in:\n%s", helps[i][0], helps[i][1], s_out);
+    }
 }
 
 /*  A bad value of a command's own option, typed on the command line, is a
@@ -605,6 +638,8 @@ int main (void)
         cmocka_unit_test_setup_teardown (test_service_down, tf_test_setup_service, teardown),
         cmocka_unit_test_setup_teardown (test_usage_errors, tf_test_setup_service, teardown),
         cmocka_unit_test_setup_teardown (test_bad_option_values, tf_test_setup_service, teardown),
+        cmocka_unit_test_setup_teardown (test_not_found_exit_documented, tf_test_setup_service,
+                                         teardown),
     };
     return cmocka_run_group_tests_name ("cli", tests, NULL, NULL);
 }

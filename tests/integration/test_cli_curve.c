@@ -5,7 +5,8 @@
     fresh one the readers' list does not hold, gets no answer at all (69);
     the keys come by flag or by TECHFEED_SERVER_KEY / TECHFEED_KEY, the
     server key as its file or as Z85 text; --print-config shows the key
-    file, never the secret. Every wait is bounded.
+    file, never the secret; a wrong key's message names its setting alone.
+    Every wait is bounded.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -220,6 +221,47 @@ static void test_no_answer_without_admitted_key (void **state)
     assert_non_null (strstr (s_err, "has no secret key"));
 }
 
+/*  78 and a message that names `setting` alone, the other key setting
+    not at all. */
+static void s_assert_names_only (int rc, const char *setting, const char *other, const char *why)
+{
+    assert_int_equal (rc, 78);
+    char start[200];
+    snprintf (start, sizeof start, "techfeed: %s: %s", setting, why);
+    if (strncmp (s_err, start, strlen (start)) != 0 || strstr (s_err, other))
+        fail_msg ("expected '%s...' without '%s', got: %s", start, other, s_err);
+}
+
+/*  A wrong server key names --server-key only, a wrong client certificate
+    --key only, from a flag or a variable. */
+static void test_bad_key_names_its_setting (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    const char *server = "--server-key (TECHFEED_SERVER_KEY)", *client = "--key (TECHFEED_KEY)";
+    char missing[400], public_only[400];
+    snprintf (missing, sizeof missing, "%s/nosuch.key", f->keys);
+    snprintf (public_only, sizeof public_only, "%s/reader.key", f->keys);
+    s_assert_names_only (s_cli (f, "--server-key", missing, "health", NULL), server, client,
+                         "server key");
+    s_assert_names_only (
+        s_cli (f, "--server-key", missing, "--key", f->writer, "put", f->record, NULL), server,
+        client, "server key");
+    s_assert_names_only (s_cli (f, "--server-key", f->server_key, "--key", missing, "health", NULL),
+                         client, server, "client certificate");
+    unlink (f->reader); // reader.key alone: no secret key
+    s_assert_names_only (
+        s_cli (f, "--server-key", f->server_key, "--key", public_only, "get", "x", NULL), client,
+        server, "client certificate");
+    //  From the environment: the same
+    setenv ("TECHFEED_SERVER_KEY", f->server_key, 1);
+    setenv ("TECHFEED_KEY", missing, 1);
+    s_assert_names_only (s_cli (f, "list", NULL), client, server, "client certificate");
+    setenv ("TECHFEED_SERVER_KEY", "nonsense", 1);
+    unsetenv ("TECHFEED_KEY");
+    s_assert_names_only (s_cli (f, "status", NULL), server, client, "server key");
+    unsetenv ("TECHFEED_SERVER_KEY");
+}
+
 /*  watch --count 1 and mirror with the reader's key: both see the
     writer's change. */
 static void test_reader_watches_and_mirrors (void **state)
@@ -266,6 +308,7 @@ int main (void)
         cmocka_unit_test_setup_teardown (test_writer_and_reader, setup, teardown),
         cmocka_unit_test_setup_teardown (test_no_answer_without_admitted_key, setup, teardown),
         cmocka_unit_test_setup_teardown (test_reader_watches_and_mirrors, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_bad_key_names_its_setting, setup, teardown),
     };
     return cmocka_run_group_tests_name ("techfeed CLI with CURVE", tests, NULL, NULL);
 }

@@ -3,7 +3,7 @@
     value exits 78 naming the flag and the variable, from either source,
     while the command line's own mistakes stay 64; health exits 0 while
     the service answers and 69, with one line saying why, within its
-    timeout once it is gone.
+    timeout once it is gone; its help shows the line it prints.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,19 @@ static long long s_now_ms (void)
     return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*  True when `text` holds a line of health's terminal form, the one
+    cli_health prints: `healthy: ENDPOINT, head N, N records`. */
+static bool s_health_line (const char *text)
+{
+    regex_t line;
+    assert_int_equal (regcomp (&line, "^ *healthy: tcp://[^ ,]+, head [0-9]+, [0-9]+ records$",
+                               REG_EXTENDED | REG_NOSUB | REG_NEWLINE),
+                      0);
+    bool found = regexec (&line, text, 0, NULL, 0) == 0;
+    regfree (&line);
+    return found;
+}
+
 static void test_health (void **state)
 {
     tf_service_t svc = { 0 };
@@ -128,6 +142,20 @@ static void test_health (void **state)
     assert_int_equal (s_cli (&svc, "health", NULL), 0);
     s_assert_has (s_out, "\"healthy\":true");
     assert_string_equal (s_err, "");
+    //  The help shows the line a terminal gets: that form of these values
+    json_t *answer = json_loads (s_out, 0, NULL);
+    assert_non_null (answer);
+    char printed[400];
+    snprintf (printed, sizeof printed,
+              "healthy: %s, head %" JSON_INTEGER_FORMAT ", %" JSON_INTEGER_FORMAT " records",
+              json_string_value (json_object_get (answer, "sync")),
+              json_integer_value (json_object_get (answer, "head_sequence")),
+              json_integer_value (json_object_get (answer, "record_count")));
+    json_decref (answer);
+    assert_true (s_health_line (printed));
+    assert_int_equal (s_cli (NULL, "help", "health", NULL), 0);
+    if (!s_health_line (s_out))
+        fail_msg ("techfeed help health shows no line like '%s':\n%s", printed, s_out);
     assert_int_equal (tf_service_stop (&svc, 10000), 0);
     long long started = s_now_ms ();
     assert_int_equal (s_cli (&svc, "--timeout", "1000", "health", NULL), 69);

@@ -4,7 +4,9 @@
     with exit 0, resumes with a catch-up (not a snapshot) after a restart,
     survives kill -9 in the middle of a long catch-up (intact file, records
     exactly those of its stored position, then convergence), and resyncs
-    when the service's epoch changes, running or restarted.
+    when the service's epoch changes, running or restarted. A file keeps
+    its sectors: another --sector is refused, --status too, and the
+    refused run leaves no -wal or -shm behind.
 
     Writes go through libtechfeed's writer; the mirror's file is read with
     tf_view_store_status while the mirror runs. Every wait is bounded.
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "techfeed.h"
 #include "tf_spawn.h"
@@ -245,6 +248,18 @@ static int64_t s_sql (const char *path, const char *sql)
     return value;
 }
 
+/*  The database at `path` was closed: no -wal or -shm file beside it. */
+static void s_assert_closed (const char *path)
+{
+    const char *suffixes[] = { "-wal", "-shm" };
+    for (size_t i = 0; i < 2; i++) {
+        char beside[450];
+        snprintf (beside, sizeof beside, "%s%s", path, suffixes[i]);
+        if (access (beside, F_OK) == 0)
+            fail_msg ("%s is left: %s was not closed", beside, path);
+    }
+}
+
 /*  Starts mirror NAME, waits until it converges, stops it (SIGTERM). */
 static void s_mirror_session (fixture_t *f, tf_spawn_t *mirror, const char *name)
 {
@@ -423,6 +438,7 @@ static void test_other_filter_refused (void **state)
     assert_non_null (strstr (err, "mirrors sectors 'all', not 'space'"));
     free (out);
     free (err);
+    s_assert_closed (s_path (f, "f.db"));
     //  Not a mirror file: the service's own database
     char db[400];
     snprintf (db, sizeof db, "%s/data/techfeed.db", f->svc.dir);
@@ -431,6 +447,56 @@ static void test_other_filter_refused (void **state)
     assert_non_null (strstr (err, "is a techfeed-ingestd database, not a mirror file"));
     free (out);
     free (err);
+}
+
+/*  --status with another --sector than the file's is refused as the
+    mirror refuses it: 78, the same message, nothing on stdout; without
+    --sector, or with the file's own, it prints. Every run closes the
+    file: no -wal or -shm is left. */
+static void test_status_other_filter_refused (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    s_put (f, "r", 0, 20);
+    tf_spawn_t mirror = { 0 };
+    const char *env[] = { "TECHFEED_SECTOR=rail", NULL };
+    s_mirror_start (f, &mirror, "rail", env);
+    const Techfeed__Sector rail[] = { RAIL };
+    s_assert_converges (f, "rail.db", rail, 1);
+    s_mirror_stop (&mirror);
+    const char *db = s_path (f, "rail.db");
+    s_assert_closed (db);
+    char *out = NULL, *err = NULL, *refusal = NULL;
+    assert_int_equal (tf_test_cli (&f->svc, NULL, &out, &refusal, "mirror", "--quiet", "--db", db,
+                                   "--sector", "space", NULL),
+                      78);
+    assert_non_null (strstr (refusal, "mirrors sectors 'rail', not 'space'"));
+    s_assert_closed (db);
+    free (out);
+    assert_int_equal (tf_test_cli (NULL, NULL, &out, &err, "mirror", "--status", "--db", db,
+                                   "--sector", "space", NULL),
+                      78);
+    assert_string_equal (err, refusal);
+    assert_string_equal (out, "");
+    s_assert_closed (db);
+    free (out);
+    free (err);
+    free (refusal);
+    //  Without --sector, and with the file's own, it prints
+    const char *const sectors[][3] = { { "--json", NULL }, { "--json", "--sector", "rail" } };
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal (tf_test_cli (NULL, NULL, &out, &err, "mirror", "--status", "--db", db,
+                                       sectors[i][0], sectors[i][1], sectors[i][2], NULL),
+                          0);
+        json_t *status = json_loads (out, 0, NULL);
+        assert_non_null (status);
+        json_t *file_sectors = json_object_get (status, "sectors");
+        assert_int_equal (json_array_size (file_sectors), 1);
+        assert_string_equal (json_string_value (json_array_get (file_sectors, 0)), "rail");
+        json_decref (status);
+        s_assert_closed (db);
+        free (out);
+        free (err);
+    }
 }
 
 int main (void)
@@ -442,6 +508,7 @@ int main (void)
         cmocka_unit_test_setup_teardown (test_kill_during_catchup, setup, teardown),
         cmocka_unit_test_setup_teardown (test_epoch_change, setup, teardown),
         cmocka_unit_test_setup_teardown (test_other_filter_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_status_other_filter_refused, setup, teardown),
     };
     return cmocka_run_group_tests_name ("techfeed mirror", tests, NULL, NULL);
 }
