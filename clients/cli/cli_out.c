@@ -131,6 +131,7 @@ int cli_exit_for_code (int code)
         case TF_NO_REPLY: return EX_UNAVAILABLE;
         case TECHFEED__ERROR_CODE__UNAUTHORIZED: return EX_NOPERM;
         case TECHFEED__ERROR_CODE__UNSUPPORTED: return EX_PROTOCOL;
+        case TF_MISUSE: return EX_SOFTWARE;
         default: return EX_DATAERR;
     }
 }

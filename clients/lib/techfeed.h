@@ -37,6 +37,15 @@
     handle and valid until the next call on that handle unless said
     otherwise; records passed in are never kept.
 
+    Signals: the handles run on CZMQ, which at its first use installs
+    handlers for SIGINT and SIGTERM that set zsys_interrupted. From then
+    on a wait ends at such a signal and the call fails ("interrupted"),
+    and so does every later call that waits: a program is expected to
+    stop. A program that handles these signals itself calls
+    zsys_handler_set (NULL) before creating the first handle.
+
+    Timeouts and tries: a timeout_ms or tries of 0 or less is taken as 1.
+
     Build: C11, link with libtechfeed.a and pkg-config libczmq libzmq
     libprotobuf-c jansson sqlite3.
 */
@@ -102,15 +111,22 @@ tf_writer_t *tf_writer_new (const char *ingest_endpoint);
 void tf_writer_destroy (tf_writer_t **self_p);
 
 /*  How long one try waits for the reply (default TF_DEFAULT_TIMEOUT_MS),
-    and how many tries a request gets in all (default TF_DEFAULT_TRIES).
-    Each retry uses a fresh socket and the same request_id. */
+    and how many tries a request gets when no reply comes (default
+    TF_DEFAULT_TRIES). Each retry uses a fresh socket and the same
+    request_id. A service that answers UNAVAILABLE (it is shutting down)
+    is asked again after 200 ms, 400 ms... up to `tries` times, each of
+    them with its own tries: a call may then block for several seconds. */
 void tf_writer_set_timeout (tf_writer_t *self, int timeout_ms);
 void tf_writer_set_retries (tf_writer_t *self, int tries);
 /*  CURVE, see the top of this file. */
 int tf_writer_set_curve (tf_writer_t *self, const char *server_key, const char *client_cert);
 
-/*  request_id of the next request only (1..64 printable ASCII; copied).
-    Without it each request gets a fresh UUID. -1 if not valid. */
+/*  request_id of the next request only (1..64 printable ASCII, no space;
+    copied). Without it each request gets a fresh UUID. -1 if not valid.
+    To retry a call that returned -1 without risking a double write, give
+    it the id it used: tf_writer_set_request_id (w, tf_writer_request_id
+    (w)) before calling again (the service answers a known id with the
+    stored reply). */
 int tf_writer_set_request_id (tf_writer_t *self, const char *request_id);
 
 /*  Sends `n` operations (1..1000) as one request and waits for its reply.
@@ -119,7 +135,8 @@ int tf_writer_set_request_id (tf_writer_t *self, const char *request_id);
     UNAVAILABLE...) is copied into every result. `atomic`: all or none.
     Returns 0 when the service answered (look at the results), -1 when it
     did not after every try ("service unavailable at EP after N tries"),
-    or sent a reply that does not fit the request; errstr says which. */
+    or sent a reply that does not fit the request; errstr says which, and
+    `results` is left as it was. */
 int tf_writer_send (tf_writer_t *self, const tf_op_t *ops, size_t n, bool atomic,
                     tf_result_t *results);
 
@@ -144,6 +161,9 @@ const char *tf_writer_errstr (tf_writer_t *self);
 
 /*  Code of a query that got no answer at all (timeout, interrupted). */
 #define TF_NO_REPLY (-1)
+/*  Code of a query refused before anything was sent: a bad argument, or a
+    tf_query_list from inside the same handle's tf_query_list callback. */
+#define TF_MISUSE (-2)
 
 /*  What SYNC_STATUS says (PROTOCOL.md §8). */
 typedef struct {
@@ -174,13 +194,16 @@ int tf_query_set_curve (tf_query_t *self, const char *server_key, const char *cl
 /*  0 with `status` filled, -1 on error. */
 int tf_query_status (tf_query_t *self, tf_status_t *status);
 
-/*  Records with these ids (1..1000), the ones that exist, in no given
-    order; `fn` per record. 0 or -1. */
+/*  Records with these ids (1..1000; other counts: -1, TF_MISUSE), the
+    ones that exist, in no given order; `fn` per record. 0 or -1. */
 int tf_query_get (tf_query_t *self, const char *const *ids, size_t n, tf_record_fn *fn, void *arg);
 
 /*  Every record matching `filter` (NULL = all), in id order, read in one
     consistent snapshot and streamed in chunks; `fn` per record. 0 or -1
-    (a failure midway leaves the records already handed out as they are). */
+    (a failure midway leaves the records already handed out as they are).
+    `fn` may call tf_query_status and tf_query_get on the same handle, but
+    not tf_query_list: that one returns -1 with TF_MISUSE (the records
+    handed to `fn` live in memory the inner list would reuse). */
 int tf_query_list (tf_query_t *self, const Techfeed__Filter *filter, tf_record_fn *fn, void *arg);
 
 /*  After -1: the service's error code (Techfeed__ErrorCode) or TF_NO_REPLY. */
@@ -209,7 +232,10 @@ typedef enum {
     TF_VIEW_READY = 5,     /* a snapshot was applied: the view is complete (a persistent
                               view resumed from its file: after its first catch-up) */
     TF_VIEW_LOST = 6,      /* no heartbeat for 3 intervals: the service is silent */
-    TF_VIEW_RECOVERED = 7, /* live again after LOST (caught up) */
+    TF_VIEW_RECOVERED = 7, /* live again after LOST, caught up from its position; when it
+                              needs a snapshot instead (none finished yet, the log was
+                              trimmed, a new epoch), READY follows LOST (after RESYNC
+                              when the view had been complete) */
     TF_VIEW_SAVED = 8,     /* persistent view: a batch of changes and the position was
                               committed to the file; `id` says what ("catch-up: 500
                               changes, position 1500, 1200 records") */
@@ -227,7 +253,8 @@ typedef void (tf_view_fn) (tf_view_t *view, tf_view_event_t what, const Techfeed
 /*  Counters, for tests and operators. */
 typedef struct {
     uint64_t snapshots;    /* snapshots applied */
-    uint64_t resyncs;      /* times the view was dropped (RESYNC) */
+    uint64_t resyncs;      /* times the view was dropped (RESYNC; not fired when no
+                              snapshot had completed yet) */
     uint64_t catchups;     /* catch-ups started */
     uint64_t gaps;         /* gaps detected (lost events, from events or heartbeats) */
     uint64_t duplicates;   /* events dropped as already applied */
@@ -238,7 +265,9 @@ typedef struct {
 } tf_view_stats_t;
 
 /*  View on the events (PUB) and sync endpoints (NULL = the defaults).
-    Nothing connects until tf_view_start. */
+    Nothing connects until tf_view_start, which is also where endpoints
+    that are not valid are found: unlike tf_writer_new and tf_query_new,
+    this never returns NULL. */
 tf_view_t *tf_view_new (const char *events_endpoint, const char *sync_endpoint);
 void tf_view_destroy (tf_view_t **self_p);
 
@@ -304,7 +333,12 @@ int tf_view_store_check_sectors (const char *path, const tf_view_store_status_t 
 /*  Subscribes (sectors and "heartbeat" first), then loads the snapshot.
     0 when the view is LIVE; -1 when the endpoints are not valid or the
     snapshot failed (errstr) — in the latter case the view keeps trying
-    from tf_view_poll. */
+    from tf_view_poll, unless a persistent view's file failed (then every
+    tf_view_poll returns -1 too). Blocks while the snapshot loads (each
+    reply bounded by the timeout, and the tries). Called again once
+    started: 0 if LIVE, else -1. READY fires when the snapshot is applied
+    in memory; a persistent view commits it to the file just after (SAVED
+    says when the file has it). */
 int tf_view_start (tf_view_t *self);
 
 /*  Waits up to timeout_ms (-1: until something happens) for events,
@@ -314,12 +348,15 @@ int tf_view_start (tf_view_t *self);
     timeout: the number of changes applied (ADD/UPDATE/DELETE), or -1 when
     interrupted (SIGINT/SIGTERM), not started, or a persistent view's file
     failed (errstr says which). Call it at least once per heartbeat
-    interval so LOST is noticed. */
+    interval so LOST is noticed. A sync it runs may block longer than
+    timeout_ms, even at 0: up to the sync timeout per reply, the tries
+    included, while the sync endpoint does not answer. */
 int tf_view_poll (tf_view_t *self, int timeout_ms);
 
 /*  The SUB socket, for applications that poll themselves (zpoller,
     zloop): call tf_view_poll (view, 0) when it is readable and at least
-    once a second. NULL before start. */
+    once a second (it may still block while it syncs, see above). NULL
+    before start. */
 zsock_t *tf_view_socket (tf_view_t *self);
 
 /*  Record by id, borrowed until the next tf_view_poll, or NULL. */

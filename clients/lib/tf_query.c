@@ -10,7 +10,8 @@
 
 struct _tf_query_t {
     tf_rpc_t *rpc;     /* DEALER to the sync endpoint */
-    int code;          /* last failure: Techfeed__ErrorCode or TF_NO_REPLY */
+    int code;          /* last failure: Techfeed__ErrorCode, TF_NO_REPLY or TF_MISUSE */
+    bool listing;      /* inside tf_query_list */
     tf_curve_t *curve; /* CURVE settings, or NULL: plain */
     char errstr[300];  /* last error */
 };
@@ -151,7 +152,7 @@ int tf_query_get (tf_query_t *self, const char *const *ids, size_t n, tf_record_
 {
     assert (self && fn);
     if (n == 0 || n > TF_GET_MAX) {
-        self->code = TECHFEED__ERROR_CODE__TOO_LARGE;
+        self->code = TF_MISUSE;
         snprintf (self->errstr, sizeof self->errstr, "a get takes 1 to %d ids, not %zu", TF_GET_MAX,
                   n);
         return -1;
@@ -186,6 +187,12 @@ static int s_list_chunk (const Techfeed__SyncReply *reply, void *arg)
 int tf_query_list (tf_query_t *self, const Techfeed__Filter *filter, tf_record_fn *fn, void *arg)
 {
     assert (self && fn);
+    if (self->listing) {
+        self->code = TF_MISUSE;
+        snprintf (self->errstr, sizeof self->errstr,
+                  "tf_query_list called from its own callback: one list at a time per handle");
+        return -1;
+    }
     self->code = TECHFEED__ERROR_CODE__OK;
     self->errstr[0] = 0;
     Techfeed__SyncRequest request;
@@ -194,10 +201,10 @@ int tf_query_list (tf_query_t *self, const Techfeed__Filter *filter, tf_record_f
     request.has_chunk_size = 1;
     request.chunk_size = TF_LIST_CHUNK;
     s_list_t list = { .query = self, .fn = fn, .arg = arg };
-    if (tf_rpc_stream (self->rpc, &request, s_list_chunk, &list) != 0) {
-        if (self->code == TECHFEED__ERROR_CODE__OK)
-            s_no_reply (self);
-        return -1;
-    }
-    return 0;
+    self->listing = true;
+    int rc = tf_rpc_stream (self->rpc, &request, s_list_chunk, &list);
+    self->listing = false;
+    if (rc != 0 && self->code == TECHFEED__ERROR_CODE__OK)
+        s_no_reply (self);
+    return rc;
 }

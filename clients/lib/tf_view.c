@@ -343,11 +343,39 @@ static void s_save (tf_view_t *self)
 
 // --------------------------------------------------------------- the one place changes land
 
+/*  Whether two records pack to the same bytes. */
+static bool s_same_record (const Techfeed__Milestone *a, const Techfeed__Milestone *b)
+{
+    size_t size = protobuf_c_message_get_packed_size (&a->base);
+    if (size != protobuf_c_message_get_packed_size (&b->base))
+        return false;
+    uint8_t *packed = (uint8_t *) malloc (2 * size + 1);
+    if (!packed)
+        abort ();
+    protobuf_c_message_pack (&a->base, packed);
+    protobuf_c_message_pack (&b->base, packed + size);
+    bool same = memcmp (packed, packed + size, size) == 0;
+    free (packed);
+    return same;
+}
+
+/*  Whether `record` is what the view holds as `old` already. Within an
+    epoch a live change's revision says so, as changes come in order. A
+    snapshot's record (`sequence` 0) is compared whole: revisions start
+    at 1 again after a delete, and in a new epoch (another database), so
+    the same revision may hold other contents. */
+static bool s_held_already (const Techfeed__Milestone *old, const Techfeed__Milestone *record,
+                            uint64_t sequence)
+{
+    if (!old || old->revision != record->revision)
+        return false;
+    return sequence != 0 || s_same_record (old, record);
+}
+
 /*  Applies one change to the records: `record` (a clone, handed over) for a
     put, NULL for a delete of `id`. `sequence` 0 for snapshot differences.
     Keeps the digest and fires the callback. Returns 1 when the view
-    changed, 0 when not (same revision already held, delete of an absent
-    id). */
+    changed, 0 when not (held already, delete of an absent id). */
 static int s_apply (tf_view_t *self, Techfeed__Milestone *record, const char *id, uint64_t sequence)
 {
     Techfeed__Milestone *old = s_record (self, id);
@@ -364,7 +392,7 @@ static int s_apply (tf_view_t *self, Techfeed__Milestone *record, const char *id
         self->change_sequence = 0;
         return 1;
     }
-    if (old && old->revision == record->revision) {
+    if (s_held_already (old, record, sequence)) {
         free (record);
         return 0;
     }
@@ -1167,8 +1195,14 @@ static int64_t s_next_timer (tf_view_t *self, int64_t now)
 int tf_view_start (tf_view_t *self)
 {
     assert (self);
-    if (self->sub)
-        return self->state == TF_STATE_LIVE ? 0 : -1;
+    if (self->sub) {
+        if (self->state == TF_STATE_LIVE)
+            return 0;
+        snprintf (self->errstr, sizeof self->errstr,
+                  "started already and %s: tf_view_poll goes on with it",
+                  tf_view_state_name (self->state));
+        return -1;
+    }
     if (self->failed || (self->mirror && s_store_check_filter (self) != 0))
         return -1;
     self->sub = zsock_new (ZMQ_SUB);

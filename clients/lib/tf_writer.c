@@ -65,8 +65,11 @@ int tf_writer_set_curve (tf_writer_t *self, const char *server_key, const char *
 
 int tf_writer_set_request_id (tf_writer_t *self, const char *request_id)
 {
-    if (!request_id || !tf_valid_request_id (request_id))
+    if (!request_id || !tf_valid_request_id (request_id)) {
+        snprintf (self->errstr, sizeof self->errstr,
+                  "not a request id: 1 to 64 printable ASCII characters, no space");
         return -1;
+    }
     snprintf (self->next_id, sizeof self->next_id, "%s", request_id);
     return 0;
 }

@@ -156,6 +156,9 @@ typedef struct {
     uint64_t revision;
 } s_rec_t;
 
+/*  The snapshot record of this id gets another title than s_record_init's. */
+static const char *s_retitled;
+
 /*  When set, sync replies reach the view as the driver hands them over:
     packed, decoded into an arena that is gone after the call. */
 static bool s_decoded;
@@ -187,6 +190,8 @@ static int s_snapshot_chunk (tf_view_t *view, const char *epoch, const s_rec_t *
     for (; recs && recs->id; recs++, n++) {
         assert_true (n < 16);
         s_record_init (&storage[n], recs->id, recs->sector, recs->revision);
+        if (s_retitled && strcmp (recs->id, s_retitled) == 0)
+            storage[n].title = (char *) "another title";
         pointers[n] = &storage[n];
     }
     s_heads_t heads;
@@ -509,6 +514,27 @@ static void test_epoch_change_resyncs (void **state)
     tf_view_destroy (&view);
 }
 
+/*  A new epoch is another database: a record of the same id and revision
+    may hold other contents, and the snapshot's are the ones kept. */
+static void test_epoch_change_same_revision_new_contents (void **state)
+{
+    tf_view_t *view = s_live_view ();
+    s_put (view, EPOCH2, 1, SPACE, 0, "d", 1);
+    s_take_log ();
+    s_rec_t recs[] = { { "a", SPACE, 1 }, { "b", AI, 2 }, { "c", SPACE, 1 }, { NULL, 0, 0 } };
+    s_retitled = "a";
+    s_head_t heads[] = { { SPACE, 3 }, { AI, 2 }, { 0, 0 } };
+    s_snapshot (view, EPOCH2, recs, 3, heads);
+    s_retitled = NULL;
+    const char *log = s_take_log ();
+    assert_non_null (strstr (log, "update:a "));
+    assert_null (strstr (log, ":b "));
+    assert_null (strstr (log, ":c "));
+    assert_string_equal (tf_view_get (view, "a")->title, "another title");
+    assert_int_equal (tf_view_digest (view), s_digest_of (view));
+    tf_view_destroy (&view);
+}
+
 static void test_head_went_backwards (void **state)
 {
     tf_view_t *view = s_live_view ();
@@ -725,6 +751,7 @@ int main (void)
         cmocka_unit_test (test_heartbeat_rules),
         cmocka_unit_test (test_filtered_view),
         cmocka_unit_test (test_epoch_change_resyncs),
+        cmocka_unit_test (test_epoch_change_same_revision_new_contents),
         cmocka_unit_test (test_head_went_backwards),
         cmocka_unit_test (test_trimmed_catchup_takes_snapshot),
         cmocka_unit_test (test_catchup_of_another_epoch_resyncs),

@@ -212,10 +212,24 @@ static void test_driver (void **state)
     zactor_destroy (&actor);
 }
 
+/*  No service: the first start fails and says why, and so does another
+    start (the view is started already: tf_view_poll goes on with it). */
+static void test_start_twice_without_service (void **state)
+{
+    tf_view_t *view = tf_view_new ("tcp://127.0.0.1:1", "tcp://127.0.0.1:1");
+    tf_view_set_timeout (view, 100);
+    assert_int_equal (tf_view_start (view), -1);
+    assert_true (tf_view_errstr (view)[0] != 0);
+    assert_int_equal (tf_view_start (view), -1);
+    assert_non_null (strstr (tf_view_errstr (view), "started already"));
+    tf_view_destroy (&view);
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_driver),
+        cmocka_unit_test (test_start_twice_without_service),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -188,6 +188,7 @@ static void test_put_answered (void **state)
     //  A caller's request id, for the next request only
     assert_int_equal (tf_writer_set_request_id (writer, "my-id-1"), 0);
     assert_int_equal (tf_writer_set_request_id (writer, "bad id\x01"), -1);
+    assert_non_null (strstr (tf_writer_errstr (writer), "not a request id"));
     tf_op_t op = { .id = "alpha", .has_expected_revision = true, .expected_revision = 4 };
     assert_int_equal (tf_writer_send (writer, &op, 1, false, results), 0);
     assert_string_equal (tf_writer_request_id (writer), "my-id-1");
@@ -407,6 +408,43 @@ static int s_on_record (const Techfeed__Milestone *record, void *arg)
     return seen->stop_after && ++seen->seen >= seen->stop_after;
 }
 
+/*  A list's callback that lists again on the same handle, and gets a
+    status: the inner list is refused, the status answered. */
+typedef struct {
+    tf_query_t *query;
+    int inner_rc, inner_code, status_rc;
+    s_seen_t outer;
+} s_nested_t;
+
+static int s_list_inside (const Techfeed__Milestone *record, void *arg)
+{
+    s_nested_t *nested = (s_nested_t *) arg;
+    s_seen_t inner = { "", 0, 0 };
+    nested->inner_rc = tf_query_list (nested->query, NULL, s_on_record, &inner);
+    nested->inner_code = tf_query_code (nested->query);
+    tf_status_t status;
+    nested->status_rc = tf_query_status (nested->query, &status);
+    return s_on_record (record, &nested->outer); // reads the outer record after both
+}
+
+static void test_query_list_not_nested (void **state)
+{
+    fake_t fake = { 0 };
+    zactor_t *actor = zactor_new (s_sync_actor, &fake);
+    s_nested_t nested = { tf_query_new (fake.endpoint), 0, 0, 0, { "", 0, 0 } };
+    tf_query_set_timeout (nested.query, 1000);
+    assert_int_equal (tf_query_list (nested.query, NULL, s_list_inside, &nested), 0);
+    assert_string_equal (nested.outer.ids, "a1 a2 b1 b2 c1 ");
+    assert_int_equal (nested.inner_rc, -1);
+    assert_int_equal (nested.inner_code, TF_MISUSE);
+    assert_int_equal (nested.status_rc, 0);
+    //  A get of no ids is refused the same way, before anything is sent
+    assert_int_equal (tf_query_get (nested.query, NULL, 0, s_on_record, &nested.outer), -1);
+    assert_int_equal (tf_query_code (nested.query), TF_MISUSE);
+    tf_query_destroy (&nested.query);
+    zactor_destroy (&actor);
+}
+
 static void test_query (void **state)
 {
     fake_t fake = { 0 };
@@ -457,6 +495,7 @@ int main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_put_answered),
+        cmocka_unit_test (test_query_list_not_nested),
         cmocka_unit_test (test_lazy_pirate_retry),
         cmocka_unit_test (test_unavailable_after_tries),
         cmocka_unit_test (test_garbage_reply_skipped),
