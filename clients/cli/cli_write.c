@@ -88,12 +88,10 @@ static int s_slurp (const char *path, char **data, size_t *size)
     return 0;
 }
 
-/*  One rejected record: the `FILE:LINE: /field: message` line on stderr,
-    and with --json an NDJSON result on stdout. */
-static void s_rejected (cli_t *cli, const char *name, size_t line, const char *id, const char *code,
-                        const char *field, const char *message)
+/*  With --json, one rejected record's NDJSON result on stdout. */
+static void s_rejected_json (cli_t *cli, size_t line, const char *id, const char *code,
+                             const char *field, const char *message)
 {
-    cli_report (name, line, field, message);
     if (!cli->json)
         return;
     json_t *out = json_object ();
@@ -104,6 +102,15 @@ static void s_rejected (cli_t *cli, const char *name, size_t line, const char *i
     json_object_set_new (out, "message", json_string (message));
     json_object_set_new (out, "line", json_integer ((json_int_t) line));
     cli_print_json (cli, out);
+}
+
+/*  One rejected record: the `FILE:LINE: /field: message` line on stderr,
+    and with --json an NDJSON result on stdout. */
+static void s_rejected (cli_t *cli, const char *name, size_t line, const char *id, const char *code,
+                        const char *field, const char *message)
+{
+    cli_report (name, line, field, message);
+    s_rejected_json (cli, line, id, code, field, message);
 }
 
 /*  One stored record (or one deleted: verb "deleted"). */
@@ -227,10 +234,17 @@ static int s_send (cli_t *cli, const char *name, s_item_t *items, size_t n, size
             break;
         }
         //  A refusal of the request as a whole (UNAUTHORIZED, STORAGE_FULL...):
-        //  every record carries it; the next requests would get it too
+        //  said once; the next requests would get it too, so none is sent
         if (tf_writer_errstr (writer)[0]) {
+            s_report_before (cli, name, earlies, items[i].line);
             cli_error ("%s", tf_writer_errstr (writer));
+            cli_error ("%zu record(s) from line %zu on not stored", n - i, items[i].line);
             status = cli_exit_for_code (results[0].code);
+            for (size_t j = 0; j < k; j++)
+                s_rejected_json (cli, items[i + j].line, items[i + j].record->id,
+                                 tf_error_name (results[j].code), "", results[j].message);
+            *rejected += n - i;
+            break;
         }
         for (size_t j = 0; j < k; j++) {
             const tf_result_t *r = &results[j];
@@ -318,10 +332,11 @@ int cli_put (cli_t *cli)
         status =
             s_send (cli, name, items, n, cli->atomic ? n : CLI_BATCH, &earlies, &stored, &rejected);
     s_report_before (cli, name, &earlies, SIZE_MAX);
-    if (status == 0 && rejected > 0) {
+    if (rejected > 0) {
         if (!cli->json)
             cli_error ("%zu stored, %zu rejected", stored, rejected);
-        status = EX_DATAERR;
+        if (status == 0)
+            status = EX_DATAERR;
     }
     for (size_t i = 0; i < n; i++)
         techfeed__milestone__free_unpacked (items[i].record, NULL);
