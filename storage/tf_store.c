@@ -106,8 +106,14 @@ static const char *s_sql[ST_COUNT] = {
     [ST_REQ_EXPIRE] = "DELETE FROM reply_groups WHERE n < ?3"
                       " AND (created_ms < ?1 OR n + count - 1 <= ?2) RETURNING n, count, replies",
     //  Only applied changes go: `records` must never need a trimmed one.
+    //  What goes is a prefix of the log, never a hole in it: by age, the
+    //  changes before the step's first one (by seq) not older than ?2, as
+    //  ts_ms is wall-clock time and may go back. The subqueries run once
+    //  and read by key, the one with ts_ms at most the step's rows.
     [ST_TRIM] = "DELETE FROM changes WHERE seq < (SELECT min(seq) FROM changes) + ?5"
-                " AND seq <= ?3 AND ((?1 > 0 AND seq <= ?4 - ?1) OR ts_ms < ?2)",
+                " AND seq <= ?3 AND ((?1 > 0 AND seq <= ?4 - ?1) OR seq < coalesce ("
+                "(SELECT seq FROM changes WHERE seq < (SELECT min(seq) FROM changes) + ?5"
+                " AND ts_ms >= ?2 ORDER BY seq LIMIT 1), (SELECT min(seq) FROM changes) + ?5))",
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
 };

@@ -174,10 +174,12 @@ typedef struct {
 } tf_store_lock_stats_t;
 void tf_store_lock_stats (tf_store_t *self, tf_store_lock_stats_t *stats);
 
-/*  Log retention: deletes changes so that at most keep_count remain and
-    none older than before_ms survives (0 disables either bound). The latest
-    change of each record is never needed for a snapshot, so trimming only
-    affects catch-up. The head sequence and sector heads survive trimming
+/*  Log retention: deletes the oldest changes so that at most keep_count
+    remain and, by age, those before the first one (by sequence) not older
+    than before_ms (0 disables either bound). Only ever a prefix of the
+    log: a change stamped older than one before it (the clock stepped
+    back) stays until that one goes. The latest change of each record is
+    never needed for a snapshot, so trimming only affects catch-up. The head sequence and sector heads survive trimming
     the whole log. Changes the records table does not have yet (see
     tf_store_unapplied) are kept whatever the bounds: they go in a later
     call, once the applier has them. Outside a transaction. Like

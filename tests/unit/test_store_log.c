@@ -753,6 +753,65 @@ static void test_trim_keeps_unapplied (void **state)
     assert_int_equal (s_put (fx->store, "m4", RAIL, "y", T0 + 8).revision, 2);
 }
 
+/*  Trimming by age takes a prefix of the log, never a hole: ts_ms is
+    wall-clock time and goes back when the clock steps back, so an old
+    change after a newer one stays until everything before it is old
+    too. In steps, the first change not old enough ends the prefix even
+    past the first step. */
+static void test_trim_by_age_keeps_a_prefix (void **state)
+{
+    fixture_t *fx = *state;
+    //  seq 1..6; the clock steps back at 4 and at 6
+    const int64_t ts[] = { T0 + 1000, T0 + 2000, T0 + 5000, T0 + 100, T0 + 6000, T0 + 200 };
+    char id[16];
+    for (int i = 0; i < 6; i++) {
+        snprintf (id, sizeof id, "c%d", i + 1);
+        s_put (fx->store, id, SPACE, "x", ts[i]);
+    }
+    assert_int_equal (tf_store_apply (fx->store, 0), 0);
+    assert_int_equal (tf_store_trim (fx->store, 0, T0 + 3000), 0);
+    assert_int_equal (s_sql (fx->path, "SELECT min(seq) FROM changes"), 3);
+    assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM changes"), 4);
+    s_assert_no_gap (fx);
+    assert_int_equal (s_state (fx->store).log_first_sequence, 3);
+    //  A catch-up from 3 has 4, the old change after a newer one
+    int rc = 0;
+    tf_store_cursor_t *cursor = tf_store_changes_open (fx->store, 3, NULL, &rc);
+    assert_non_null (cursor);
+    Techfeed__ChangeEvent *event = NULL;
+    assert_int_equal (tf_store_cursor_next_change (cursor, &event), 1);
+    assert_int_equal (event->sequence, 4);
+    techfeed__change_event__free_unpacked (event, NULL);
+    tf_store_cursor_destroy (&cursor);
+    //  Later: up to the next change not old enough (5), and with the count
+    //  bound too, still a prefix
+    assert_int_equal (tf_store_trim (fx->store, 0, T0 + 5500), 0);
+    assert_int_equal (s_sql (fx->path, "SELECT min(seq) FROM changes"), 5);
+    s_assert_no_gap (fx);
+    assert_int_equal (tf_store_trim (fx->store, 3, T0 + 5500), 0);
+    assert_int_equal (s_sql (fx->path, "SELECT min(seq) FROM changes"), 5);
+    s_assert_no_gap (fx);
+
+    //  A backlog of more than a step, old but for one change past it: a
+    //  full step, then up to that change, then nothing
+    const int young = 6 + TF_STORE_STEP_ROWS + 100, last = young + 100;
+    assert_int_equal (tf_store_begin (fx->store), 0);
+    for (int seq = 7; seq <= last; seq++) {
+        snprintf (id, sizeof id, "b%d", seq);
+        s_put (fx->store, id, SPACE, "x", seq == young ? T0 + 9000 : T0 + seq % 7);
+    }
+    assert_int_equal (tf_store_commit (fx->store), 0);
+    assert_int_equal (tf_store_apply (fx->store, 0), 0);
+    assert_int_equal (tf_store_trim (fx->store, 0, T0 + 8000), 1);
+    assert_int_equal (s_sql (fx->path, "SELECT min(seq) FROM changes"), 5 + TF_STORE_STEP_ROWS);
+    assert_int_equal (tf_store_trim (fx->store, 0, T0 + 8000), 0);
+    assert_int_equal (s_sql (fx->path, "SELECT min(seq) FROM changes"), young);
+    assert_int_equal (tf_store_trim (fx->store, 0, T0 + 8000), 0);
+    assert_int_equal (s_sql (fx->path, "SELECT count(*) FROM changes"), last - young + 1);
+    s_assert_no_gap (fx);
+    s_assert_caught_up (fx);
+}
+
 /*  A change whose stored body no longer decodes stops the batch, naming
     the change; nothing of the batch is applied, and once the body is
     whole again the same batch goes through. */
@@ -1238,6 +1297,7 @@ int main (void)
         S_TEST (test_index_undo_outer_savepoint),
         S_TEST (test_sequences_no_gap),
         S_TEST (test_trim_keeps_unapplied),
+        S_TEST (test_trim_by_age_keeps_a_prefix),
         S_TEST (test_apply_undecodable_body),
         S_TEST (test_apply_on_full_disk),
         S_TEST (test_request_cache),
