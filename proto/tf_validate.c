@@ -226,8 +226,9 @@ bool tf_valid_date (const char *date)
 
 // --------------------------------------------------------------- record
 
-/*  An http(s) URL: scheme, then a non-empty host before any port, path,
-    query or fragment; no spaces or control characters anywhere. */
+/*  An http(s) URL: scheme (any case), then a non-empty host before any
+    port, path, query or fragment (in brackets, an IP literal: something
+    between them); no spaces or control characters anywhere. */
 static int s_check_url (tf_verror_t *err, const char *field, const char *url)
 {
     if (s_check_text (err, field, url, 1, TF_URL_MAX, false))
@@ -248,7 +249,11 @@ static int s_check_url (tf_verror_t *err, const char *field, const char *url)
         if (rest[i] == '@')
             host = rest + i + 1; // after the userinfo
     size_t host_len = (size_t) (rest + authority - host);
-    if (host_len > 0 && host[0] != '[')
+    if (host_len > 0 && host[0] == '[') {
+        //  An IP literal: what is between the brackets, none unclosed
+        const char *close = memchr (host, ']', host_len);
+        host_len = close ? (size_t) (close - host - 1) : 0;
+    } else if (host_len > 0)
         host_len = strcspn (host, ":/?#"); // before the port
     if (host_len == 0)
         return tf_verror_set (err, field, "has no host");

@@ -261,6 +261,17 @@ static void test_sources (void **state)
     EXPECT_SOURCE ("https:///path", "has no host");
     EXPECT_SOURCE ("https://:443/", "has no host");
     EXPECT_SOURCE ("https://user@/", "has no host");
+    EXPECT_SOURCE ("http:///x", "has no host");
+    EXPECT_SOURCE ("http://:80/", "has no host");
+    EXPECT_SOURCE ("http://?q", "has no host");
+    EXPECT_SOURCE ("http://[]/", "has no host");
+    EXPECT_SOURCE ("http://[]", "has no host");
+    EXPECT_SOURCE ("https://[]:443/x", "has no host");
+    EXPECT_SOURCE ("https://user@[]/", "has no host");
+    EXPECT_SOURCE ("http://[::1/", "has no host"); // unclosed
+    EXPECT_SOURCE ("http://[v1.x]/", NULL);
+    EXPECT_SOURCE ("HTTP://example.com/", NULL);
+    EXPECT_SOURCE ("hTtPs://example.com", NULL);
     EXPECT_SOURCE ("https://a b/", "contains a space at byte 9");
     EXPECT_SOURCE ("https://a/\x01", "contains control character U+0001 at byte 10");
     EXPECT_SOURCE ("https://a/\n", "contains control character U+000A at byte 10");
