@@ -143,18 +143,30 @@ static bool s_enum_ok (const ProtobufCFieldDescriptor *f, int value, char *err, 
     return false;
 }
 
-/*  Walks the message tree; false at the first unknown field or, when
-    `enums` is set, the first enum value outside its enum. `err` may be
-    NULL. The schema has no recursive messages, so depth is bounded. */
-static bool s_walk (const ProtobufCMessage *msg, bool enums, char *err, size_t errlen)
+/*  What s_walk refuses: any unknown field, enum values outside their
+    enum. With neither it still refuses an unknown field whose number no
+    message can have (0, or above 2^29 - 1): protobuf-c reads some from
+    keys it cannot write back (a tag 0 in two bytes). */
+#define S_WALK_UNKNOWN 1
+#define S_WALK_ENUMS 2
+#define S_FIELD_MAX 536870911u /* highest protobuf field number */
+
+/*  Walks the message tree; false at the first field or value `what`
+    refuses. `err` may be NULL. The schema has no recursive messages, so
+    depth is bounded. */
+static bool s_walk (const ProtobufCMessage *msg, int what, char *err, size_t errlen)
 {
     const ProtobufCMessageDescriptor *desc = msg->descriptor;
-    if (msg->n_unknown_fields > 0) {
-        if (err)
-            snprintf (err, errlen, "unknown field %" PRIu32 " in %s", msg->unknown_fields[0].tag,
-                      desc->name);
-        return false;
+    for (size_t i = 0; i < msg->n_unknown_fields; i++) {
+        uint32_t tag = msg->unknown_fields[i].tag;
+        if ((what & S_WALK_UNKNOWN) || tag == 0 || tag > S_FIELD_MAX) {
+            if (err)
+                snprintf (err, errlen, "%s field %" PRIu32 " in %s",
+                          what & S_WALK_UNKNOWN ? "unknown" : "invalid", tag, desc->name);
+            return false;
+        }
     }
+    bool enums = what & S_WALK_ENUMS;
     for (unsigned i = 0; i < desc->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &desc->fields[i];
         if (f->type != PROTOBUF_C_TYPE_MESSAGE && !(enums && f->type == PROTOBUF_C_TYPE_ENUM))
@@ -165,14 +177,14 @@ static bool s_walk (const ProtobufCMessage *msg, bool enums, char *err, size_t e
             const void *array = *(void *const *) member;
             for (size_t j = 0; j < n; j++) {
                 if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
-                    if (!s_walk (((ProtobufCMessage *const *) array)[j], enums, err, errlen))
+                    if (!s_walk (((ProtobufCMessage *const *) array)[j], what, err, errlen))
                         return false;
                 } else if (!s_enum_ok (f, ((const int *) array)[j], err, errlen))
                     return false;
             }
         } else if (s_field_present (msg, f)) {
             if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
-                if (!s_walk (*(ProtobufCMessage *const *) member, enums, err, errlen))
+                if (!s_walk (*(ProtobufCMessage *const *) member, what, err, errlen))
                     return false;
             } else if (!s_enum_ok (f, *(const int *) member, err, errlen))
                 return false;
@@ -242,6 +254,31 @@ static ProtobufCMessage *s_decode (s_budget_t *budget, const ProtobufCMessageDes
     return protobuf_c_message_unpack (descriptor, &allocator, size, data ? data : &empty);
 }
 
+/*  The requests, each with `optional uint32 version` (PROTOCOL.md §1). */
+static const ProtobufCMessageDescriptor *const s_requests[] = {
+    &techfeed__ingest_request__descriptor,
+    &techfeed__sync_request__descriptor,
+};
+
+/*  True for a request whose version is present and not this one's: the
+    service reads nothing of it but that and answers UNSUPPORTED, so what
+    the other version has and this one does not know (fields, enum
+    values) does not make it MALFORMED. */
+static bool s_other_version (const ProtobufCMessage *msg)
+{
+    const ProtobufCMessageDescriptor *desc = msg->descriptor;
+    for (size_t i = 0; i < sizeof s_requests / sizeof s_requests[0]; i++) {
+        if (desc != s_requests[i])
+            continue;
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field_by_name (desc, "version");
+        return f && f->type == PROTOBUF_C_TYPE_UINT32 && f->label == PROTOBUF_C_LABEL_OPTIONAL &&
+               s_field_present (msg, f) &&
+               *(const uint32_t *) ((const char *) msg + f->offset) != TF_PROTOCOL_VERSION;
+    }
+    return false;
+}
+
 /*  tf_wire_unpack and tf_wire_unpack_in: memory from `arena`, or malloc
     when it is NULL. */
 static ProtobufCMessage *s_unpack (tf_arena_t *arena, const ProtobufCMessageDescriptor *descriptor,
@@ -257,7 +294,8 @@ static ProtobufCMessage *s_unpack (tf_arena_t *arena, const ProtobufCMessageDesc
             snprintf (err, errlen, "not a valid %s (truncated or malformed)", descriptor->name);
         return NULL;
     }
-    if (!s_walk (msg, true, err, errlen) || !s_no_nul (descriptor, data, size, err, errlen)) {
+    int what = s_other_version (msg) ? 0 : S_WALK_UNKNOWN | S_WALK_ENUMS;
+    if (!s_walk (msg, what, err, errlen) || !s_no_nul (descriptor, data, size, err, errlen)) {
         if (!arena)
             tf_wire_free (msg);
         return NULL;
@@ -297,7 +335,7 @@ void tf_wire_free (ProtobufCMessage *message)
 
 bool tf_wire_has_unknown_fields (const ProtobufCMessage *message)
 {
-    return !s_walk (message, false, NULL, 0);
+    return !s_walk (message, S_WALK_UNKNOWN, NULL, 0);
 }
 
 /*  `size` bytes from `arena`, or malloc'd when it is NULL. */

@@ -39,7 +39,12 @@ const char *tf_error_name (int code);
     `max_alloc` bytes in total. Returns NULL and writes a reason to `err`
     when the bytes are not a valid message, exceed the budget, or carry
     unknown fields, enum values outside their enum or a string holding a
-    NUL byte anywhere in the tree. Free with tf_wire_free(). */
+    NUL byte anywhere in the tree. A request (IngestRequest, SyncRequest)
+    whose version is present and not TF_PROTOCOL_VERSION is returned
+    without the unknown-field and enum checks (a field number no message
+    can have, 0 or above 2^29 - 1, is still refused): the caller MUST
+    check its version before it acts on anything else in it, and refuse
+    it (UNSUPPORTED). Free with tf_wire_free(). */
 ProtobufCMessage *tf_wire_unpack (const ProtobufCMessageDescriptor *descriptor, const uint8_t *data,
                                   size_t size, size_t max_alloc, char *err, size_t errlen);
 void tf_wire_free (ProtobufCMessage *message);

@@ -120,6 +120,8 @@ void tf_envelope_clear (tf_envelope_t *envelope)
     envelope->has_body = false;
     free (envelope->user_id);
     envelope->user_id = NULL;
+    free (envelope->request_id);
+    envelope->request_id = NULL;
 }
 
 size_t tf_decode_budget (size_t frame_size)

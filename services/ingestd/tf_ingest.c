@@ -122,7 +122,7 @@ static Techfeed__ErrorCode s_check_request (tf_server_t *self,
     if (!tf_auth_may_write (self, user_id, err, errlen))
         return TECHFEED__ERROR_CODE__UNAUTHORIZED;
     if (request->request_id && !tf_valid_request_id (request->request_id)) {
-        snprintf (err, errlen, "/request_id: must be 1 to 64 printable ASCII characters");
+        snprintf (err, errlen, "/request_id: must be 1 to 64 printable ASCII characters, no space");
         return TECHFEED__ERROR_CODE__INVALID;
     }
     if (request->has_version && request->version != TF_PROTOCOL_VERSION) {

@@ -571,6 +571,7 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
         tf_sync_take_chunks (self);
     }
     tf_ingest_refuse_waiting (self);
+    tf_sync_refuse_waiting (self);
     zpoller_destroy (&poller);
 }
 

@@ -51,6 +51,7 @@ typedef struct {
     zframe_t *identity; /* routing id, owned */
     int peer_fd;        /* the connection's descriptor in ZeroMQ's I/O thread, -1 unknown */
     char *user_id;      /* the client's CURVE key (ZAP's User-Id), owned; NULL without */
+    char *request_id;   /* a sync request's valid request_id, echoed in its replies; owned */
     bool delimiter;     /* the client is REQ: echo the empty frame */
     bool has_body;      /* false when the shape was wrong */
     zmq_msg_t body;     /* the body frame as ZeroMQ received it, owned */
@@ -113,6 +114,9 @@ tf_sync_t *tf_sync_new (void);
 void tf_sync_destroy (tf_sync_t **self_p);
 void tf_sync_handle (tf_server_t *self);
 void tf_sync_expire (tf_server_t *self, int64_t now_ms);
+/*  At shutdown: answers UNAVAILABLE the requests waiting for chunks of
+    open cursors, then those still unread on the sync socket. */
+void tf_sync_refuse_waiting (tf_server_t *self);
 /*  Starts watching the sync socket's disconnects (before it binds); 0 or -1. */
 int tf_sync_watch_peers (tf_server_t *self);
 /*  Stops that, before the sync socket or the cursors are destroyed. */

@@ -24,6 +24,13 @@
     disconnect before it closes the descriptor, so the loop reads the
     monitor before each request: a request on a reused descriptor is then
     always handled after the disconnect of the connection before it.
+
+    Every reply carries its request's request_id when the request had a
+    valid one (an invalid one is INVALID), chunks answered later from a
+    cursor's waiting requests too: a request answered at once overtakes
+    those, and a client that pipelines tells its replies apart by it. At
+    shutdown, requests still waiting for chunks, and those not read yet,
+    are answered UNAVAILABLE before the cursors go.
 */
 #include <sys/resource.h>
 #include <unistd.h>
@@ -65,7 +72,7 @@ typedef struct {
     bool reading;                        /* lent to the reader */
     void *queued;                        /* in tf_sync_t.queue, waiting to be lent */
     bool read_ahead;                     /* next is complete */
-    tf_envelope_t askers[TF_ASKERS_MAX]; /* waiting for chunks, oldest first (identity only) */
+    tf_envelope_t askers[TF_ASKERS_MAX]; /* waiting, oldest first (identity, request_id) */
     size_t n_askers;
     int peer_fd; /* the connection that asked last (its descriptor), -1 unknown */
 } s_cursor_t;
@@ -183,13 +190,16 @@ static void s_reply_clear (Techfeed__SyncReply *reply)
     free (reply->records);
 }
 
-static void s_reply_init (tf_server_t *self, Techfeed__SyncReply *reply)
+/*  A reply to the request of `envelope`, its request_id echoed (borrowed). */
+static void s_reply_init (tf_server_t *self, const tf_envelope_t *envelope,
+                          Techfeed__SyncReply *reply)
 {
     techfeed__sync_reply__init (reply);
     reply->has_version = reply->has_code = 1;
     reply->version = TF_PROTOCOL_VERSION;
     reply->code = TECHFEED__ERROR_CODE__OK;
     reply->epoch = self->epoch;
+    reply->request_id = envelope->request_id;
 }
 
 static void s_reply_error (tf_server_t *self, const tf_envelope_t *envelope,
@@ -201,7 +211,7 @@ static void s_reply_error (tf_server_t *self, const tf_envelope_t *envelope,
     vsnprintf (message, sizeof message, format, args);
     va_end (args);
     Techfeed__SyncReply reply;
-    s_reply_init (self, &reply);
+    s_reply_init (self, envelope, &reply);
     reply.code = code;
     reply.message = message;
     tf_envelope_reply (self->sync, envelope, &reply.base);
@@ -453,7 +463,7 @@ static void s_send_chunk (tf_server_t *self, void *handle)
     c->read_ahead = false;
     c->last_used_ms = tf_now_ms ();
     Techfeed__SyncReply reply;
-    s_reply_init (self, &reply);
+    s_reply_init (self, envelope, &reply);
     Techfeed__SectorHead heads[TF_SECTOR_MAX], *head_ptrs[TF_SECTOR_MAX];
     if (rc < 0) {
         reply.code = TECHFEED__ERROR_CODE__STORAGE;
@@ -514,6 +524,7 @@ static void s_ask (tf_server_t *self, const tf_envelope_t *envelope, void *handl
     memset (kept, 0, sizeof *kept);
     kept->identity = zframe_dup (envelope->identity);
     kept->delimiter = envelope->delimiter;
+    kept->request_id = envelope->request_id ? strdup (envelope->request_id) : NULL;
     c->peer_fd = envelope->peer_fd;
     s_answer (self, handle);
 }
@@ -563,6 +574,42 @@ void tf_sync_take_chunks (tf_server_t *self)
     }
 }
 
+/*  The first filter field a catch-up cannot apply, NULL when none: it
+    reads the log, whose changes it filters by sector only. An empty
+    string filters nothing, as in a snapshot. */
+static const char *s_filter_beyond_sectors (const Techfeed__Filter *filter)
+{
+    if (!filter)
+        return NULL;
+    const char *given[][2] = { { "organization", filter->organization },
+                               { "country", filter->country },
+                               { "date_from", filter->date_from },
+                               { "date_to", filter->date_to } };
+    for (size_t i = 0; i < sizeof given / sizeof given[0]; i++)
+        if (given[i][1] && *given[i][1])
+            return given[i][0];
+    return NULL;
+}
+
+/*  What a catch-up request must hold, else INVALID (true: refused). */
+static bool s_catchup_refused (tf_server_t *self, const tf_envelope_t *envelope,
+                               const Techfeed__SyncRequest *request)
+{
+    const char *beyond = s_filter_beyond_sectors (request->filter);
+    if (!request->has_since_sequence)
+        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__INVALID,
+                       "/since_sequence: a catch-up needs a position");
+    else if (!request->epoch || !*request->epoch)
+        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__INVALID,
+                       "/epoch: a catch-up needs the epoch its position belongs to");
+    else if (beyond)
+        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__INVALID,
+                       "/filter/%s: a catch-up filters by sector only", beyond);
+    else
+        return false;
+    return true;
+}
+
 static void s_open_cursor (tf_server_t *self, const tf_envelope_t *envelope,
                            const Techfeed__SyncRequest *request)
 {
@@ -573,26 +620,21 @@ static void s_open_cursor (tf_server_t *self, const tf_envelope_t *envelope,
                        verr.message);
         return;
     }
+    if (changes && s_catchup_refused (self, envelope, request))
+        return;
     if ((int64_t) tf_sync_open_cursors (self) >= self->config->max_cursors) {
         s_reply_error (self, envelope, TECHFEED__ERROR_CODE__UNAVAILABLE,
                        "%zu cursors are open (--max-cursors); retry later",
                        tf_sync_open_cursors (self));
         return;
     }
-    if (changes) {
-        if (!request->has_since_sequence) {
-            s_reply_error (self, envelope, TECHFEED__ERROR_CODE__INVALID,
-                           "/since_sequence: a catch-up needs a position");
-            return;
-        }
-        if (request->epoch && strcmp (request->epoch, self->epoch) != 0) {
-            atomic_fetch_add (&self->metrics.trimmed, 1);
-            s_reply_error (self, envelope, TECHFEED__ERROR_CODE__TRIMMED,
-                           "epoch %s is not this database's epoch %s: take a snapshot",
-                           tf_valid_epoch (request->epoch) ? request->epoch : "(not an epoch)",
-                           self->epoch);
-            return;
-        }
+    if (changes && strcmp (request->epoch, self->epoch) != 0) {
+        atomic_fetch_add (&self->metrics.trimmed, 1);
+        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__TRIMMED,
+                       "epoch %s is not this database's epoch %s: take a snapshot",
+                       tf_valid_epoch (request->epoch) ? request->epoch : "(not an epoch)",
+                       self->epoch);
+        return;
     }
     s_cursor_t *c = (s_cursor_t *) zmalloc (sizeof *c);
     c->id = self->cursors->next_id++;
@@ -638,7 +680,7 @@ static void s_next (tf_server_t *self, const tf_envelope_t *envelope,
     }
     s_cursor_close (self, handle, "was closed");
     Techfeed__SyncReply reply;
-    s_reply_init (self, &reply);
+    s_reply_init (self, envelope, &reply);
     reply.has_end = reply.end = 1;
     tf_envelope_reply (self->sync, envelope, &reply.base);
 }
@@ -659,7 +701,7 @@ static void s_get (tf_server_t *self, const tf_envelope_t *envelope,
             return;
         }
     Techfeed__SyncReply reply;
-    s_reply_init (self, &reply);
+    s_reply_init (self, envelope, &reply);
     reply.records = (Techfeed__Milestone **) zmalloc ((request->n_ids + 1) * sizeof (void *));
     for (size_t i = 0; i < request->n_ids; i++) {
         int rc = tf_store_get (self->store, request->ids[i], &reply.records[reply.n_records]);
@@ -700,7 +742,7 @@ static void s_status (tf_server_t *self, const tf_envelope_t *envelope)
     status.n_sector_heads = tf_sector_heads_fill (state.sector_heads, heads, head_ptrs);
     status.sector_heads = head_ptrs;
     Techfeed__SyncReply reply;
-    s_reply_init (self, &reply);
+    s_reply_init (self, envelope, &reply);
     reply.status = &status;
     reply.has_end = reply.end = 1;
     reply.has_sequence = 1;
@@ -708,14 +750,17 @@ static void s_status (tf_server_t *self, const tf_envelope_t *envelope)
     tf_envelope_reply (self->sync, envelope, &reply.base);
 }
 
-static void s_handle_one (tf_server_t *self, const tf_envelope_t *envelope)
+/*  The envelope's request, decoded, its request_id kept in the envelope
+    when valid (for every reply to it); NULL when it was not a request
+    (answered MALFORMED). Caller frees with tf_wire_free. */
+static Techfeed__SyncRequest *s_decode (tf_server_t *self, tf_envelope_t *envelope)
 {
     size_t size;
     const uint8_t *body = tf_envelope_body (envelope, &size);
     if (!body) {
         s_reply_error (self, envelope, TECHFEED__ERROR_CODE__MALFORMED, "%s", envelope->error);
         tf_info ("refused sync request: %s", envelope->error);
-        return;
+        return NULL;
     }
     char err[256];
     Techfeed__SyncRequest *request = (Techfeed__SyncRequest *) tf_wire_unpack (
@@ -723,12 +768,26 @@ static void s_handle_one (tf_server_t *self, const tf_envelope_t *envelope)
     if (!request) {
         s_reply_error (self, envelope, TECHFEED__ERROR_CODE__MALFORMED, "%s", err);
         tf_info ("refused sync request: %s", err);
-        return;
+        return NULL;
     }
+    if (tf_valid_request_id (request->request_id))
+        envelope->request_id = strdup (request->request_id);
+    return request;
+}
+
+static void s_handle_one (tf_server_t *self, tf_envelope_t *envelope)
+{
+    Techfeed__SyncRequest *request = s_decode (self, envelope);
+    if (!request)
+        return;
     if (request->has_version && request->version != TF_PROTOCOL_VERSION)
         s_reply_error (self, envelope, TECHFEED__ERROR_CODE__UNSUPPORTED,
                        "protocol version %u is not supported (this service speaks %d)",
                        request->version, TF_PROTOCOL_VERSION);
+    else if (request->request_id && !envelope->request_id)
+        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__INVALID,
+                       "/request_id: must be 1 to %d printable ASCII characters, no space",
+                       TF_REQUEST_ID_MAX);
     else
         switch (request->kind) {
             case TECHFEED__SYNC_KIND__SYNC_SNAPSHOT:
@@ -757,4 +816,37 @@ void tf_sync_handle (tf_server_t *self)
         s_handle_one (self, &envelope);
         tf_envelope_clear (&envelope);
     }
+}
+
+void tf_sync_refuse_waiting (tf_server_t *self)
+{
+    size_t refused = 0;
+    zlistx_t *list = self->cursors->cursors;
+    for (s_cursor_t *c = (s_cursor_t *) zlistx_first (list); c;
+         c = (s_cursor_t *) zlistx_next (list)) {
+        for (size_t i = 0; i < c->n_askers; i++) {
+            s_reply_error (self, &c->askers[i], TECHFEED__ERROR_CODE__UNAVAILABLE,
+                           "the service is shutting down: cursor %" PRIu64
+                           " closes with it; start the %s again",
+                           c->id, c->changes ? "catch-up" : "snapshot");
+            tf_envelope_clear (&c->askers[i]);
+        }
+        refused += c->n_askers;
+        c->n_askers = 0;
+    }
+    //  What arrived meanwhile, so that no client waits for its timeout.
+    tf_envelope_t envelope;
+    while (refused < 100000 && (zsock_events (self->sync) & ZMQ_POLLIN) &&
+           tf_envelope_recv (self->sync, &envelope) == 0) {
+        Techfeed__SyncRequest *request = s_decode (self, &envelope);
+        if (request) {
+            s_reply_error (self, &envelope, TECHFEED__ERROR_CODE__UNAVAILABLE,
+                           "the service is shutting down: retry later");
+            tf_wire_free (&request->base);
+        }
+        tf_envelope_clear (&envelope);
+        refused++;
+    }
+    if (refused)
+        tf_info ("shutting down: %zu waiting sync request(s) answered UNAVAILABLE", refused);
 }

@@ -55,31 +55,16 @@ static int teardown (void **state)
 static void s_bulk_load (tf_raw_fixture_t *f)
 {
     Techfeed__Milestone records[S_OPS];
-    Techfeed__Operation ops[S_OPS], *op_ptrs[S_OPS];
     char ids[S_OPS][32];
     for (int r = 0; r < S_REQUESTS; r++) {
         for (int i = 0; i < S_OPS; i++) {
             snprintf (ids[i], sizeof ids[i], "bulk-%03d-%03d", r, i);
             tf_raw_record (&records[i], ids[i], TECHFEED__SECTOR__SECTOR_SPACE);
-            techfeed__operation__init (&ops[i]);
-            ops[i].has_kind = 1;
-            ops[i].kind = TECHFEED__OP_KIND__OP_PUT;
-            ops[i].record = &records[i];
-            op_ptrs[i] = &ops[i];
         }
-        Techfeed__IngestRequest request = TECHFEED__INGEST_REQUEST__INIT;
-        request.n_ops = S_OPS;
-        request.ops = op_ptrs;
-        tf_raw_send_request (f->ingest, &request);
+        tf_raw_send_puts (f->ingest, records, S_OPS);
     }
-    for (int r = 0; r < S_REQUESTS; r++) {
-        Techfeed__IngestReply *reply = tf_raw_recv_reply (f->ingest);
-        assert_non_null (reply);
-        assert_int_equal (reply->n_results, S_OPS);
-        for (size_t i = 0; i < reply->n_results; i++)
-            assert_int_equal (reply->results[i]->code, TECHFEED__ERROR_CODE__OK);
-        techfeed__ingest_reply__free_unpacked (reply, NULL);
-    }
+    for (int r = 0; r < S_REQUESTS; r++)
+        assert_true (tf_raw_recv_stored (f->ingest, S_OPS));
 }
 
 static bool s_caught_up (void *arg)

@@ -20,6 +20,8 @@ typedef struct {
 
 /*  Starts the service with `extra` arguments (NULL-terminated, or NULL). */
 int tf_raw_fixture_setup (void **state, const char *const *extra);
+/*  Stops the service (exit status 0 expected, else -1), unless the test
+    stopped it itself (pid 0). */
 int tf_raw_fixture_teardown (void **state);
 
 /*  A minimal valid record in `sector`; its strings are literals except
@@ -37,6 +39,11 @@ void tf_raw_one_put (tf_raw_one_put_t *self, Techfeed__Milestone *record);
 
 /*  Sends one IngestRequest on a DEALER. */
 void tf_raw_send_request (zsock_t *dealer, const Techfeed__IngestRequest *request);
+/*  Sends one IngestRequest of a put of each of `records` (borrowed). */
+void tf_raw_send_puts (zsock_t *dealer, Techfeed__Milestone *records, size_t count);
+/*  Receives the reply to `count` puts: true when each was stored; false
+    (saying why on stderr) otherwise or on timeout. */
+bool tf_raw_recv_stored (zsock_t *dealer, size_t count);
 /*  Receives one IngestReply (caller frees with free_unpacked), NULL on timeout. */
 Techfeed__IngestReply *tf_raw_recv_reply (zsock_t *dealer);
 

@@ -435,6 +435,64 @@ static void test_unknown_field (void **state)
     assert_string_equal (s_err, "unknown field 15 in techfeed.SyncRequest");
 }
 
+/*  A request of another version is left to the caller's version check
+    (UNSUPPORTED) whatever that version adds; of version 1, and any reply,
+    what this version does not know is still refused, and so is a NUL. */
+static void test_other_version (void **state)
+{
+    //  version (field 1) = 2, then field 20 = 1: key 20 << 3 | 0 = 0xa0 0x01
+    const uint8_t v2[] = { 0x08, 0x02, 0xa0, 0x01, 0x01 };
+    ProtobufCMessage *msg = tf_wire_unpack (&techfeed__ingest_request__descriptor, v2, sizeof v2,
+                                            BUDGET, s_err, sizeof s_err);
+    assert_non_null (msg);
+    assert_int_equal (((Techfeed__IngestRequest *) msg)->version, 2);
+    tf_wire_free (msg);
+    //  Also nested (ops[0] holds field 20) and with SyncRequest.kind 99
+    const uint8_t nested[] = { 0x08, 0x07, 0x1a, 0x03, 0xa0, 0x01, 0x01 };
+    msg = tf_wire_unpack (&techfeed__ingest_request__descriptor, nested, sizeof nested, BUDGET,
+                          s_err, sizeof s_err);
+    assert_non_null (msg);
+    tf_wire_free (msg);
+    const uint8_t sync[] = { 0x08, 0x02, 0x10, 0x63, 0xa0, 0x01, 0x01 };
+    msg = tf_wire_unpack (&techfeed__sync_request__descriptor, sync, sizeof sync, BUDGET, s_err,
+                          sizeof s_err);
+    assert_non_null (msg);
+    assert_int_equal (((Techfeed__SyncRequest *) msg)->version, 2);
+    tf_wire_free (msg);
+
+    //  Version 1, said or not: MALFORMED as before
+    const uint8_t v1[] = { 0x08, 0x01, 0xa0, 0x01, 0x01 };
+    assert_null (tf_wire_unpack (&techfeed__ingest_request__descriptor, v1, sizeof v1, BUDGET,
+                                 s_err, sizeof s_err));
+    assert_string_equal (s_err, "unknown field 20 in techfeed.IngestRequest");
+    assert_null (tf_wire_unpack (&techfeed__ingest_request__descriptor, v2 + 2, sizeof v2 - 2,
+                                 BUDGET, s_err, sizeof s_err));
+    assert_string_equal (s_err, "unknown field 20 in techfeed.IngestRequest");
+    const uint8_t sync_v1[] = { 0x08, 0x01, 0x10, 0x63 };
+    assert_null (tf_wire_unpack (&techfeed__sync_request__descriptor, sync_v1, sizeof sync_v1,
+                                 BUDGET, s_err, sizeof s_err));
+    assert_string_equal (s_err, "value 99 out of range for techfeed.SyncKind in field kind");
+    //  A field number no version can have: 0 in a two-byte key (protobuf-c
+    //  would write it back in one, which it refuses), 2^29 (nested)
+    const uint8_t zero[] = { 0x08, 0x02, 0x80, 0x00, 0x05 };
+    assert_null (tf_wire_unpack (&techfeed__sync_request__descriptor, zero, sizeof zero, BUDGET,
+                                 s_err, sizeof s_err));
+    assert_string_equal (s_err, "invalid field 0 in techfeed.SyncRequest");
+    const uint8_t huge[] = { 0x08, 0x02, 0x1a, 0x06, 0x80, 0x80, 0x80, 0x80, 0x10, 0x01 };
+    assert_null (tf_wire_unpack (&techfeed__ingest_request__descriptor, huge, sizeof huge, BUDGET,
+                                 s_err, sizeof s_err));
+    assert_string_equal (s_err, "invalid field 536870912 in techfeed.Operation");
+    //  A reply of another version is not a request: still refused
+    assert_null (tf_wire_unpack (&techfeed__ingest_reply__descriptor, v2, sizeof v2, BUDGET, s_err,
+                                 sizeof s_err));
+    assert_string_equal (s_err, "unknown field 20 in techfeed.IngestReply");
+    //  The NUL check stays: request_id (field 2) "a\0b"
+    const uint8_t nul[] = { 0x08, 0x02, 0x12, 0x03, 'a', 0x00, 'b', 0xa0, 0x01, 0x01 };
+    assert_null (tf_wire_unpack (&techfeed__ingest_request__descriptor, nul, sizeof nul, BUDGET,
+                                 s_err, sizeof s_err));
+    assert_string_equal (s_err, "techfeed.IngestRequest.request_id contains a NUL byte");
+}
+
 static void test_enum_out_of_range (void **state)
 {
     //  Milestone.sector (field 2) = 99
@@ -643,6 +701,7 @@ int main (void)
         cmocka_unit_test (test_random_garbage),
         cmocka_unit_test (test_budget),
         cmocka_unit_test (test_unknown_field),
+        cmocka_unit_test (test_other_version),
         cmocka_unit_test (test_enum_out_of_range),
         cmocka_unit_test (test_digest),
         cmocka_unit_test (test_sector_slugs),
