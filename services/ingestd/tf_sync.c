@@ -79,7 +79,7 @@ typedef struct {
 
 struct _tf_sync_t {
     zlistx_t *cursors; /* s_cursor_t, few (max_cursors) */
-    uint64_t next_id;  /* cursor ids are not reused, across restarts either */
+    uint64_t next_id;  /* cursor ids are not reused, across restarts either (random start) */
     zactor_t *reader;  /* fills chunks: s_reader_actor */
     size_t lent;       /* cursors the reader has, closed ones included */
     zlistx_t *queue;   /* s_cursor_t waiting to be lent, oldest first */
@@ -101,16 +101,28 @@ static void s_cursor_destroy (void **item)
 
 static void s_reader_actor (zsock_t *pipe, void *args);
 
+/*  A random cursor id below 2^62, not 0 (no cursor): a run opens far
+    fewer cursors than would take it near another run's. */
+static uint64_t s_random_id_start (void)
+{
+    zuuid_t *uuid = zuuid_new ();
+    uint64_t id;
+    memcpy (&id, zuuid_data (uuid), sizeof id);
+    zuuid_destroy (&uuid);
+    id &= (UINT64_C (1) << 62) - 1;
+    return id ? id : 1;
+}
+
 tf_sync_t *tf_sync_new (void)
 {
     tf_sync_t *self = (tf_sync_t *) zmalloc (sizeof *self);
     self->cursors = zlistx_new ();
     zlistx_set_destructor (self->cursors, s_cursor_destroy);
-    //  Ids go on from where the last run's could have reached (1024 per
-    //  ms of its life, far more than it opens): a client's NEXT or CLOSE
+    //  Ids start at a random point of 2^62: a client's NEXT or CLOSE
     //  queued while the service restarts reaches the new run when its
     //  DEALER connects again, and must not take another client's cursor.
-    self->next_id = (uint64_t) tf_now_ms () << 10;
+    //  (Time-based ids would repeat after the clock steps back.)
+    self->next_id = s_random_id_start ();
     self->reader = zactor_new (s_reader_actor, NULL);
     assert (self->reader);
     self->queue = zlistx_new ();
