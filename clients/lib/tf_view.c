@@ -703,6 +703,22 @@ void tf_view_feed_message (tf_view_t *self, const char *topic, size_t topic_size
 
 // --------------------------------------------------------------- sync
 
+/*  Where a catch-up starts. The view holds every change of sector s up
+    to max (P, last[s]) (rule 3 applies a change only after the one before
+    it in s), so it needs what comes after the smallest of these over its
+    sectors. For a filtered view that is often well past P, which moves
+    only at complete heartbeats and end marks. */
+static uint64_t s_catchup_since (tf_view_t *self)
+{
+    uint64_t since = UINT64_MAX;
+    for (int s = 1; s <= TF_SECTOR_MAX; s++)
+        if (self->held[s]) {
+            uint64_t complete = self->last[s] > self->position ? self->last[s] : self->position;
+            since = complete < since ? complete : since;
+        }
+    return since == UINT64_MAX ? self->position : since;
+}
+
 const Techfeed__SyncRequest *tf_view_sync_begin (tf_view_t *self, int64_t now_ms)
 {
     if (self->syncing || now_ms < self->retry_at)
@@ -726,7 +742,7 @@ const Techfeed__SyncRequest *tf_view_sync_begin (tf_view_t *self, int64_t now_ms
     } else {
         r->kind = TECHFEED__SYNC_KIND__SYNC_CATCHUP;
         r->has_since_sequence = 1;
-        r->since_sequence = self->position;
+        r->since_sequence = s_catchup_since (self);
         r->epoch = self->epoch;
     }
     self->syncing = true;

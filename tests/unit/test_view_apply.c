@@ -480,6 +480,29 @@ static void test_filtered_view (void **state)
     tf_view_destroy (&view);
 }
 
+/*  A filtered view's P lags while its sectors go on (it moves at complete
+    heartbeats only): its catch-up starts where every held sector is
+    complete, not at P. */
+static void test_filtered_catchup_since (void **state)
+{
+    Techfeed__Sector sectors[] = { SPACE, RAIL };
+    tf_view_t *view = s_view (sectors, 2);
+    tf_view_sync_begin (view, s_now);
+    s_head_t heads[] = { { SPACE, 4 }, { RAIL, 5 }, { 0, 0 } };
+    assert_int_equal (s_snapshot_chunk (view, EPOCH, NULL, true, 5, heads), TF_VIEW_SYNC_DONE);
+    s_put (view, EPOCH, 8, SPACE, 4, "s8", 1);
+    s_put (view, EPOCH, 9, RAIL, 5, "r9", 1);
+    s_put (view, EPOCH, 12, SPACE, 8, "s12", 1);
+    assert_int_equal (tf_view_position (view), 5);
+    //  Rail's 14 is lost: space is complete to 12, rail to 9
+    s_put (view, EPOCH, 15, RAIL, 14, "r15", 1);
+    assert_int_equal (tf_view_state (view), TF_STATE_CATCHUP);
+    const Techfeed__SyncRequest *req = tf_view_sync_begin (view, s_now);
+    assert_int_equal (req->kind, TECHFEED__SYNC_KIND__SYNC_CATCHUP);
+    assert_int_equal (req->since_sequence, 9);
+    tf_view_destroy (&view);
+}
+
 static void test_epoch_change_resyncs (void **state)
 {
     tf_view_t *view = s_live_view ();
@@ -750,6 +773,7 @@ int main (void)
         cmocka_unit_test (test_gap_then_catchup),
         cmocka_unit_test (test_heartbeat_rules),
         cmocka_unit_test (test_filtered_view),
+        cmocka_unit_test (test_filtered_catchup_since),
         cmocka_unit_test (test_epoch_change_resyncs),
         cmocka_unit_test (test_epoch_change_same_revision_new_contents),
         cmocka_unit_test (test_head_went_backwards),
