@@ -614,6 +614,9 @@ static bool s_catchup_refused (tf_server_t *self, const tf_envelope_t *envelope,
     else if (!request->epoch || !*request->epoch)
         s_reply_error (self, envelope, TECHFEED__ERROR_CODE__INVALID,
                        "/epoch: a catch-up needs the epoch its position belongs to");
+    else if (!tf_valid_epoch (request->epoch))
+        s_reply_error (self, envelope, TECHFEED__ERROR_CODE__INVALID,
+                       "/epoch: not an epoch (32 lower-case hex digits)");
     else if (beyond)
         s_reply_error (self, envelope, TECHFEED__ERROR_CODE__INVALID,
                        "/filter/%s: a catch-up filters by sector only", beyond);
@@ -643,8 +646,7 @@ static void s_open_cursor (tf_server_t *self, const tf_envelope_t *envelope,
     if (changes && strcmp (request->epoch, self->epoch) != 0) {
         atomic_fetch_add (&self->metrics.trimmed, 1);
         s_reply_error (self, envelope, TECHFEED__ERROR_CODE__TRIMMED,
-                       "epoch %s is not this database's epoch %s: take a snapshot",
-                       tf_valid_epoch (request->epoch) ? request->epoch : "(not an epoch)",
+                       "epoch %s is not this database's epoch %s: take a snapshot", request->epoch,
                        self->epoch);
         return;
     }
@@ -809,7 +811,14 @@ static void s_handle_one (tf_server_t *self, tf_envelope_t *envelope)
                 s_next (self, envelope, request, request->kind == TECHFEED__SYNC_KIND__SYNC_CLOSE);
                 break;
             case TECHFEED__SYNC_KIND__SYNC_GET: s_get (self, envelope, request); break;
-            case TECHFEED__SYNC_KIND__SYNC_STATUS: s_status (self, envelope); break;
+            case TECHFEED__SYNC_KIND__SYNC_STATUS:
+                if (request->filter)
+                    s_reply_error (self, envelope, TECHFEED__ERROR_CODE__INVALID,
+                                   "/filter: a status is of the whole database (for some "
+                                   "sectors, hash a snapshot with that filter)");
+                else
+                    s_status (self, envelope);
+                break;
             default:
                 s_reply_error (self, envelope, TECHFEED__ERROR_CODE__UNSUPPORTED,
                                "/kind: sync request kind %d is not supported", (int) request->kind);
