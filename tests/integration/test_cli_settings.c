@@ -2,8 +2,9 @@
     over TECHFEED_* variable over default, shown by --print-config; a bad
     value exits 78 naming the flag and the variable, from either source,
     while the command line's own mistakes stay 64; health exits 0 while
-    the service answers and 69, with one line saying why, within its
-    timeout once it is gone; its help shows the line it prints.
+    the service answers and 69, with one line saying why (no answer within
+    its timeout) once it is gone, after one try (a sync endpoint that never
+    answers gets exactly one request); its help shows the line it prints.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "tf_fake.h"
 #include "tf_testkit.h"
 
 static char *s_out, *s_err; /* output of the last s_cli */
@@ -161,9 +163,29 @@ static void test_health (void **state)
     assert_int_equal (s_cli (&svc, "--timeout", "1000", "health", NULL), 69);
     long long took = s_now_ms () - started;
     print_message ("health of a stopped service: exit 69 after %lld ms: %s", took, s_err);
-    assert_true (took < 1000 + 4000); // one try of the timeout, plus start-up under ASan
-    s_assert_has (s_err, "unhealthy: no answer from");
+    char said[300];
+    snprintf (said, sizeof said, "unhealthy: no answer from %s within 1000 ms\n", svc.sync);
+    s_assert_has (s_err, said);
     assert_int_equal (tf_test_count_lines (s_err), 1);
+    assert_true (took < 15000); // a hang guard: one try takes 1 s
+
+    //  One try: a sync endpoint that takes requests and never answers
+    tf_service_t silent = svc;
+    zsock_t *router = tf_fake_router (silent.sync, sizeof silent.sync);
+    assert_int_equal (s_cli (&silent, "--timeout", "1000", "health", NULL), 69);
+    snprintf (said, sizeof said, "unhealthy: no answer from %s within 1000 ms\n", silent.sync);
+    s_assert_has (s_err, said);
+    //  Every request it sent has arrived by now (it waited 1 s after each)
+    int requests = 0;
+    zsock_set_rcvtimeo (router, 200);
+    zmsg_t *request;
+    while ((request = zmsg_recv (router)) != NULL) {
+        requests++;
+        zmsg_destroy (&request);
+    }
+    zsock_destroy (&router);
+    print_message ("health of a service that never answers: %d request(s)\n", requests);
+    assert_int_equal (requests, 1);
     tf_service_cleanup (&svc);
 }
 

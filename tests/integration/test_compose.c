@@ -32,12 +32,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "techfeed.h"
+#include "tf_spawn.h"
 #include "tf_testkit.h"
 
 #define MAX_ARGS 64
+#define S_CLIENT_MS 30000 /* a long-running client does its first work within this */
 
 typedef struct {
     char src[PATH_MAX];          /* the source tree */
@@ -230,6 +233,36 @@ static int s_run_client (fixture_t *f, json_t *service, int timeout_ms, char **o
     free (err);
     s_argv_free (argv);
     return rc;
+}
+
+/*  Starts a long-running client (`service`: its compose definition) with
+    its environment against the service, in the background: its stdout
+    and stderr in the test's directory as NAME.out and .err. */
+static void s_start_client (fixture_t *f, json_t *service, const char *name, tf_spawn_t *client)
+{
+    const char *argv[MAX_ARGS];
+    s_argv (f, service, false, argv);
+    s_environment (f, service, true, false);
+    int rc = tf_spawn_start (client, &f->svc, f->tmp, name, argv, NULL);
+    s_environment (f, service, false, false);
+    s_argv_free (argv);
+    assert_int_equal (rc, 0);
+}
+
+/*  The client still runs (it did not exit meanwhile); then stopped by its
+    PID with SIGTERM, as `docker stop` does: its exit status, -1 when it
+    did not exit within 10 s (then killed). */
+static int s_stop_client (tf_spawn_t *client)
+{
+    int status;
+    pid_t done = waitpid (client->pid, &status, WNOHANG);
+    if (done == client->pid) {
+        client->pid = 0;
+        char *err = tf_spawn_read (client->err);
+        fail_msg ("the client exited (status %d) instead of running on:\n%s", status, err);
+    }
+    assert_int_equal (done, 0);
+    return tf_spawn_stop (client, SIGTERM, 10000);
 }
 
 /*  ingestd's healthcheck as a service of its own: it runs in the ingestd
@@ -485,13 +518,16 @@ static void test_loader (void **state)
     tf_query_destroy (&query);
 }
 
-static void test_watch (void **state)
+/*  What a wait on a client's work looks at: a file and what it must hold. */
+typedef struct {
+    const char *path; /* watch: its stdout; mirror: its database */
+    uint64_t want;    /* watch: snapshot lines; mirror: position */
+} s_work_t;
+
+/*  Snapshot lines in the watch client's stdout. */
+static size_t s_snapshot_lines (const char *path)
 {
-    fixture_t *f = (fixture_t *) *state;
-    assert_true (f->svc.pid > 0);
-    //  Still watching after 3 s (killed then), having printed the records.
-    char *out = NULL;
-    assert_int_equal (s_run_client (f, s_service (f, "watch"), 3000, &out), -1);
+    char *out = tf_spawn_read (path);
     size_t snapshot = 0;
     char *save = NULL;
     for (char *line = strtok_r (out, "\n", &save); line; line = strtok_r (NULL, "\n", &save)) {
@@ -500,8 +536,44 @@ static void test_watch (void **state)
         snapshot += kind && strcmp (kind, "snapshot") == 0;
         json_decref (object);
     }
-    assert_int_equal (snapshot, f->demo_records);
     free (out);
+    return snapshot;
+}
+
+/*  The watch client printed at least `want` snapshot lines. */
+static bool s_watch_printed (void *arg)
+{
+    s_work_t *work = (s_work_t *) arg;
+    return s_snapshot_lines (work->path) >= work->want;
+}
+
+static void test_watch (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    assert_true (f->svc.pid > 0);
+    //  It prints the records, then goes on watching until stopped
+    tf_spawn_t watch = { 0 };
+    s_start_client (f, s_service (f, "watch"), "watch", &watch);
+    s_work_t work = { .path = watch.out, .want = f->demo_records };
+    bool printed = tf_test_wait_for (s_watch_printed, &work, S_CLIENT_MS);
+    int rc = s_stop_client (&watch);
+    size_t snapshot = s_snapshot_lines (watch.out);
+    if (!printed)
+        fail_msg ("watch printed %zu of %zu records in %d ms", snapshot, f->demo_records,
+                  S_CLIENT_MS);
+    assert_int_equal (snapshot, f->demo_records);
+    print_message ("watch: exit %d on SIGTERM\n", rc);
+    assert_true (rc != -1); // it exits on the signal
+}
+
+/*  The mirror file holds a snapshot and is at position `want`. */
+static bool s_mirror_current (void *arg)
+{
+    s_work_t *work = (s_work_t *) arg;
+    tf_view_store_status_t status;
+    char err[256];
+    return tf_view_store_status (work->path, &status, err, sizeof err) == 0 && status.epoch[0] &&
+           status.position == work->want;
 }
 
 static void test_mirror (void **state)
@@ -511,14 +583,28 @@ static void test_mirror (void **state)
     char path[PATH_MAX + 20];
     snprintf (path, sizeof path, "%s/mirror", f->tmp);
     assert_int_equal (mkdir (path, 0700), 0); /* the volume */
-    //  Still mirroring after 3 s (killed then), into its file.
-    char *out = NULL;
-    assert_int_equal (s_run_client (f, s_service (f, "mirror"), 3000, &out), -1);
-    free (out);
+    tf_query_t *query = tf_query_new (f->svc.sync);
+    tf_status_t head;
+    assert_int_equal (tf_query_status (query, &head), 0);
+    tf_query_destroy (&query);
+    //  It mirrors the records into its file, then goes on until stopped
+    tf_spawn_t mirror = { 0 };
+    s_start_client (f, s_service (f, "mirror"), "mirror", &mirror);
     snprintf (path, sizeof path, "%s/mirror/mirror.db", f->tmp);
-    struct stat st;
-    assert_int_equal (stat (path, &st), 0);
-    assert_true (st.st_size > 0);
+    s_work_t work = { .path = path, .want = head.head_sequence };
+    bool current = tf_test_wait_for (s_mirror_current, &work, S_CLIENT_MS);
+    int rc = s_stop_client (&mirror);
+    tf_view_store_status_t status = { 0 };
+    char err[256] = "";
+    int status_rc = tf_view_store_status (path, &status, err, sizeof err);
+    if (!current)
+        fail_msg ("the mirror file was not at position %" PRIu64 " within %d ms: %s%s"
+                  "position %" PRIu64,
+                  head.head_sequence, S_CLIENT_MS, err, err[0] ? ", " : "", status.position);
+    assert_int_equal (status_rc, 0);
+    assert_int_equal (status.record_count, f->demo_records);
+    assert_int_equal (status.digest, head.digest);
+    assert_int_equal (rc, 0); // SIGTERM: exit 0 (its help says so)
 }
 
 static void test_healthcheck_when_stopped (void **state)

@@ -4,11 +4,14 @@
     Two writer threads put and re-put records of every sector; the main
     thread puts and deletes records of its own (tombstones in the stream).
     A view of all sectors starts with the stream, a late joiner of all
-    sectors one second in, a view of space + rail after another half
-    second. Each late view loads its snapshot while changes keep coming,
-    and must end equal to the database restricted to its sectors: same
-    digest and count as a snapshot with the same filter (PROTOCOL.md §10),
-    position at the head, every change applied in sequence order.
+    sectors once S_LATE_AT puts were acknowledged, a view of space + rail
+    S_FILTERED_AFTER puts later. Each late view loads its snapshot while
+    changes keep coming, and the stream goes on until each has applied
+    live changes (an update or a delete after its snapshot) and
+    S_AFTER_FILTERED more puts were acknowledged. Each view must end
+    equal to the database restricted to its sectors: same digest and count
+    as a snapshot with the same filter (PROTOCOL.md §10), position at the
+    head, every change applied in sequence order.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,7 +23,10 @@
 #include "tf_faultkit.h"
 #include "tf_wire.h"
 
-#define S_STREAM_MS 3500
+#define S_LATE_AT 2000        /* puts acknowledged when the late joiner starts */
+#define S_FILTERED_AFTER 1000 /* and then when the space + rail view starts */
+#define S_AFTER_FILTERED 1000 /* at least this many more before the stream ends */
+#define S_PHASE_MS 60000      /* bound on each phase of the stream */
 
 /*  Puts and deletes one record of the main thread; its number picks the
     sector, so the filtered view sees tombstones too. */
@@ -38,6 +44,44 @@ static void s_put_delete (tf_fk_fixture_t *f, int n, uint64_t *deletes)
         assert_int_equal (result.code, TECHFEED__ERROR_CODE__OK);
         (*deletes)++;
     }
+}
+
+/*  What ends a phase of the stream. */
+typedef struct {
+    tf_fk_fixture_t *f;
+    uint64_t acked;   /* the writers acknowledged at least this many puts */
+    const int *views; /* and these views (n) are LIVE and applied live changes */
+    int n;
+} s_phase_t;
+
+/*  A view that loaded its snapshot (an ADD per record) applied live
+    changes when it counts more changes than records: only an update or a
+    delete after the snapshot makes the difference. */
+static bool s_phase_done (const s_phase_t *phase)
+{
+    if (tf_fk_load_acked (phase->f->load) < phase->acked)
+        return false;
+    for (int i = 0; i < phase->n; i++) {
+        tf_fk_view_info_t info;
+        tf_fk_views_info (phase->f->views, phase->views[i], &info);
+        if (info.state != TF_STATE_LIVE || info.stats.changes <= info.count)
+            return false;
+    }
+    return true;
+}
+
+/*  The main thread's part of the stream until `phase` is done; false
+    after S_PHASE_MS. */
+static bool s_stream (const s_phase_t *phase, int *n, uint64_t *deletes)
+{
+    int64_t deadline = tf_fk_now_ms () + S_PHASE_MS;
+    while (!s_phase_done (phase)) {
+        if (tf_fk_now_ms () >= deadline)
+            return false;
+        s_put_delete (phase->f, (*n)++, deletes);
+        usleep (5000);
+    }
+    return true;
 }
 
 static void s_report (const char *name, const tf_fk_view_info_t *info, uint64_t digest,
@@ -71,22 +115,26 @@ static void test_late_joiner_and_filtered (void **state)
                                    .summary_bytes = 300,
                                    .pause_us = 2000 };
     f->load = tf_fk_load_start (&config);
-    int64_t start = tf_fk_now_ms ();
-    int late = -1, filtered = -1, n = 0;
-    uint64_t deletes = 0, at_late = 0, at_filtered = 0;
-    while (tf_fk_now_ms () - start < S_STREAM_MS) {
-        s_put_delete (f, n++, &deletes);
-        int64_t elapsed = tf_fk_now_ms () - start;
-        if (late < 0 && elapsed >= 1000) {
-            late = tf_fk_views_add (f->views, NULL, 0, NULL);
-            at_late = tf_fk_load_acked (f->load);
-        }
-        if (filtered < 0 && elapsed >= 1500) {
-            filtered = tf_fk_views_add (f->views, two, 2, NULL);
-            at_filtered = tf_fk_load_acked (f->load);
-        }
-        usleep (5000);
-    }
+    assert_true (early >= 0);
+    int n = 0;
+    uint64_t deletes = 0;
+    s_phase_t phase = { .f = f, .acked = S_LATE_AT };
+    if (!s_stream (&phase, &n, &deletes))
+        fail_msg ("%" PRIu64 " of %d puts acknowledged in %d ms", tf_fk_load_acked (f->load),
+                  S_LATE_AT, S_PHASE_MS);
+    int late = tf_fk_views_add (f->views, NULL, 0, NULL);
+    uint64_t at_late = tf_fk_load_acked (f->load);
+    assert_true (late >= 0);
+    phase.acked = at_late + S_FILTERED_AFTER;
+    if (!s_stream (&phase, &n, &deletes))
+        fail_msg ("%" PRIu64 " of %" PRIu64 " puts acknowledged in %d ms",
+                  tf_fk_load_acked (f->load), phase.acked, S_PHASE_MS);
+    int filtered = tf_fk_views_add (f->views, two, 2, NULL);
+    uint64_t at_filtered = tf_fk_load_acked (f->load);
+    assert_true (filtered >= 0);
+    int joined[] = { late, filtered };
+    phase = (s_phase_t){ .f = f, .acked = at_filtered + S_AFTER_FILTERED, .views = joined, .n = 2 };
+    bool applied = s_stream (&phase, &n, &deletes);
     tf_fk_load_stop (f->load);
     tf_fk_load_stats_t stats;
     tf_fk_load_stats (f->load, &stats);
@@ -106,13 +154,15 @@ static void test_late_joiner_and_filtered (void **state)
     s_report ("view from the start", &a, status.digest, status.record_count);
     s_report ("late joiner", &b, status.digest, status.record_count);
     s_report ("space + rail", &c, two_digest, two_count);
+    if (!applied)
+        fail_msg ("the late views did not both apply live changes within %d ms", S_PHASE_MS);
     assert_true (a_ok && b_ok && c_ok);
     assert_int_equal (a.count, status.record_count);
     assert_int_equal (b.count, status.record_count);
     assert_int_equal (c.count, two_count);
     assert_int_equal (a.order_errors + b.order_errors + c.order_errors, 0);
     //  The late views joined a running stream: a snapshot, then live changes
-    assert_true (at_late > 0 && at_filtered > at_late);
+    assert_true (at_late >= S_LATE_AT && at_filtered >= at_late + S_FILTERED_AFTER);
     assert_true (b.stats.changes > b.count && c.stats.changes > c.count);
     assert_int_equal (b.resync_events + c.resync_events, 0);
     assert_true (two_count > 0 && two_count < status.record_count);

@@ -5,11 +5,13 @@
     binary run again with --subscriber), so stopping it stops its ZeroMQ
     I/O thread too: its socket buffers fill, and the service's PUB queue
     for it reaches the high-water mark (--pub-hwm 500 here) and drops
-    events. Ingest must not notice (PROTOCOL.md §7, GUIDE §3.8): the
-    writers' p99 ack latency while the subscriber is stopped stays within
-    5x + 20 ms of the p99 before — a bound for "ingest never blocks on a
-    subscriber", not a benchmark. After SIGCONT the subscriber detects what
-    it lost, repairs from the log and ends with the server's digest.
+    events. Ingest must not notice (PROTOCOL.md §7, GUIDE §3.8): acks
+    keep coming in every part of the stop window, and no write needed a
+    retry or went unanswered. The latency figures are printed, not
+    asserted (only p99 below the writers' timeout, a guard against a hang).
+    After SIGCONT the subscriber detects what it lost (its gaps, catch-ups
+    or snapshots rise), repairs from the log and ends with the server's
+    digest.
 
     Stopped for longer than --peer-timeout-ms (1 s in the second case), it
     answers none of the service's ZeroMQ heartbeats: the service drops its
@@ -29,6 +31,7 @@
 
 #define S_BEFORE_MS 2000
 #define S_STOPPED_MS 4000
+#define S_PARTS 4         /* the stop window in parts, each of which must see acks */
 #define S_PEER_MS "1000"  /* the second case's --peer-timeout-ms */
 #define S_DROPPED_MS 5000 /* the stopped subscriber is dropped within this */
 #define S_MISSED 50       /* records put while it is dropped */
@@ -100,11 +103,26 @@ static void test_stopped_subscriber (void **state)
 
     int64_t stopped = tf_fk_now_ms ();
     assert_int_equal (kill (f->sub.pid, SIGSTOP), 0);
-    usleep (S_STOPPED_MS * 1000);
-    uint64_t acked_stopped = tf_fk_load_acked (f->load) - acked_before;
+    //  The fault lasts S_STOPPED_MS; the acks are counted at the end of
+    //  each part of it
+    uint64_t acked_at[S_PARTS + 1] = { tf_fk_load_acked (f->load) };
+    for (int part = 1; part <= S_PARTS; part++) {
+        int64_t end = stopped + (int64_t) S_STOPPED_MS * part / S_PARTS;
+        while (tf_fk_now_ms () < end)
+            usleep (10000);
+        acked_at[part] = tf_fk_load_acked (f->load);
+    }
+    uint64_t acked_stopped = acked_at[S_PARTS] - acked_before;
     int64_t resumed = tf_fk_now_ms ();
     assert_int_equal (kill (f->sub.pid, SIGCONT), 0);
-    usleep (1000000);
+    //  Writes go on while the subscriber repairs: at least one more ack
+    //  after the resume, and a report from the resumed subscriber
+    uint64_t acked_resumed = tf_fk_load_acked (f->load);
+    bool reported = false;
+    while (tf_fk_now_ms () - resumed < 10000 &&
+           (!reported || tf_fk_load_acked (f->load) == acked_resumed))
+        reported |= tf_fk_subscriber_read (&f->sub, 100);
+    bool acked_after = tf_fk_load_acked (f->load) > acked_resumed;
     tf_fk_load_stop (f->load);
     tf_fk_load_stats_t stats;
     tf_fk_load_stats (f->load, &stats);
@@ -119,27 +137,47 @@ static void test_stopped_subscriber (void **state)
     int64_t p99_stopped = tf_fk_load_latency (f->load, stopped, resumed, 99, &n_stopped);
     int64_t p50_before = tf_fk_load_latency (f->load, start + 500, stopped, 50, NULL);
     int64_t p50_stopped = tf_fk_load_latency (f->load, stopped, resumed, 50, NULL);
-    int64_t bound = 5 * p99_before + 20000;
-    print_message ("subscriber stopped %d ms while %" PRIu64 " puts were acknowledged\n",
+    print_message ("subscriber stopped %d ms while %" PRIu64 " puts were acknowledged (",
                    S_STOPPED_MS, acked_stopped);
-    print_message ("ack latency p50/p99: before %.2f/%.2f ms (%zu puts), while stopped %.2f/%.2f "
-                   "ms (%zu puts); bound on p99 %.2f ms\n",
+    for (int part = 1; part <= S_PARTS; part++)
+        print_message ("%s%" PRIu64, part > 1 ? ", " : "", acked_at[part] - acked_at[part - 1]);
+    print_message (" in its %d parts)\n", S_PARTS);
+    print_message ("ack latency p50/p99 (information only): before %.2f/%.2f ms (%zu puts), while "
+                   "stopped %.2f/%.2f ms (%zu puts)\n",
                    p50_before / 1000.0, p99_before / 1000.0, n_before, p50_stopped / 1000.0,
-                   p99_stopped / 1000.0, n_stopped, bound / 1000.0);
+                   p99_stopped / 1000.0, n_stopped);
+    print_message ("writers: %" PRIu64 " requests, %" PRIu64 " retried, %" PRIu64
+                   " calls without a reply, %" PRIu64 " uncertain puts\n",
+                   stats.requests, stats.retried, stats.no_reply, stats.uncertain);
     print_message ("subscriber after SIGCONT: digest %016" PRIx64 " vs server %016" PRIx64
                    ", position %" PRIu64 " of %" PRIu64 "; gaps %" PRIu64 " (before the stop "
-                   "%" PRIu64 "), catch-ups %" PRIu64 ", snapshots %" PRIu64 ", lost %" PRIu64
-                   ", order errors %" PRIu64 "\n",
+                   "%" PRIu64 "), catch-ups %" PRIu64 " (%" PRIu64 "), snapshots %" PRIu64
+                   " (%" PRIu64 "), lost %" PRIu64 ", order errors %" PRIu64 "\n",
                    after->digest, status.digest, after->position, status.head_sequence,
                    after->stats.gaps, before.stats.gaps, after->stats.catchups,
-                   after->stats.snapshots, after->stats.lost, after->order_errors);
+                   before.stats.catchups, after->stats.snapshots, before.stats.snapshots,
+                   after->stats.lost, after->order_errors);
+    assert_true (acked_before > 0);
+    //  Ingest never blocked on the stopped subscriber: acks in every part
+    //  of the stop window, none needed a retry or went unanswered
+    for (int part = 1; part <= S_PARTS; part++)
+        if (acked_at[part] <= acked_at[part - 1])
+            fail_msg ("no put acknowledged in part %d of %d of the stop window", part, S_PARTS);
+    assert_true (acked_after);
+    assert_int_equal (stats.retried, 0);
+    assert_int_equal (stats.no_reply, 0);
+    assert_int_equal (stats.uncertain, 0);
+    assert_int_equal (stats.mismatches, 0);
+    assert_int_equal (stats.refused, 0);
+    //  A hang guard, not a benchmark: below the writers' timeout
+    assert_true (p99_stopped < (int64_t) config.timeout_ms * 1000);
+    //  The stopped subscriber really lost events, and repaired
+    assert_true (after->stats.gaps > before.stats.gaps ||
+                 after->stats.catchups > before.stats.catchups ||
+                 after->stats.snapshots > before.stats.snapshots);
     assert_true (converged);
     assert_int_equal (after->count, status.record_count);
     assert_int_equal (after->order_errors, 0);
-    assert_int_equal (stats.mismatches, 0);
-    assert_int_equal (stats.refused, 0);
-    assert_true (n_before > 50 && n_stopped > 50); // writes went on all along
-    assert_true (p99_stopped < bound);
 }
 
 /*  Connections to the events socket, from /metrics, is `want`. */

@@ -126,6 +126,35 @@ static void test_health_and_ready (void **state)
     free (body);
 }
 
+/*  A scrape of /metrics awaited until the counters have moved. */
+typedef struct {
+    tf_raw_fixture_t *f;
+    double loop_held; /* the loop's lock account before the puts */
+    char *text;       /* the last scrape (caller frees) */
+} s_moved_t;
+
+static const char s_loop_held[] = "techfeed_store_lock_held_seconds_total{thread=\"loop\"}";
+
+/*  The reply to a put leaves before the loop moves its counters: true
+    once a scrape shows the 5 records and the rejected one counted. */
+static bool s_metrics_moved (void *arg)
+{
+    s_moved_t *m = (s_moved_t *) arg;
+    int status;
+    free (m->text);
+    m->text = s_get (m->f, "/metrics", &status);
+    assert_int_equal (status, 200);
+    const char *t = m->text;
+    double commits = s_sample (t, "techfeed_commits_total");
+    return s_sample (t, "techfeed_records_ingested_total") == 5 &&
+           s_sample (t, "techfeed_records_rejected_total{reason=\"INVALID\"}") == 1 &&
+           s_sample (t, "techfeed_events_published_total") == 5 &&
+           s_sample (t, "techfeed_ingest_latency_seconds_count") == 6 &&
+           s_sample (t, "techfeed_ingest_requests_total") == 6 && commits >= 5 &&
+           s_sample (t, "techfeed_commit_duration_seconds_count") == commits &&
+           s_sample (t, s_loop_held) > m->loop_held;
+}
+
 static void test_metrics_move (void **state)
 {
     tf_raw_fixture_t *f = (tf_raw_fixture_t *) *state;
@@ -145,7 +174,11 @@ static void test_metrics_move (void **state)
         tf_raw_put (f->ingest, "Not A Slug", TECHFEED__SECTOR__SECTOR_HIGH_SPEED_RAIL),
         TECHFEED__ERROR_CODE__INVALID);
 
-    char *after = s_get (f, "/metrics", &status);
+    s_moved_t moved = { .f = f, .loop_held = s_sample (before, s_loop_held) };
+    bool in_time = tf_test_wait_for (s_metrics_moved, &moved, 10000);
+    char *after = moved.text;
+    if (!in_time)
+        print_message ("/metrics did not show the puts within 10 s; checking its last scrape\n");
     s_check_exposition (after);
     assert_true (s_sample (after, "techfeed_records_ingested_total") == 5);
     assert_true (s_sample (after, "techfeed_records_rejected_total{reason=\"INVALID\"}") == 1);
@@ -160,7 +193,7 @@ static void test_metrics_move (void **state)
                  commits);
     assert_true (s_sample (after, "techfeed_commit_duration_seconds_sum") > 0);
     //  The loop held the writer connection for those groups
-    const char *loop_held = "techfeed_store_lock_held_seconds_total{thread=\"loop\"}";
+    const char *loop_held = s_loop_held;
     assert_true (s_sample (after, loop_held) > s_sample (before, loop_held));
     free (before);
     free (after);

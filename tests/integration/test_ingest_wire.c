@@ -434,12 +434,39 @@ static void test_catchup_needs_its_epoch (void **state)
     s_expect_invalid (f, &request, "/epoch");
     request.epoch = (char *) "";
     s_expect_invalid (f, &request, "/epoch");
+    //  Not an epoch at all is a client's mistake, not a trimmed log
+    request.epoch = (char *) "not-hex";
+    s_expect_invalid (f, &request, "/epoch");
+    request.epoch = (char *) "0123456789ABCDEF0123456789ABCDEF";
+    s_expect_invalid (f, &request, "/epoch");
     assert_int_equal ((int) s_metric (f, "techfeed_catchups_served_total"), 0);
     assert_int_equal ((int) s_metric (f, "techfeed_catchups_trimmed_total"), 0);
     request.epoch = epoch;
     s_expect_one_change (f, &request);
     assert_int_equal ((int) s_metric (f, "techfeed_catchups_served_total"), 1);
     free (epoch);
+}
+
+/*  SYNC_STATUS is of the whole database: a filter in it would be
+    silently ignored, so it is INVALID. */
+static void test_status_takes_no_filter (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    Techfeed__Sector space = TECHFEED__SECTOR__SECTOR_SPACE;
+    Techfeed__Filter filter = TECHFEED__FILTER__INIT;
+    filter.n_sectors = 1;
+    filter.sectors = &space;
+    Techfeed__SyncRequest request = TECHFEED__SYNC_REQUEST__INIT;
+    request.has_version = request.has_kind = 1;
+    request.version = 1;
+    request.kind = TECHFEED__SYNC_KIND__SYNC_STATUS;
+    request.filter = &filter;
+    s_expect_invalid (f, &request, "/filter");
+    Techfeed__SyncReply *reply = tf_raw_status (f->sync);
+    assert_non_null (reply);
+    assert_int_equal (reply->code, TECHFEED__ERROR_CODE__OK);
+    assert_non_null (reply->status);
+    techfeed__sync_reply__free_unpacked (reply, NULL);
 }
 
 /*  A catch-up filters by sector only (the log has no organization,
@@ -647,8 +674,13 @@ static bool s_exited (void *arg)
     the last of S_SCAN_RECORDS; the service's reader thread reads it
     ahead while S_ASKERS NEXTs on each cursor wait. A STATUS after them
     tells they all arrived; then SIGTERM. Every NEXT gets one reply (a
-    chunk, the end mark, or UNAVAILABLE) and at least one is
-    UNAVAILABLE; the service exits 0. */
+    chunk, the end mark, NOT_FOUND once the end mark closed the cursor, or
+    UNAVAILABLE), and the service exits 0. Whether a scan still runs when
+    the service handles SIGTERM is a race, so the test asserts what holds
+    either way: each cursor either delivered its end mark (no UNAVAILABLE
+    then: its waiting NEXTs got NOT_FOUND) or, cut by the shutdown, got
+    UNAVAILABLE for its waiting NEXTs — none is left without an answer.
+    How many took each way is printed. */
 static void test_shutdown_answers_waiting_chunks (void **state)
 {
     fixture_t *f = (fixture_t *) *state;
@@ -688,6 +720,9 @@ static void test_shutdown_answers_waiting_chunks (void **state)
     s_send_sync_id (f->sync, TECHFEED__SYNC_KIND__SYNC_STATUS, 0, "arrived");
     int replies[S_SCAN_CURSORS * S_ASKERS] = { 0 };
     int codes[TECHFEED__ERROR_CODE__UNSUPPORTED + 1] = { 0 };
+    int unavailable[S_SCAN_CURSORS] = { 0 };
+    bool ended[S_SCAN_CURSORS] = { false };
+    int ended_before_term = 0; // cursors whose end mark came before SIGTERM
     bool stopped = false;
     int total = 0, others = 0;
     Techfeed__SyncReply *reply;
@@ -696,6 +731,13 @@ static void test_shutdown_answers_waiting_chunks (void **state)
         if (n >= 0) {
             replies[n]++;
             total++;
+            int c = n / S_ASKERS;
+            if (reply->code == TECHFEED__ERROR_CODE__UNAVAILABLE)
+                unavailable[c]++;
+            if (reply->code == TECHFEED__ERROR_CODE__OK && reply->has_end && reply->end) {
+                ended[c] = true;
+                ended_before_term += !stopped;
+            }
             if ((int) reply->code <= TECHFEED__ERROR_CODE__UNSUPPORTED)
                 codes[reply->code]++;
         } else if (reply->request_id && streq (reply->request_id, "arrived") && !stopped) {
@@ -707,9 +749,15 @@ static void test_shutdown_answers_waiting_chunks (void **state)
             others++;
         techfeed__sync_reply__free_unpacked (reply, NULL);
     }
-    print_message ("%d NEXTs answered: %d OK, %d UNAVAILABLE, %d NOT_FOUND\n", total,
-                   codes[TECHFEED__ERROR_CODE__OK], codes[TECHFEED__ERROR_CODE__UNAVAILABLE],
-                   codes[TECHFEED__ERROR_CODE__NOT_FOUND]);
+    int cut = 0;
+    for (int c = 0; c < S_SCAN_CURSORS; c++)
+        cut += !ended[c];
+    print_message ("%d NEXTs answered: %d OK, %d UNAVAILABLE, %d NOT_FOUND; of %d cursors %d "
+                   "ended (%d before SIGTERM), %d cut by the shutdown%s\n",
+                   total, codes[TECHFEED__ERROR_CODE__OK], codes[TECHFEED__ERROR_CODE__UNAVAILABLE],
+                   codes[TECHFEED__ERROR_CODE__NOT_FOUND], S_SCAN_CURSORS, S_SCAN_CURSORS - cut,
+                   ended_before_term, cut,
+                   cut ? "" : " (every scan ended first: the UNAVAILABLE path did not run)");
     assert_true (stopped);
     assert_int_equal (others, 0);
     for (int n = 0; n < S_SCAN_CURSORS * S_ASKERS; n++)
@@ -719,7 +767,11 @@ static void test_shutdown_answers_waiting_chunks (void **state)
     assert_int_equal (codes[TECHFEED__ERROR_CODE__OK] + codes[TECHFEED__ERROR_CODE__UNAVAILABLE] +
                           codes[TECHFEED__ERROR_CODE__NOT_FOUND],
                       total);
-    assert_true (codes[TECHFEED__ERROR_CODE__UNAVAILABLE] > 0);
+    //  Each cursor: its end mark, or UNAVAILABLE for what waited on it
+    for (int c = 0; c < S_SCAN_CURSORS; c++)
+        if (ended[c] == (unavailable[c] > 0))
+            fail_msg ("cursor %d: %s, %d UNAVAILABLE", c, ended[c] ? "ended" : "no end mark",
+                      unavailable[c]);
     s_exit_t exit = { .svc = &f->svc, .status = -1 };
     assert_true (tf_test_wait_for (s_exited, &exit, 10000));
     assert_int_equal (exit.status, 0);
@@ -737,6 +789,7 @@ int main (void)
         cmocka_unit_test_setup_teardown (test_other_version_unknown_field, setup, teardown),
         cmocka_unit_test_setup_teardown (test_idle_cursor_closed, setup_short_cursors, teardown),
         cmocka_unit_test_setup_teardown (test_catchup_needs_its_epoch, setup_metrics, teardown),
+        cmocka_unit_test_setup_teardown (test_status_takes_no_filter, setup, teardown),
         cmocka_unit_test_setup_teardown (test_catchup_filters_by_sector_only, setup_metrics,
                                          teardown),
         cmocka_unit_test_setup_teardown (test_sync_replies_carry_request_id, setup, teardown),

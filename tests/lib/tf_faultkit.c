@@ -1187,9 +1187,14 @@ int tf_fk_backup_db (const char *from, const char *to)
         if (!backup)
             rc = sqlite3_errcode (dst);
         else {
-            do
-                rc = sqlite3_backup_step (backup, -1);
-            while (rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
+            //  Busy or locked while the service writes: again a moment
+            //  later, for at most 10 s (then the BUSY is the error)
+            int64_t deadline = tf_fk_now_ms () + 10000;
+            while ((rc = sqlite3_backup_step (backup, -1)) == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+                if (tf_fk_now_ms () >= deadline)
+                    break;
+                usleep (10000);
+            }
             sqlite3_backup_finish (backup);
             rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
         }

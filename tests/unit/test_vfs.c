@@ -65,14 +65,53 @@ static void s_assert_intact (sqlite3 *db)
 
 /*  Appends `rows` rows of 1,000 random bytes (a page holds three or four)
     in the open transaction. */
-static void s_insert (sqlite3 *db, int rows)
+/*  The statement that inserts `rows` rows into `sql`. */
+static void s_insert_sql (char *sql, size_t size, int rows)
 {
-    char sql[200];
-    snprintf (sql, sizeof sql,
+    snprintf (sql, size,
               "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d)"
               " INSERT INTO t (x) SELECT randomblob (1000) FROM n",
               rows);
+}
+
+static void s_insert (sqlite3 *db, int rows)
+{
+    char sql[200];
+    s_insert_sql (sql, sizeof sql, rows);
     s_exec (db, sql);
+}
+
+/*  What a forked child uses instead, with no cmocka (a failed assert
+    would run the rest of the suite in the child): a step that fails
+    exits with `code`, the reason on stderr, and the parent reports it
+    (s_reopen_after_kill). */
+static void s_child_exec (sqlite3 *db, const char *sql, int code)
+{
+    char *err = NULL;
+    int rc = sqlite3_exec (db, sql, NULL, NULL, &err);
+    if (rc != SQLITE_OK) {
+        fprintf (stderr, "child: %.60s: %s\n", sql, err ? err : sqlite3_errstr (rc));
+        _exit (code);
+    }
+}
+
+static sqlite3 *s_child_open_writer (const char *path)
+{
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, tf_vfs_name ()) !=
+        SQLITE_OK) {
+        fprintf (stderr, "child: cannot open %s\n", path);
+        _exit (2);
+    }
+    s_child_exec (db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL", 3);
+    return db;
+}
+
+static void s_child_insert (sqlite3 *db, int rows, int code)
+{
+    char sql[200];
+    s_insert_sql (sql, sizeof sql, rows);
+    s_child_exec (db, sql, code);
 }
 
 /*  Appends `rows` rows in a transaction of their own. */
@@ -199,6 +238,8 @@ static void s_reopen_after_kill (s_fixture_t *fx, pid_t pid, int64_t committed)
 {
     int status = 0;
     assert_int_equal (waitpid (pid, &status, 0), pid);
+    if (WIFEXITED (status))
+        fail_msg ("the child failed before it killed itself: exit %d", WEXITSTATUS (status));
     assert_true (WIFSIGNALED (status) && WTERMSIG (status) == SIGKILL);
     sqlite3_close (fx->writer);
     fx->writer = s_open_writer (fx->path, tf_vfs_name ());
@@ -216,11 +257,11 @@ static void test_killed_mid_transaction (void **state)
     pid_t pid = fork ();
     assert_true (pid >= 0);
     if (pid == 0) {
-        sqlite3 *db = s_open_writer (fx->path, tf_vfs_name ());
-        sqlite3_exec (db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-        s_insert (db, 120);
-        sqlite3_exec (db, "COMMIT; PRAGMA cache_size = 20; BEGIN IMMEDIATE", NULL, NULL, NULL);
-        s_insert (db, 3000); // spills past the buffer: some frames written
+        sqlite3 *db = s_child_open_writer (fx->path);
+        s_child_exec (db, "BEGIN IMMEDIATE", 4);
+        s_child_insert (db, 120, 5);
+        s_child_exec (db, "COMMIT; PRAGMA cache_size = 20; BEGIN IMMEDIATE", 6);
+        s_child_insert (db, 3000, 7); // spills past the buffer: some frames written
         raise (SIGKILL);
     }
     s_reopen_after_kill (fx, pid, 120);
@@ -297,13 +338,13 @@ static void test_reserve_wal_killed (void **state)
     pid_t pid = fork ();
     assert_true (pid >= 0);
     if (pid == 0) {
-        sqlite3 *db = s_open_writer (fx->path, tf_vfs_name ());
+        sqlite3 *db = s_child_open_writer (fx->path);
         if (tf_vfs_reserve_wal (db, 4 << 20) != SQLITE_OK)
             _exit (1);
         for (int i = 0; i < 30; i++) {
-            sqlite3_exec (db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-            s_insert (db, 10);
-            sqlite3_exec (db, "COMMIT", NULL, NULL, NULL);
+            s_child_exec (db, "BEGIN IMMEDIATE", 4);
+            s_child_insert (db, 10, 5);
+            s_child_exec (db, "COMMIT", 6);
         }
         raise (SIGKILL);
     }

@@ -83,6 +83,18 @@ static void s_put (tf_mirror_t *mirror, const char *id, uint64_t revision)
     assert_int_equal (tf_mirror_put (mirror, &rec), 0);
 }
 
+/*  s_put in a forked child, which must not use cmocka (a failed assert
+    would run the rest of the suite in the child): exits with `code`. */
+static void s_child_put (tf_mirror_t *mirror, const char *id, uint64_t revision, int code)
+{
+    Techfeed__Milestone rec;
+    s_record_init (&rec, id, SPACE, revision);
+    if (tf_mirror_put (mirror, &rec) != 0) {
+        fprintf (stderr, "child: put %s failed\n", id);
+        _exit (code);
+    }
+}
+
 static tf_mirror_state_t s_state (const char *epoch, uint64_t position)
 {
     tf_mirror_state_t state = { .position = position };
@@ -173,7 +185,9 @@ static void test_batch_and_position_commit_together (void **state)
 }
 
 /*  Forks a child that runs `child` (it never returns) and waits until it
-    writes a byte on `ready`: it is where the test wants it. */
+    writes a byte on `ready`: it is where the test wants it. The child
+    uses no cmocka: a step that fails exits with a code of its own, which
+    the parent reports (here, or in s_kill). */
 static pid_t s_spawn (fixture_t *f, void (*child) (fixture_t *f, int ready))
 {
     int fds[2];
@@ -187,17 +201,27 @@ static pid_t s_spawn (fixture_t *f, void (*child) (fixture_t *f, int ready))
     }
     close (fds[1]);
     char byte;
-    assert_int_equal (read (fds[0], &byte, 1), 1); // bounded: it writes or dies
+    ssize_t got = read (fds[0], &byte, 1); // bounded: it writes or dies
     close (fds[0]);
+    if (got != 1) {
+        int status = 0;
+        assert_int_equal (waitpid (pid, &status, 0), pid);
+        fail_msg ("the child ended before it was ready: %s %d",
+                  WIFEXITED (status) ? "exit" : "signal",
+                  WIFEXITED (status) ? WEXITSTATUS (status) : WTERMSIG (status));
+    }
     return pid;
 }
 
+/*  Kills the child; it must not have ended by itself (a failed step). */
 static void s_kill (pid_t pid)
 {
     kill (pid, SIGKILL);
     int status;
     assert_int_equal (waitpid (pid, &status, 0), pid);
-    assert_true (WIFSIGNALED (status));
+    if (WIFEXITED (status))
+        fail_msg ("the child failed before the kill: exit %d", WEXITSTATUS (status));
+    assert_true (WIFSIGNALED (status) && WTERMSIG (status) == SIGKILL);
 }
 
 /*  Batch 1 (100 records, P = 100) committed, then 1000 more puts and 10
@@ -210,18 +234,19 @@ static void s_child_mid_batch (fixture_t *f, int ready)
         _exit (2);
     for (int i = 1; i <= 100; i++) {
         snprintf (id, sizeof id, "r-%d", i);
-        s_put (mirror, id, 1);
+        s_child_put (mirror, id, 1, 5);
     }
     tf_mirror_state_t first = s_state (EPOCH, 100);
     if (tf_mirror_commit (mirror, &first) != 0)
         _exit (3);
     for (int i = 101; i <= 1100; i++) {
         snprintf (id, sizeof id, "r-%d", i);
-        s_put (mirror, id, 1);
+        s_child_put (mirror, id, 1, 6);
     }
     for (int i = 1; i <= 10; i++) {
         snprintf (id, sizeof id, "r-%d", i);
-        tf_mirror_delete (mirror, id);
+        if (tf_mirror_delete (mirror, id) != 0)
+            _exit (7);
     }
     if (write (ready, "x", 1) != 1)
         _exit (4);
@@ -240,7 +265,7 @@ static void s_child_batches (fixture_t *f, int ready)
     for (uint64_t p = st.position;; p += 7) {
         for (uint64_t i = p + 1; i <= p + 7; i++) {
             snprintf (id, sizeof id, "r-%" PRIu64, i);
-            s_put (mirror, id, 1);
+            s_child_put (mirror, id, 1, 5);
         }
         tf_mirror_state_t next = s_state (EPOCH, p + 7);
         if (tf_mirror_commit (mirror, &next) != 0)
