@@ -385,6 +385,8 @@ static int s_locked_checkpoint (tf_store_t *self)
     int frames = 0, copied = 0;
     int rc =
         sqlite3_wal_checkpoint_v2 (self->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames, &copied);
+    if (rc == SQLITE_BUSY)
+        return 0; // the checkpointer thread is copying: the WAL keeps its size, a later try
     if (rc != SQLITE_OK)
         return tf_st_sql_error (self->errstr, sizeof self->errstr, self->db, rc, "checkpoint");
     //  The WAL starts over at the next commit only when all of it was
@@ -505,6 +507,25 @@ int tf_store_reserve_wal (tf_store_t *self, int64_t bytes)
     assert (self);
     s_enter (self);
     return s_leave (self, s_locked_reserve_wal (self, bytes));
+}
+
+static int s_locked_probe_write (tf_store_t *self)
+{
+    int rc = tf_st_locked_begin (self);
+    if (rc == 0)
+        rc = tf_st_exec (self, "UPDATE state SET digest = digest WHERE one = 1", "probe write");
+    if (rc == 0)
+        rc = tf_st_locked_commit (self);
+    if (rc != 0)
+        tf_st_locked_rollback (self);
+    return rc;
+}
+
+int tf_store_probe_write (tf_store_t *self)
+{
+    assert (self);
+    s_enter (self);
+    return s_leave (self, s_locked_probe_write (self));
 }
 
 int tf_store_state (tf_store_t *self, tf_store_state_t *state)

@@ -87,7 +87,9 @@ int tf_store_set_autocheckpoint (tf_store_t *self, int pages);
     connection never catches up with the writer, so the WAL would only
     grow; a checkpoint between two of the writer's transactions copies
     everything (unless a reader still needs old pages) and the next commit
-    starts the WAL over. */
+    starts the WAL over. While another connection's checkpoint runs, this
+    one copies nothing and returns 0: the WAL keeps its size, and the
+    caller tries again later. */
 int tf_store_wal_pages (tf_store_t *self);
 int tf_store_checkpoint (tf_store_t *self);
 /*  Makes the WAL file at least `bytes` long, written ahead (zeros) so
@@ -97,6 +99,11 @@ int tf_store_checkpoint (tf_store_t *self);
     rounds (journal_size_limit, 64 MiB) and deletes it at the last close.
     On failure (a full disk) the WAL keeps its size and errstr says why. */
 int tf_store_reserve_wal (tf_store_t *self, int64_t bytes);
+
+/*  Whether a write transaction commits now: one that rewrites the state
+    row as it is, synced like any commit. 0, or the store's error code
+    (STORAGE_FULL while the disk is full) with errstr saying why. */
+int tf_store_probe_write (tf_store_t *self);
 
 /*  Schema version this code writes (PRAGMA user_version). */
 int tf_store_schema_version (void);

@@ -42,6 +42,8 @@ static enum MHD_Result s_answer (void *cls, struct MHD_Connection *connection, c
     struct MHD_Response *response =
         MHD_create_response_from_buffer (strlen (body), body, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header (response, "Content-Type", type);
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        MHD_add_response_header (response, "Allow", "GET, HEAD"); // RFC 9110 wants it
     enum MHD_Result rc = MHD_queue_response (connection, (unsigned) status, response);
     MHD_destroy_response (response);
     return rc;

@@ -121,6 +121,9 @@ int main (int argc, char *argv[])
     //  Past a file size limit, let writes fail (STORAGE errors) instead of
     //  being killed by SIGXFSZ.
     signal (SIGXFSZ, SIG_IGN);
+    //  No settings are read again, and a closed terminal must not take the
+    //  service down without its clean stop.
+    signal (SIGHUP, SIG_IGN);
     tf_server_config_t config = { 0 };
     char err[512];
     int rc = tf_config_load (s_options, OPTION_COUNT, &config, argc, argv, err, sizeof err);

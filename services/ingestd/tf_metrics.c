@@ -80,7 +80,8 @@ char *tf_metrics_render (tf_metrics_t *m)
         abort ();
     s_metric (&text, "techfeed_records_ingested_total", "counter",
               "Operations (puts and deletes) stored.", atomic_load (&m->ingested));
-    s_printf (&text, "# HELP techfeed_records_rejected_total Operations refused, by reason.\n"
+    s_printf (&text, "# HELP techfeed_records_rejected_total Operations refused, by reason (a "
+                     "request refused as a whole counts once).\n"
                      "# TYPE techfeed_records_rejected_total counter\n");
     for (int code = 1; code < TF_METRICS_CODES; code++)
         s_printf (&text, "techfeed_records_rejected_total{reason=\"%s\"} %" PRIu64 "\n",

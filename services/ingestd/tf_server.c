@@ -63,6 +63,16 @@ static int s_bind_all (zsock_t *socket, const char *name, const char *endpoints,
 
 /*  The endpoints file lets a test or a supervisor find ports bound as '*'.
     Written to a temporary name and renamed, so readers never see half. */
+/*  http://HOST:PORT of the HTTP endpoint as bound: the port the system
+    picked for 0, 0.0.0.0 for an empty host (all IPv4 interfaces). */
+static void s_http_url (const tf_server_t *self, char *out, size_t size)
+{
+    const char *addr = self->config->http_addr;
+    int host_len = (int) (strrchr (addr, ':') - addr); // tf_http_new took it: there is one
+    snprintf (out, size, "http://%.*s:%d", host_len ? host_len : 7, host_len ? addr : "0.0.0.0",
+              tf_http_port (self->http));
+}
+
 static int s_write_endpoints (tf_server_t *self, const char *ingest, const char *events,
                               const char *sync)
 {
@@ -74,12 +84,13 @@ static int s_write_endpoints (tf_server_t *self, const char *ingest, const char 
         return -1;
     fprintf (file, "ingest=%s\nevents=%s\nsync=%s\n", ingest, events, sync);
     if (self->http) {
-        const char *addr = self->config->http_addr;
-        int host_len = (int) (strrchr (addr, ':') - addr);
-        fprintf (file, "http=http://%.*s:%d\n", host_len, addr, tf_http_port (self->http));
+        char url[300];
+        s_http_url (self, url, sizeof url);
+        fprintf (file, "http=%s\n", url);
     }
     if (fclose (file) != 0 || rename (tmp, path) != 0)
         return -1;
+    self->endpoints_written = true;
     return 0;
 }
 
@@ -178,6 +189,19 @@ static void s_heartbeat (tf_server_t *self)
     free (data);
     atomic_fetch_add (&self->metrics.heartbeats, 1);
     tf_server_served (self, self->head);
+}
+
+/*  Not ready since a write failed (a full disk): tried again once a
+    heartbeat, so that /readyz says 200 when writes would succeed again,
+    not only after a writer dared one. */
+static void s_probe_readiness (tf_server_t *self)
+{
+    if (atomic_load (&self->metrics.ready))
+        return;
+    if (tf_store_probe_write (self->store) == 0) {
+        atomic_store (&self->metrics.ready, 1);
+        tf_info ("a write succeeds again: ready");
+    }
 }
 
 /*  Says once per new failure that the records table is behind the log
@@ -284,6 +308,9 @@ static void s_server_destroy (tf_server_t **self_p)
         return;
     if (self->hwm_fd >= 0)
         close (self->hwm_fd);
+    //  Endpoints of a service that stopped would send clients nowhere
+    if (self->endpoints_written)
+        unlink (self->config->endpoints_file);
     tf_http_destroy (&self->http);
     zactor_destroy (&self->monitor);
     tf_auth_stop (self);
@@ -363,8 +390,52 @@ static void s_reserve_wal (tf_server_t *self)
         tf_warn ("%s; the WAL is not written ahead", tf_store_errstr (self->store));
 }
 
+/*  Whether `endpoint` is one the service can bind as meant: ipc:// or
+    inproc://, or tcp://HOST:PORT whose port is a number up to 65535, * or
+    CZMQ's !-range (libzmq binds other ports to something else, silently). */
+static bool s_endpoint_ok (const char *endpoint)
+{
+    if (strncmp (endpoint, "ipc://", 6) == 0)
+        return endpoint[6] != 0;
+    if (strncmp (endpoint, "inproc://", 9) == 0)
+        return endpoint[9] != 0;
+    const char *colon = strrchr (endpoint, ':');
+    if (strncmp (endpoint, "tcp://", 6) != 0 || colon < endpoint + 7)
+        return false;
+    const char *port = colon + 1;
+    if (streq (port, "*") || port[0] == '!')
+        return true;
+    char *end;
+    long number = strtol (port, &end, 10);
+    return *port >= '0' && *port <= '9' && *end == 0 && number <= 65535;
+}
+
+/*  The endpoints of one socket's setting, each checked. */
+static int s_check_endpoints (const char *setting, const char *list, char *err, size_t errlen)
+{
+    char *copy = strdup (list);
+    if (!copy)
+        abort ();
+    char *save = NULL;
+    int rc = 0;
+    for (char *ep = strtok_r (copy, ",", &save); ep && rc == 0; ep = strtok_r (NULL, ",", &save))
+        if (!s_endpoint_ok (ep)) {
+            snprintf (err, errlen,
+                      "%s: '%s' is not an endpoint to bind: tcp://HOST:PORT (PORT 0-65535 or "
+                      "*), ipc://PATH or inproc://NAME",
+                      setting, ep);
+            rc = -1;
+        }
+    free (copy);
+    return rc;
+}
+
 int tf_server_check_config (const tf_server_config_t *config, char *err, size_t errlen)
 {
+    if (s_check_endpoints ("--ingest (TECHFEED_INGEST)", config->ingest, err, errlen) ||
+        s_check_endpoints ("--events (TECHFEED_EVENTS)", config->events, err, errlen) ||
+        s_check_endpoints ("--sync (TECHFEED_SYNC)", config->sync, err, errlen))
+        return -1;
     char why[400];
     if (config->http_addr && *config->http_addr &&
         tf_http_check_address (config->http_addr, why, sizeof why)) {
@@ -463,11 +534,9 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
             s_server_destroy (&self);
             return NULL;
         }
-        //  The port bound, which differs from the setting's when that is 0
-        const char *colon = strrchr (config->http_addr, ':');
-        int host_len = (int) (colon - config->http_addr);
-        tf_info ("health and metrics on http://%.*s:%d", host_len ? host_len : 7,
-                 host_len ? config->http_addr : "0.0.0.0", tf_http_port (self->http));
+        char url[300];
+        s_http_url (self, url, sizeof url);
+        tf_info ("health and metrics on %s", url);
     }
     if (config->endpoints_file && *config->endpoints_file &&
         s_write_endpoints (self, ingest, events, sync)) {
@@ -541,6 +610,7 @@ static void s_server_loop (tf_server_t *self, zsock_t *pipe)
             tf_sync_expire (self, now);
             next_beat = now + self->config->heartbeat_ms;
             s_check_applier (self);
+            s_probe_readiness (self);
         }
         if (now >= next_maintenance)
             next_maintenance = s_maintenance (self) ? now : now + self->config->maintenance_ms;

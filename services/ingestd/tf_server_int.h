@@ -39,6 +39,7 @@ typedef struct {
     tf_metrics_t metrics;            /* counters shared with the HTTP thread */
     int hwm_fd;                      /* the high-water file beside the database, or -1 */
     uint64_t hwm_written;            /* head last written to the high-water file */
+    bool endpoints_written;          /* --endpoints-file is ours to remove at stop */
 } tf_server_t;
 
 /*  A request as it arrived on a ROUTER socket:

@@ -214,19 +214,41 @@ static void s_reply_init (tf_server_t *self, const tf_envelope_t *envelope,
     reply->request_id = envelope->request_id;
 }
 
-static void s_reply_error (tf_server_t *self, const tf_envelope_t *envelope,
-                           Techfeed__ErrorCode code, const char *format, ...)
+/*  An error reply with the formatted message; `refused`: logged too, as
+    a request the service refuses (not a waiting one told its cursor went). */
+static void s_error_reply_v (tf_server_t *self, const tf_envelope_t *envelope, bool refused,
+                             Techfeed__ErrorCode code, const char *format, va_list args)
 {
     char message[300];
-    va_list args;
-    va_start (args, format);
     vsnprintf (message, sizeof message, format, args);
-    va_end (args);
+    if (refused)
+        tf_info ("refused sync request: %s: %s", tf_error_name (code), message);
     Techfeed__SyncReply reply;
     s_reply_init (self, envelope, &reply);
     reply.code = code;
     reply.message = message;
     tf_envelope_reply (self->sync, envelope, &reply.base);
+}
+
+/*  Refuses the request of `envelope`, and logs why. */
+static void s_reply_error (tf_server_t *self, const tf_envelope_t *envelope,
+                           Techfeed__ErrorCode code, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    s_error_reply_v (self, envelope, true, code, format, args);
+    va_end (args);
+}
+
+/*  Tells a request waiting on a cursor why it gets no chunk (the cursor
+    went, or the service stops: logged once for all of them). */
+static void s_tell_waiting (tf_server_t *self, const tf_envelope_t *envelope,
+                            Techfeed__ErrorCode code, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    s_error_reply_v (self, envelope, false, code, format, args);
+    va_end (args);
 }
 
 /*  Deletes the cursor; requests still waiting for its chunks learn why.
@@ -236,8 +258,8 @@ static void s_cursor_close (tf_server_t *self, void *handle, const char *why)
 {
     s_cursor_t *c = (s_cursor_t *) zlistx_handle_item (handle);
     for (size_t i = 0; i < c->n_askers; i++)
-        s_reply_error (self, &c->askers[i], TECHFEED__ERROR_CODE__NOT_FOUND,
-                       "cursor %" PRIu64 " %s", c->id, why);
+        s_tell_waiting (self, &c->askers[i], TECHFEED__ERROR_CODE__NOT_FOUND,
+                        "cursor %" PRIu64 " %s", c->id, why);
     c->handle = NULL;
     if (c->queued) {
         zlistx_delete (self->cursors->queue, c->queued);
@@ -563,12 +585,12 @@ static bool s_opened (tf_server_t *self, s_cursor_t *c)
         tf_error ("cannot open a cursor: %s", why);
     for (size_t i = 0; i < c->n_askers; i++) {
         if (trimmed)
-            s_reply_error (self, &c->askers[i], TECHFEED__ERROR_CODE__TRIMMED,
-                           "the log no longer holds every change after %" PRIu64
-                           ": take a snapshot (%s)",
-                           c->since, why);
+            s_tell_waiting (self, &c->askers[i], TECHFEED__ERROR_CODE__TRIMMED,
+                            "the log no longer holds every change after %" PRIu64
+                            ": take a snapshot (%s)",
+                            c->since, why);
         else
-            s_reply_error (self, &c->askers[i], TECHFEED__ERROR_CODE__STORAGE, "%s", why);
+            s_tell_waiting (self, &c->askers[i], TECHFEED__ERROR_CODE__STORAGE, "%s", why);
         tf_envelope_clear (&c->askers[i]);
     }
     c->n_askers = 0;
@@ -773,7 +795,6 @@ static Techfeed__SyncRequest *s_decode (tf_server_t *self, tf_envelope_t *envelo
     const uint8_t *body = tf_envelope_body (envelope, &size);
     if (!body) {
         s_reply_error (self, envelope, TECHFEED__ERROR_CODE__MALFORMED, "%s", envelope->error);
-        tf_info ("refused sync request: %s", envelope->error);
         return NULL;
     }
     char err[256];
@@ -781,7 +802,6 @@ static Techfeed__SyncRequest *s_decode (tf_server_t *self, tf_envelope_t *envelo
         &techfeed__sync_request__descriptor, body, size, tf_decode_budget (size), err, sizeof err);
     if (!request) {
         s_reply_error (self, envelope, TECHFEED__ERROR_CODE__MALFORMED, "%s", err);
-        tf_info ("refused sync request: %s", err);
         return NULL;
     }
     if (tf_valid_request_id (request->request_id))
@@ -846,10 +866,10 @@ void tf_sync_refuse_waiting (tf_server_t *self)
     for (s_cursor_t *c = (s_cursor_t *) zlistx_first (list); c;
          c = (s_cursor_t *) zlistx_next (list)) {
         for (size_t i = 0; i < c->n_askers; i++) {
-            s_reply_error (self, &c->askers[i], TECHFEED__ERROR_CODE__UNAVAILABLE,
-                           "the service is shutting down: cursor %" PRIu64
-                           " closes with it; start the %s again",
-                           c->id, c->changes ? "catch-up" : "snapshot");
+            s_tell_waiting (self, &c->askers[i], TECHFEED__ERROR_CODE__UNAVAILABLE,
+                            "the service is shutting down: cursor %" PRIu64
+                            " closes with it; start the %s again",
+                            c->id, c->changes ? "catch-up" : "snapshot");
             tf_envelope_clear (&c->askers[i]);
         }
         refused += c->n_askers;
@@ -861,8 +881,8 @@ void tf_sync_refuse_waiting (tf_server_t *self)
            tf_envelope_recv (self->sync, &envelope) == 0) {
         Techfeed__SyncRequest *request = s_decode (self, &envelope);
         if (request) {
-            s_reply_error (self, &envelope, TECHFEED__ERROR_CODE__UNAVAILABLE,
-                           "the service is shutting down: retry later");
+            s_tell_waiting (self, &envelope, TECHFEED__ERROR_CODE__UNAVAILABLE,
+                            "the service is shutting down: retry later");
             tf_wire_free (&request->base);
         }
         tf_envelope_clear (&envelope);

@@ -103,6 +103,13 @@ static void test_server_settings_exit_78 (void **state)
 {
     s_refused_before_files ("--http-addr", "nonsense", "--http-addr (TECHFEED_HTTP_ADDR)",
                             "'nonsense' is not HOST:PORT");
+    //  libzmq would bind these to some other port, silently
+    s_refused_before_files ("--sync", "tcp://127.0.0.1:99999", "--sync (TECHFEED_SYNC)",
+                            "'tcp://127.0.0.1:99999' is not an endpoint to bind");
+    s_refused_before_files ("--events", "tcp://127.0.0.1:*,tcp://127.0.0.1:5864x",
+                            "--events (TECHFEED_EVENTS)", "'tcp://127.0.0.1:5864x'");
+    s_refused_before_files ("--ingest", "udp://127.0.0.1:5560", "--ingest (TECHFEED_INGEST)",
+                            "is not an endpoint to bind");
     s_refused_before_files ("--ingest", "tcp://127.0.0.1:5999,tcp://0.0.0.0:5999",
                             "--ingest (TECHFEED_INGEST): tcp://0.0.0.0:5999",
                             "refusing to listen beyond loopback");

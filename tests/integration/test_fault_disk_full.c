@@ -15,7 +15,8 @@
         snapshot; the view that ran all along is equal to the database;
       - the WAL space the service writes ahead at start does not fit: it
         warns and serves without it;
-      - when space returns (tmpfs remounted at 64 MiB, without a restart)
+      - /readyz says 503 while full; when space returns (tmpfs remounted
+        at 64 MiB, without a restart) it says 200 before anyone writes,
         puts are acknowledged again, and the views follow.
 */
 #include <setjmp.h>
@@ -85,7 +86,8 @@ static int teardown (void **state)
     across exec). */
 static void s_start (fixture_t *f, bool limit)
 {
-    const char *args[] = { "--db", f->db, "--heartbeat-ms", "200", NULL };
+    const char *args[] = { "--db",        f->db, "--heartbeat-ms", "200", "--http-addr",
+                           "127.0.0.1:0", NULL };
     struct rlimit saved;
     getrlimit (RLIMIT_FSIZE, &saved);
     void (*old_handler) (int) = SIG_DFL;
@@ -132,6 +134,19 @@ static void s_views_equal (fixture_t *f, const int *index, int n, const char *wh
                        when, i, info.digest, status.digest, info.count);
         assert_true (ok);
     }
+}
+
+/*  The HTTP status of /readyz. */
+static int s_readyz (fixture_t *f)
+{
+    int status = 0;
+    free (tf_service_http_get (&f->svc, "/readyz", &status));
+    return status;
+}
+
+static bool s_ready (void *arg)
+{
+    return s_readyz ((fixture_t *) arg) == 200;
 }
 
 static void test_disk_full (void **state)
@@ -184,6 +199,7 @@ static void test_disk_full (void **state)
     assert_int_equal (status.record_count, zhashx_size (f->stored));
     index[1] = tf_fk_views_add (f->views, NULL, 0, NULL); // a snapshot while full
     s_views_equal (f, index, 2, "while full");
+    assert_int_equal (s_readyz (f), 503); // the last write failed
 
     //  Space returns
     if (rlimit) {
@@ -197,6 +213,9 @@ static void test_disk_full (void **state)
         char size[32];
         snprintf (size, sizeof size, "size=%d", 32 * S_LIMIT);
         assert_int_equal (mount ("tmpfs", f->mount, "tmpfs", MS_REMOUNT, size), 0);
+        //  Ready again before anyone writes: the service tries on its own
+        if (!tf_test_wait_for (s_ready, f, 10000))
+            fail_msg ("/readyz still %d 10 s after space returned", s_readyz (f));
     }
     assert_int_equal (tf_fk_put_many (f->svc.ingest, "after", 0, 50, 10, 3000), 0);
     s_check_stored (f, rlimit ? "restarted without the limit" : "space back", &acked);

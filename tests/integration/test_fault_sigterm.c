@@ -1,4 +1,5 @@
-/*  Fault: SIGTERM during a burst of writes (issue 5, graceful shutdown).
+/*  Fault: SIGTERM during a burst of writes (issue 5, graceful shutdown),
+    and a SIGHUP, which the service ignores.
 
     Four writer threads send requests of 20 records as fast as the
     service answers; SIGTERM arrives in the middle. The service must exit
@@ -85,10 +86,33 @@ static void test_sigterm_during_burst (void **state)
     assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
 }
 
+/*  SIGHUP is ignored: no settings are read again, and a closed terminal
+    must not stop the service without its clean stop. */
+static void test_sighup_ignored (void **state)
+{
+    tf_service_t svc = { 0 };
+    assert_int_equal (tf_service_start (&svc, NULL), 0);
+    assert_int_equal (kill (svc.pid, SIGHUP), 0);
+    char *out = NULL, *err = NULL;
+    int rc = tf_test_cli (&svc, NULL, &out, &err, "health", NULL);
+    if (rc != 0)
+        fail_msg ("health after SIGHUP: exit %d: %s", rc, err);
+    free (out);
+    free (err);
+    char endpoints[400];
+    snprintf (endpoints, sizeof endpoints, "%s/endpoints", svc.dir);
+    assert_true (tf_test_file_size (endpoints) > 0);
+    assert_int_equal (tf_service_stop (&svc, 10000), 0);
+    //  A clean stop takes its endpoints file away: it would send clients nowhere
+    assert_int_equal (tf_test_file_size (endpoints), -1);
+    tf_service_cleanup (&svc);
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown (test_sigterm_during_burst, setup, tf_fk_teardown_any_exit),
+        cmocka_unit_test (test_sighup_ignored),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

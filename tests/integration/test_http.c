@@ -124,6 +124,16 @@ static void test_health_and_ready (void **state)
     body = s_get (f, "/nope", &status);
     assert_int_equal (status, 404);
     free (body);
+    //  Another method: 405, saying which are allowed
+    char url[200];
+    snprintf (url, sizeof url, "%s/metrics", f->svc.http);
+    const char *argv[] = { "/usr/bin/curl", "-s", "-i", "-X", "POST", url, NULL };
+    char *out = NULL, *err = NULL;
+    assert_int_equal (tf_test_run (NULL, argv, NULL, &out, &err, 10000), 0);
+    assert_non_null (strstr (out, " 405 "));
+    assert_non_null (strstr (out, "Allow: GET, HEAD"));
+    free (out);
+    free (err);
 }
 
 /*  A scrape of /metrics awaited until the counters have moved. */

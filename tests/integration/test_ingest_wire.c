@@ -448,7 +448,7 @@ static void test_catchup_needs_its_epoch (void **state)
 }
 
 /*  SYNC_STATUS is of the whole database: a filter in it would be
-    silently ignored, so it is INVALID. */
+    silently ignored, so it is INVALID (and the log says so). */
 static void test_status_takes_no_filter (void **state)
 {
     fixture_t *f = (fixture_t *) *state;
@@ -462,6 +462,8 @@ static void test_status_takes_no_filter (void **state)
     request.kind = TECHFEED__SYNC_KIND__SYNC_STATUS;
     request.filter = &filter;
     s_expect_invalid (f, &request, "/filter");
+    //  Logged with its reason before the reply went
+    assert_true (tf_test_file_has (f->svc.log, "refused sync request: INVALID: /filter"));
     Techfeed__SyncReply *reply = tf_raw_status (f->sync);
     assert_non_null (reply);
     assert_int_equal (reply->code, TECHFEED__ERROR_CODE__OK);
