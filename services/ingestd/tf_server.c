@@ -46,6 +46,9 @@ static int s_bind_all (zsock_t *socket, const char *name, const char *endpoints,
     char *list = strdup (endpoints);
     char *save = NULL;
     int rc = 0;
+    //  Only then: with it a wildcard binds IPv6, which a host may lack
+    if (strchr (endpoints, '['))
+        zsock_set_ipv6 (socket, 1);
     for (char *ep = strtok_r (list, ",", &save); ep; ep = strtok_r (NULL, ",", &save)) {
         if (zsock_bind (socket, "%s", ep) == -1) {
             tf_error ("cannot bind %s socket to %s: %s", name, ep, zmq_strerror (zmq_errno ()));
@@ -61,8 +64,6 @@ static int s_bind_all (zsock_t *socket, const char *name, const char *endpoints,
     return rc;
 }
 
-/*  The endpoints file lets a test or a supervisor find ports bound as '*'.
-    Written to a temporary name and renamed, so readers never see half. */
 /*  http://HOST:PORT of the HTTP endpoint as bound: the port the system
     picked for 0, 0.0.0.0 for an empty host (all IPv4 interfaces). */
 static void s_http_url (const tf_server_t *self, char *out, size_t size)
@@ -73,6 +74,8 @@ static void s_http_url (const tf_server_t *self, char *out, size_t size)
               tf_http_port (self->http));
 }
 
+/*  The endpoints file lets a test or a supervisor find ports bound as '*'.
+    Written to a temporary name and renamed, so readers never see half. */
 static int s_write_endpoints (tf_server_t *self, const char *ingest, const char *events,
                               const char *sync)
 {

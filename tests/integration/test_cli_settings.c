@@ -189,12 +189,36 @@ static void test_health (void **state)
     tf_service_cleanup (&svc);
 }
 
+/*  IPv6 loopback, which the service counts as loopback: it binds
+    tcp://[::1]:PORT, and the CLI writes, reads and watches through it. */
+static void test_ipv6_loopback (void **state)
+{
+    tf_service_t svc = { 0 };
+    const char *v6 = "tcp://[::1]:![61000-65535]";
+    snprintf (svc.ingest, sizeof svc.ingest, "%s", v6);
+    snprintf (svc.events, sizeof svc.events, "%s", v6);
+    snprintf (svc.sync, sizeof svc.sync, "%s", v6);
+    assert_int_equal (tf_service_start (&svc, NULL), 0);
+    s_assert_has (svc.sync, "tcp://[::1]:");
+    const char *record = "{\"id\":\"v6-rail\",\"sector\":\"rail\",\"title\":\"Over [::1]\","
+                         "\"date\":\"2026-11-29\"}\n";
+    s_forget_output ();
+    assert_int_equal (tf_test_cli (&svc, record, &s_out, &s_err, "put", "-", NULL), 0);
+    assert_int_equal (s_cli (&svc, "status", NULL), 0);
+    s_assert_has (s_out, "\"record_count\":1");
+    assert_int_equal (s_cli (&svc, "list", "--sector", "rail", NULL), 0);
+    s_assert_has (s_out, "\"v6-rail\"");
+    assert_int_equal (tf_service_stop (&svc, 10000), 0);
+    tf_service_cleanup (&svc);
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown (test_precedence, setup, teardown),
         cmocka_unit_test_setup_teardown (test_bad_values_exit_78, setup, teardown),
         cmocka_unit_test_setup_teardown (test_health, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_ipv6_loopback, setup, teardown),
     };
     return cmocka_run_group_tests_name ("techfeed settings and health", tests, NULL, NULL);
 }
