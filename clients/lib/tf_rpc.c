@@ -40,7 +40,7 @@ static zsock_t *s_connect (const char *endpoint, size_t max_reply, const tf_curv
     if (curve)
         tf_curve_apply (curve, socket);
     zsock_set_linger (socket, 0);
-    if (strchr (endpoint, '['))
+    if (strncmp (endpoint, "tcp://[", 7) == 0)
         zsock_set_ipv6 (socket, 1); // an IPv6 address, [::1]:5562
     zsock_set_maxmsgsize (socket, max_reply > INT_MAX ? INT_MAX : (int) max_reply);
     if (zsock_connect (socket, "%s", endpoint) != 0) {

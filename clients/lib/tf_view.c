@@ -1227,7 +1227,7 @@ int tf_view_start (tf_view_t *self)
     zsock_set_rcvhwm (self->sub, TF_SUB_HWM);
     zsock_set_maxmsgsize (self->sub, (int) TF_EVENT_MAX);
     zsock_set_linger (self->sub, 0);
-    if (strchr (self->events_ep, '['))
+    if (strncmp (self->events_ep, "tcp://[", 7) == 0)
         zsock_set_ipv6 (self->sub, 1); // an IPv6 address, [::1]:5561
     if (self->curve)
         tf_curve_apply (self->curve, self->sub);

@@ -29,7 +29,7 @@ static bool s_is_local_endpoint (const char *endpoint)
     if (!host)
         return false;
     return strncmp (host, "127.", 4) == 0 || strncmp (host, "localhost:", 10) == 0 ||
-           strncmp (host, "[::1]:", 6) == 0;
+           strncmp (host, "[::1]:", 6) == 0 || strncmp (host, "[::ffff:127.", 12) == 0;
 }
 
 /*  The first endpoint of the comma-separated `endpoints` that others can

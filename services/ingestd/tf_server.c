@@ -46,8 +46,9 @@ static int s_bind_all (zsock_t *socket, const char *name, const char *endpoints,
     char *list = strdup (endpoints);
     char *save = NULL;
     int rc = 0;
-    //  Only then: with it a wildcard binds IPv6, which a host may lack
-    if (strchr (endpoints, '['))
+    //  Only then: with it a wildcard binds IPv6, which a host may lack.
+    //  (A bracket elsewhere is CZMQ's port range, tcp://127.0.0.1:![a-b].)
+    if (strstr (endpoints, "tcp://["))
         zsock_set_ipv6 (socket, 1);
     for (char *ep = strtok_r (list, ",", &save); ep; ep = strtok_r (NULL, ",", &save)) {
         if (zsock_bind (socket, "%s", ep) == -1) {
@@ -130,11 +131,21 @@ static int s_hwm_check (tf_server_t *self)
         return 0;
     int fields = fscanf (file, "%63s %" SCNu64, epoch, &served);
     fclose (file);
-    if (fields != 2 || strcmp (epoch, self->epoch) != 0 || served <= self->head)
+    if (fields != 2)
         return 0;
-    tf_warn ("database head %" PRIu64 " is below the %" PRIu64 " already served in epoch %s: "
-             "it was restored from an older copy; starting a new epoch",
-             self->head, served, self->epoch);
+    //  Another epoch than the one served last: a copy from before an epoch
+    //  change (the same old backup restored twice) or another database.
+    //  Its views may hold positions past its head too.
+    if (strcmp (epoch, self->epoch) != 0)
+        tf_warn ("database epoch %s is not %s, the one served last (up to %" PRIu64 "): a copy "
+                 "from before that epoch, or another database; starting a new epoch",
+                 self->epoch, epoch, served);
+    else if (served > self->head)
+        tf_warn ("database head %" PRIu64 " is below the %" PRIu64 " already served in epoch %s: "
+                 "it was restored from an older copy; starting a new epoch",
+                 self->head, served, self->epoch);
+    else
+        return 0;
     if (tf_store_new_epoch (self->store)) {
         tf_error ("cannot change the epoch: %s", tf_store_errstr (self->store));
         return -1;

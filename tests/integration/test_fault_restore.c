@@ -8,6 +8,8 @@
        rail in memory, all sectors in a file) see the new epoch, resync
        (RESYNC callback) and end equal to the restored database, then
        follow new writes. A catch-up in the old epoch is answered TRIMMED.
+       The same copy restored a second time (the high-water file now names
+       the second epoch) makes a new epoch again.
     2. Killed with -9, and a copy taken online between the last heartbeat
        and the kill restored: the copy is newer than what the high-water
        file says was served, but older than what a persistent view holds.
@@ -146,6 +148,21 @@ static void test_restored_older_copy (void **state)
     //  Live in the new epoch
     assert_int_equal (tf_fk_put_many (f->svc.ingest, "after", 0, 30, 10, 100), 0);
     s_wait_views (f, two, index, names, "new writes");
+    assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
+
+    //  The same old copy restored again: its epoch is the first one, not
+    //  the one the high-water file names, and views of the first may hold
+    //  positions past its head. A new epoch again, and the views follow.
+    s_restore (f);
+    s_start (f, "200");
+    tf_status_t again;
+    assert_int_equal (tf_fk_status (&f->svc, &again), 0);
+    print_message ("the copy restored again: head %" PRIu64 ", epoch %s\n", again.head_sequence,
+                   again.epoch);
+    assert_string_not_equal (again.epoch, old.epoch);
+    assert_string_not_equal (again.epoch, restored.epoch);
+    assert_true (tf_test_file_has (f->svc.log, "a copy from before that epoch"));
+    s_wait_views (f, two, index, names, "restored again");
     assert_int_equal (tf_service_stop (&f->svc, 10000), 0);
 }
 
