@@ -137,11 +137,18 @@ int cli_mirror (cli_t *cli)
             cli_error ("%s", tf_view_errstr (view)); // the file failed
             status = EX_IOERR;
         }
+    tf_view_destroy (&view);
+    //  What the file holds, which after a failed batch is less than the
+    //  view had in memory
+    tf_view_store_status_t st;
+    char err[600];
     if (status != EX_CONFIG && !cli->quiet) {
         cli_clock (clock);
-        fprintf (stderr, "%s stopped: %zu records at position %" PRIu64 " in %s\n", clock,
-                 tf_view_count (view), tf_view_position (view), cli->db);
+        if (tf_view_store_status (cli->db, &st, err, sizeof err) == 0)
+            fprintf (stderr, "%s stopped: %s holds %" PRIu64 " records at position %" PRIu64 "\n",
+                     clock, cli->db, st.record_count, st.position);
+        else
+            fprintf (stderr, "%s stopped: %s\n", clock, err);
     }
-    tf_view_destroy (&view);
     return status;
 }

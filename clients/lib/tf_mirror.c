@@ -3,8 +3,12 @@
 */
 #include "tf_mirror.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "tf_columns.h"
 #include "tf_validate.h"
@@ -13,6 +17,7 @@
 #define TF_STORE_APPLICATION_ID 0x54464544  /* 'TFED': the service's database */
 #define TF_MIRROR_SCHEMA 1                  /* PRAGMA user_version written */
 #define TF_MIRROR_BUSY_MS 5000              /* wait for another connection's lock */
+#define TF_MIRROR_WAL_KEEP "67108864"       /* a WAL that grew behind a reader shrinks back */
 #define TF_MIRROR_BODY_MAX (8u << 20)       /* decode budget of one stored body */
 
 static const char *s_schema = TF_COLUMNS_CREATE "CREATE TABLE mirror ("
@@ -50,6 +55,7 @@ struct _tf_mirror_t {
     char *path;                   /* the file */
     bool read_only;               /* opened for reading only: no statements */
     bool in_batch;                /* a transaction is open */
+    int writer_fd;                /* the file, flock'd: one mirror writes it; -1 when read-only */
     sqlite3_stmt *stmt[ST_COUNT]; /* see s_sql; NULL when read-only */
     char errstr[600];             /* last error */
 };
@@ -101,7 +107,8 @@ static int s_pragma (tf_mirror_t *self, const char *sql, int64_t *value)
 
 // --------------------------------------------------------------- open
 
-/*  Settings of the connection: the service's hardening, WAL, FULL. */
+/*  Settings of the connection before anything is read: the service's
+    hardening; a reader writes nothing. */
 static int s_configure (tf_mirror_t *self)
 {
     sqlite3_extended_result_codes (self->db, 1);
@@ -112,10 +119,41 @@ static int s_configure (tf_mirror_t *self)
         return -1;
     if (self->read_only)
         return s_exec (self, "PRAGMA query_only = ON", "query_only");
-    //  FULL: a batch is durable when its COMMIT returns. NORMAL would keep
-    //  the file consistent too (records and position commit together) but
-    //  a power loss could take back batches already reported as applied.
-    return s_exec (self, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL", "WAL mode");
+    return 0;
+}
+
+/*  The writer's claim on the file, before it changes anything: a file it
+    cannot write is refused now, not at its first batch after a snapshot,
+    and one mirror writes a file at a time (a flock, apart from SQLite's
+    own locks, which readers share). */
+static int s_claim (tf_mirror_t *self)
+{
+    if (sqlite3_db_readonly (self->db, "main") == 1) {
+        snprintf (self->errstr, sizeof self->errstr,
+                  "%s: cannot write it (a read-only file or directory)", self->path);
+        return -1;
+    }
+    self->writer_fd =
+        open (self->path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644); // SQLite makes it later
+    if (self->writer_fd < 0 || flock (self->writer_fd, LOCK_EX | LOCK_NB) != 0) {
+        snprintf (self->errstr, sizeof self->errstr, "%s: %s", self->path,
+                  errno == EWOULDBLOCK ? "another mirror keeps it current already (one at a time)"
+                                       : strerror (errno));
+        return -1;
+    }
+    return 0;
+}
+
+/*  The writer's journal, once the file is known to be a mirror's: WAL,
+    and FULL, so that a batch is durable when its COMMIT returns (NORMAL
+    would keep the file consistent too, records and position committing
+    together, but a power loss could take back batches reported applied). */
+static int s_journal (tf_mirror_t *self)
+{
+    return s_exec (self,
+                   "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                   " PRAGMA journal_size_limit = " TF_MIRROR_WAL_KEEP,
+                   "WAL mode");
 }
 
 /*  Creates the schema of a new (empty) file, or checks an existing one. */
@@ -182,6 +220,7 @@ tf_mirror_t *tf_mirror_open (const char *path, bool read_only, char *err, size_t
     if (!self->path)
         abort ();
     self->read_only = read_only;
+    self->writer_fd = -1;
     //  A reader opens read-write too, without CREATE, and writes nothing
     //  (query_only): a connection opened SQLITE_OPEN_READONLY cannot
     //  checkpoint, so when it was the last one its close would leave the
@@ -191,7 +230,8 @@ tf_mirror_t *tf_mirror_open (const char *path, bool read_only, char *err, size_t
     int rc = sqlite3_open_v2 (path, &self->db, flags, NULL);
     if (rc != SQLITE_OK)
         s_fail (self, "cannot open");
-    else if (s_configure (self) == 0 && s_schema_check (self) == 0) {
+    else if (s_configure (self) == 0 && (read_only || s_claim (self) == 0) &&
+             s_schema_check (self) == 0 && (read_only || s_journal (self) == 0)) {
         for (int i = 0; i < ST_COUNT && !read_only; i++)
             if (sqlite3_prepare_v3 (self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                     &self->stmt[i], NULL) != SQLITE_OK) {
@@ -216,6 +256,8 @@ void tf_mirror_destroy (tf_mirror_t **self_p)
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize (self->stmt[i]);
     sqlite3_close (self->db);
+    if (self->writer_fd >= 0)
+        close (self->writer_fd); // the flock goes with it
     free (self->path);
     free (self);
     *self_p = NULL;

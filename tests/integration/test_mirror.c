@@ -309,9 +309,14 @@ static void test_converges (void **state)
     free (out);
     free (err);
 
-    //  SIGTERM: exit 0; the files answer plain SQL
+    //  SIGTERM: exit 0; the files answer plain SQL, and the last line says
+    //  what the file holds
     s_mirror_stop (&all);
     s_mirror_stop (&two);
+    char said[600];
+    snprintf (said, sizeof said, "stopped: %s holds %" PRIu64 " records at position %" PRIu64,
+              s_path (f, "all.db"), st.record_count, st.head_sequence);
+    assert_int_equal (tf_spawn_count_text (all.err, said), 1);
     s_assert_intact (s_path (f, "all.db"));
     assert_int_equal (s_sql (s_path (f, "all.db"), "SELECT count(*) FROM records"),
                       st.record_count);

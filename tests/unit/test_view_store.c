@@ -14,8 +14,11 @@
 
 #include <cmocka.h>
 #include <inttypes.h>
+#include <errno.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -330,6 +333,14 @@ static void test_refuses_foreign_files (void **state)
     sqlite3_close (db);
     assert_null (tf_mirror_open (path, false, err, sizeof err));
     assert_non_null (strstr (err, "is not a techfeed mirror file"));
+    //  ... and left as it was: not switched to WAL mode
+    assert_int_equal (sqlite3_open (path, &db), SQLITE_OK);
+    sqlite3_stmt *stmt;
+    assert_int_equal (sqlite3_prepare_v2 (db, "PRAGMA journal_mode", -1, &stmt, NULL), SQLITE_OK);
+    assert_int_equal (sqlite3_step (stmt), SQLITE_ROW);
+    assert_string_equal ((const char *) sqlite3_column_text (stmt, 0), "delete");
+    sqlite3_finalize (stmt);
+    sqlite3_close (db);
     //  Not a database
     snprintf (path, sizeof path, "%s/text", f->dir);
     FILE *file = fopen (path, "w");
@@ -343,6 +354,49 @@ static void test_refuses_foreign_files (void **state)
     tf_view_store_status_t status;
     assert_int_equal (tf_view_store_status (path, &status, err, sizeof err), -1);
     assert_int_equal (access (path, F_OK), -1);
+}
+
+/*  One mirror writes a file at a time; readers (--status) go on. */
+static void test_one_writer_at_a_time (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    char err[300];
+    tf_mirror_t *first = tf_mirror_open (f->path, false, err, sizeof err);
+    assert_non_null (first);
+    assert_null (tf_mirror_open (f->path, false, err, sizeof err));
+    assert_non_null (strstr (err, "another mirror keeps it current already"));
+    tf_mirror_t *reader = tf_mirror_open (f->path, true, err, sizeof err);
+    assert_non_null (reader);
+    tf_mirror_destroy (&reader);
+    tf_mirror_destroy (&first);
+    tf_mirror_t *next = tf_mirror_open (f->path, false, err, sizeof err);
+    assert_non_null (next); // the claim went with the first
+    tf_mirror_destroy (&next);
+}
+
+/*  A file the mirror cannot write is refused when opened, not at its
+    first batch. As root, permissions do not stop a write: a read-only
+    tmpfs does (skipped where mounting is not permitted). */
+static void test_refuses_read_only_file (void **state)
+{
+    fixture_t *f = (fixture_t *) *state;
+    char mnt[400], path[450], err[300];
+    snprintf (mnt, sizeof mnt, "%s/ro", f->dir);
+    assert_int_equal (mkdir (mnt, 0755), 0);
+    if (mount ("tmpfs", mnt, "tmpfs", 0, "size=1m") != 0) {
+        print_message ("no tmpfs (%s): not checked\n", strerror (errno));
+        skip ();
+    }
+    snprintf (path, sizeof path, "%s/mirror.db", mnt);
+    tf_mirror_t *mirror = tf_mirror_open (path, false, err, sizeof err);
+    assert_non_null (mirror);
+    tf_mirror_destroy (&mirror);
+    int remounted = mount ("tmpfs", mnt, "tmpfs", MS_REMOUNT | MS_RDONLY, "size=1m");
+    mirror = remounted == 0 ? tf_mirror_open (path, false, err, sizeof err) : NULL;
+    umount2 (mnt, MNT_DETACH);
+    assert_int_equal (remounted, 0);
+    assert_null (mirror);
+    assert_non_null (strstr (err, "cannot write it"));
 }
 
 // --------------------------------------------------------------- the view
@@ -567,6 +621,8 @@ int main (void)
         cmocka_unit_test_setup_teardown (test_kill_mid_batch, setup, teardown),
         cmocka_unit_test_setup_teardown (test_kill_during_batches, setup, teardown),
         cmocka_unit_test_setup_teardown (test_refuses_foreign_files, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_one_writer_at_a_time, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_refuses_read_only_file, setup, teardown),
         cmocka_unit_test_setup_teardown (test_view_saves_and_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown (test_resync_replaces_at_end_mark, setup, teardown),
         cmocka_unit_test_setup_teardown (test_refuses_other_filter, setup, teardown),
