@@ -32,20 +32,16 @@ static bool s_is_local_endpoint (const char *endpoint)
            strncmp (host, "[::1]:", 6) == 0 || strncmp (host, "[::ffff:127.", 12) == 0;
 }
 
+static bool s_is_exposed_endpoint (const char *endpoint)
+{
+    return !s_is_local_endpoint (endpoint);
+}
+
 /*  The first endpoint of the comma-separated `endpoints` that others can
     reach, copied into `out`; false when every one is local. */
 static bool s_exposed (const char *endpoints, char *out, size_t outlen)
 {
-    char *list = strdup (endpoints);
-    if (!list)
-        abort ();
-    char *save = NULL;
-    bool exposed = false;
-    for (char *ep = strtok_r (list, ",", &save); ep && !exposed; ep = strtok_r (NULL, ",", &save))
-        if ((exposed = !s_is_local_endpoint (ep)))
-            snprintf (out, outlen, "%s", ep);
-    free (list);
-    return exposed;
+    return tf_endpoint_find (endpoints, s_is_exposed_endpoint, out, outlen);
 }
 
 static bool s_is_set (const char *value)

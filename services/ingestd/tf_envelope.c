@@ -124,6 +124,21 @@ void tf_envelope_clear (tf_envelope_t *envelope)
     envelope->request_id = NULL;
 }
 
+bool tf_endpoint_find (const char *endpoints, bool (*fails) (const char *endpoint), char *out,
+                       size_t outlen)
+{
+    char *list = strdup (endpoints);
+    if (!list)
+        abort ();
+    char *save = NULL;
+    bool found = false;
+    for (char *ep = strtok_r (list, ",", &save); ep && !found; ep = strtok_r (NULL, ",", &save))
+        if ((found = fails (ep)))
+            snprintf (out, outlen, "%s", ep);
+    free (list);
+    return found;
+}
+
 size_t tf_decode_budget (size_t frame_size)
 {
     return frame_size * 32 + 64 * 1024;

@@ -424,24 +424,22 @@ static bool s_endpoint_ok (const char *endpoint)
     return *port >= '0' && *port <= '9' && *end == 0 && number <= 65535;
 }
 
+static bool s_endpoint_bad (const char *endpoint)
+{
+    return !s_endpoint_ok (endpoint);
+}
+
 /*  The endpoints of one socket's setting, each checked. */
 static int s_check_endpoints (const char *setting, const char *list, char *err, size_t errlen)
 {
-    char *copy = strdup (list);
-    if (!copy)
-        abort ();
-    char *save = NULL;
-    int rc = 0;
-    for (char *ep = strtok_r (copy, ",", &save); ep && rc == 0; ep = strtok_r (NULL, ",", &save))
-        if (!s_endpoint_ok (ep)) {
-            snprintf (err, errlen,
-                      "%s: '%s' is not an endpoint to bind: tcp://HOST:PORT (PORT 0-65535 or "
-                      "*), ipc://PATH or inproc://NAME",
-                      setting, ep);
-            rc = -1;
-        }
-    free (copy);
-    return rc;
+    char bad[256];
+    if (!tf_endpoint_find (list, s_endpoint_bad, bad, sizeof bad))
+        return 0;
+    snprintf (err, errlen,
+              "%s: '%s' is not an endpoint to bind: tcp://HOST:PORT (PORT 0-65535 or *), "
+              "ipc://PATH or inproc://NAME",
+              setting, bad);
+    return -1;
 }
 
 int tf_server_check_config (const tf_server_config_t *config, char *err, size_t errlen)

@@ -86,6 +86,11 @@ void tf_envelope_clear (tf_envelope_t *envelope);
     bounded for hostile input. */
 size_t tf_decode_budget (size_t frame_size);
 
+/*  The first endpoint of a comma-separated setting for which `fails` is
+    true, copied into `out`; false when there is none. */
+bool tf_endpoint_find (const char *endpoints, bool (*fails) (const char *endpoint), char *out,
+                       size_t outlen);
+
 /*  Records in the high-water file that changes up to `head` were
     committed and are about to be acknowledged (tf_server.c). */
 void tf_server_served (tf_server_t *self, uint64_t head);

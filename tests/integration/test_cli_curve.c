@@ -170,15 +170,6 @@ static void test_keygen_files (void **state)
     assert_int_equal (s_cli (NULL, "keygen", "../escape", "--dir", f->keys, NULL), 64);
 }
 
-/*  How often `what` occurs in `text`. */
-static int s_count (const char *text, const char *what)
-{
-    int count = 0;
-    for (const char *at = strstr (text, what); at; at = strstr (at + 1, what))
-        count++;
-    return count;
-}
-
 static void test_writer_and_reader (void **state)
 {
     fixture_t *f = (fixture_t *) *state;
@@ -193,7 +184,7 @@ static void test_writer_and_reader (void **state)
     assert_int_equal (s_cli (f, "put", f->record, NULL), 77);
     //  Said once on stderr, with what was not stored; the record's
     //  result (NDJSON, as the output is not a terminal) says it too
-    assert_int_equal (s_count (s_err, "not allowed to write"), 1);
+    assert_int_equal (tf_test_count_text (s_err, "not allowed to write"), 1);
     assert_non_null (strstr (s_err, "UNAUTHORIZED"));
     assert_non_null (strstr (s_err, "1 record(s) from line 1 on not stored"));
     assert_non_null (strstr (s_out, "\"ok\":false"));

@@ -97,9 +97,7 @@ char *tf_spawn_read (const char *path)
 int tf_spawn_count_text (const char *path, const char *text)
 {
     char *all = tf_spawn_read (path);
-    int count = 0;
-    for (const char *at = strstr (all, text); at; at = strstr (at + 1, text))
-        count++;
+    int count = tf_test_count_text (all, text);
     free (all);
     return count;
 }

@@ -466,6 +466,14 @@ size_t tf_test_count_lines (const char *text)
     return lines;
 }
 
+int tf_test_count_text (const char *text, const char *what)
+{
+    int count = 0;
+    for (const char *at = strstr (text, what); at; at = strstr (at + 1, what))
+        count++;
+    return count;
+}
+
 json_t *tf_test_ndjson (const char *text)
 {
     json_t *array = json_array ();

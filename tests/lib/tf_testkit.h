@@ -109,6 +109,8 @@ bool tf_test_wait_for (bool (*condition) (void *arg), void *arg, int timeout_ms)
 
 /*  Number of lines in text. */
 size_t tf_test_count_lines (const char *text);
+/*  How often `what` occurs in `text`. */
+int tf_test_count_text (const char *text, const char *what);
 
 /*  NDJSON text (one JSON object per line) as a new JSON array; NULL (and
     the line on stderr) when a line is not an object. Caller decrefs. */
