@@ -13,7 +13,7 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 # cmocka's messages and summaries on stdout, where the summaries are read
 export CMOCKA_MESSAGE_OUTPUT=STDOUT
-passed=0; failed=0; skipped=0; broken=""
+passed=0; failed=0; skipped=0; broken=""; errored=""
 log=$(mktemp)
 for t in "$@"; do
     name=$(basename "$t")
@@ -29,6 +29,12 @@ for t in "$@"; do
     f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
     s=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test(s), listed below:.*/\1/p' "$log" |
         awk '{s+=$1} END {print s+0}')
+    # a setup or teardown that failed: cmocka says ERROR and counts it
+    # in neither its PASSED nor its FAILED line
+    # (its assertion messages say "[  ERROR   ] --- ...")
+    e=$(grep -c '^\[  ERROR   \] [^-]' "$log")
+    [ "$e" -gt 0 ] && errored="$errored $(sed -n "s/^\[  ERROR   \] \([^-].*\)/$name\/\1/p" "$log" | paste -sd' ')"
+    f=$((f + e))
     summaries=$(grep -c '^\[  PASSED  \] [0-9]* test' "$log")
     passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
@@ -42,6 +48,7 @@ for t in "$@"; do
 done
 rm -f "$log"
 [ -n "$broken" ] && echo "aborted:$broken"
+[ -n "$errored" ] && echo "setup or teardown failed:$errored"
 echo "$skipped skipped"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -247,6 +247,8 @@ int tf_service_stop (tf_service_t *svc, int timeout_ms)
         }
         usleep (5000);
     }
+    fprintf (stderr, "testkit: service %d did not stop within %d ms of SIGTERM; killed\n",
+             (int) svc->pid, timeout_ms);
     tf_service_kill (svc);
     return -1;
 }
@@ -271,8 +273,11 @@ void tf_service_cleanup (tf_service_t *svc)
 int tf_test_service_end (tf_service_t *svc)
 {
     int status = tf_service_stop (svc, 10000);
-    if (status != 0)
-        fprintf (stderr, "testkit: service exit status %d (see above)\n", status);
+    if (status != 0) {
+        //  The log goes with the directory: what it says is printed first
+        fprintf (stderr, "testkit: service exit status %d; %s ends:\n", status, svc->log);
+        tf_test_print_tail (svc->log, 4000);
+    }
     tf_service_cleanup (svc);
     return status == 0 ? 0 : -1;
 }
