@@ -38,22 +38,6 @@ static bool s_holds (int view, Techfeed__Sector sector)
     }
 }
 
-static int setup (void **state)
-{
-    fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
-    const char *extra[] = { "--heartbeat-ms", "300", NULL };
-    assert_int_equal (tf_service_start (&f->svc, extra), 0);
-    f->writer = tf_writer_new (f->svc.ingest);
-    tf_writer_set_timeout (f->writer, 5000);
-    f->views[0] = tf_watcher_new (&f->svc, "space", s_space, 1);
-    f->views[1] = tf_watcher_new (&f->svc, "space+rail", s_space_rail, 2);
-    f->views[2] = tf_watcher_new (&f->svc, "ai", s_ai, 1);
-    f->views[3] = tf_watcher_new (&f->svc, "all", NULL, 0);
-    assert_int_equal (tf_watchers_start (f->views, N_VIEWS), 0);
-    *state = f;
-    return 0;
-}
-
 static int teardown (void **state)
 {
     fixture_t *f = (fixture_t *) *state;
@@ -62,6 +46,26 @@ static int teardown (void **state)
     int rc = tf_test_service_end (&f->svc);
     free (f);
     return rc;
+}
+
+static int setup (void **state)
+{
+    const char *extra[] = { "--heartbeat-ms", "300", NULL };
+    fixture_t *f = (fixture_t *) tf_test_fixture_new (sizeof *f, extra);
+    *state = f;
+    if (!f)
+        return -1;
+    f->writer = tf_writer_new (f->svc.ingest);
+    tf_writer_set_timeout (f->writer, 5000);
+    f->views[0] = tf_watcher_new (&f->svc, "space", s_space, 1);
+    f->views[1] = tf_watcher_new (&f->svc, "space+rail", s_space_rail, 2);
+    f->views[2] = tf_watcher_new (&f->svc, "ai", s_ai, 1);
+    f->views[3] = tf_watcher_new (&f->svc, "all", NULL, 0);
+    if (tf_watchers_start (f->views, N_VIEWS) != 0) {
+        teardown (state); // cmocka runs no teardown after a failed setup
+        return -1;
+    }
+    return 0;
 }
 
 /*  Puts one record; returns its sequence. */

@@ -27,18 +27,6 @@ typedef struct {
 
 static const char *s_extra[] = { "--heartbeat-ms", HEARTBEAT_MS, NULL };
 
-static int setup (void **state)
-{
-    fixture_t *f = (fixture_t *) zmalloc (sizeof *f);
-    assert_int_equal (tf_service_start (&f->svc, s_extra), 0);
-    const Techfeed__Sector rail[] = { RAIL };
-    f->views[0] = tf_watcher_new (&f->svc, "all", NULL, 0);
-    f->views[1] = tf_watcher_new (&f->svc, "rail", rail, 1);
-    assert_int_equal (tf_watchers_start (f->views, N_VIEWS), 0);
-    *state = f;
-    return 0;
-}
-
 static int teardown (void **state)
 {
     fixture_t *f = (fixture_t *) *state;
@@ -46,6 +34,22 @@ static int teardown (void **state)
     int rc = tf_test_service_end (&f->svc);
     free (f);
     return rc;
+}
+
+static int setup (void **state)
+{
+    fixture_t *f = (fixture_t *) tf_test_fixture_new (sizeof *f, s_extra);
+    *state = f;
+    if (!f)
+        return -1;
+    const Techfeed__Sector rail[] = { RAIL };
+    f->views[0] = tf_watcher_new (&f->svc, "all", NULL, 0);
+    f->views[1] = tf_watcher_new (&f->svc, "rail", rail, 1);
+    if (tf_watchers_start (f->views, N_VIEWS) != 0) {
+        teardown (state); // cmocka runs no teardown after a failed setup
+        return -1;
+    }
+    return 0;
 }
 
 /*  Writes `count` operations (puts, re-puts, deletes) with ids PREFIX-N. */

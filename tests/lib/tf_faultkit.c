@@ -995,7 +995,7 @@ int tf_fk_terminate (pid_t pid, int timeout_ms)
     while (true) {
         pid_t done = waitpid (pid, &status, WNOHANG);
         if (done == pid)
-            return WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
+            return tf_test_exit_code (status);
         if (done < 0 || tf_fk_now_ms () > deadline)
             break;
         usleep (5000);

@@ -155,10 +155,13 @@ int tf_raw_fixture_teardown (void **state)
     zsock_destroy (&f->ingest);
     zsock_destroy (&f->sync);
     //  A test that stopped the service itself (pid 0) checked its exit.
-    int status = f->svc.pid ? tf_service_stop (&f->svc, 10000) : 0;
-    tf_service_cleanup (&f->svc);
+    int rc = 0;
+    if (f->svc.pid)
+        rc = tf_test_service_end (&f->svc);
+    else
+        tf_service_cleanup (&f->svc);
     free (f);
-    return status == 0 ? 0 : -1;
+    return rc;
 }
 
 void tf_raw_send_sync (zsock_t *dealer, const Techfeed__SyncRequest *request)

@@ -64,7 +64,7 @@ int tf_spawn_stop (tf_spawn_t *self, int sig, int timeout_ms)
     do {
         if (waitpid (self->pid, &status, WNOHANG) == self->pid) {
             self->pid = 0;
-            return WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
+            return tf_test_exit_code (status);
         }
         usleep (5000);
     } while (s_now_ms () < deadline);

@@ -154,6 +154,11 @@ static bool s_read_endpoints (tf_service_t *svc, const char *path)
     return svc->ingest[0] && svc->events[0] && svc->sync[0];
 }
 
+int tf_test_exit_code (int wait_status)
+{
+    return WIFEXITED (wait_status) ? WEXITSTATUS (wait_status) : 128 + WTERMSIG (wait_status);
+}
+
 /*  The last `bytes` of a file on stderr (the cleanup removes it). */
 void tf_test_print_tail (const char *path, long bytes)
 {
@@ -221,7 +226,8 @@ int tf_service_start (tf_service_t *svc, const char *const *extra)
         int status;
         if (waitpid (pid, &status, WNOHANG) == pid) {
             svc->pid = 0;
-            fprintf (stderr, "testkit: service exited during start-up; %s ends:\n", svc->log);
+            fprintf (stderr, "testkit: service exited during start-up (status %d); %s ends:\n",
+                     tf_test_exit_code (status), svc->log);
             tf_test_print_tail (svc->log, 2000);
             return -1;
         }
@@ -243,7 +249,7 @@ int tf_service_stop (tf_service_t *svc, int timeout_ms)
         pid_t done = waitpid (svc->pid, &status, WNOHANG);
         if (done == svc->pid) {
             svc->pid = 0;
-            return WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
+            return tf_test_exit_code (status);
         }
         usleep (5000);
     }
@@ -394,7 +400,7 @@ int tf_test_run (const tf_service_t *svc, const char *const *argv, const char *i
         free (errbuf);
     if (timed_out)
         return -1;
-    return WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
+    return tf_test_exit_code (status);
 }
 
 char *tf_service_http_get (const tf_service_t *svc, const char *path, int *status)

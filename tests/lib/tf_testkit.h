@@ -39,6 +39,8 @@ bool tf_test_file_has (const char *path, const char *text);
 /*  The last `bytes` of the file at `path` (a log) to stderr, when a test
     fails for a reason the program wrote there. */
 void tf_test_print_tail (const char *path, long bytes);
+/*  A waitpid status as a shell says it: the exit code, or 128 + signal. */
+int tf_test_exit_code (int wait_status);
 
 /*  A full disk for this process: its files may grow to `bytes` at most
     (RLIMIT_FSIZE, SIGXFSZ ignored, so a write past it fails with EFBIG)
