@@ -32,6 +32,7 @@
     shutdown, requests still waiting for chunks, and those not read yet,
     are answered UNAVAILABLE before the cursors go.
 */
+#include <errno.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -148,7 +149,10 @@ static void s_lend (tf_sync_t *self, s_cursor_t *c)
 static s_cursor_t *s_cursor_returned (tf_sync_t *self)
 {
     void *item = NULL;
-    if (zsock_recv (self->reader, "p", &item) || !item)
+    int rc;
+    while ((rc = zsock_recv (self->reader, "p", &item)) != 0 && errno == EINTR)
+        ; //  a second SIGTERM during the stop: the cursor is still to come
+    if (rc != 0 || !item)
         return NULL;
     self->lent--;
     s_cursor_t *next = (s_cursor_t *) zlistx_first (self->queue);
@@ -469,7 +473,12 @@ static void s_reader_actor (zsock_t *pipe, void *args)
     while (true) {
         char *command = NULL;
         void *item = NULL;
-        if (zsock_recv (pipe, "sp", &command, &item) || !command || streq (command, "$TERM")) {
+        //  Only $TERM ends the reader: a signal handled on this thread must
+        //  not, while the loop still lends it cursors to give back.
+        int rc = zsock_recv (pipe, "sp", &command, &item);
+        if (rc != 0 && errno == EINTR)
+            continue;
+        if (rc != 0 || !command || streq (command, "$TERM")) {
             zstr_free (&command);
             break;
         }
