@@ -17,7 +17,10 @@ service_pid=""; feeder_pid=""
 
 stop_all() {
     trap - INT TERM EXIT
-    [ -n "$feeder_pid" ] && kill "$feeder_pid" 2>/dev/null
+    if [ -n "$feeder_pid" ]; then
+        kill "$feeder_pid" 2>/dev/null
+        wait "$feeder_pid" 2>/dev/null
+    fi
     if [ -n "$service_pid" ]; then
         kill -TERM "$service_pid" 2>/dev/null
         wait "$service_pid" 2>/dev/null
@@ -53,15 +56,15 @@ fi
 
 # The feeder: one record of updates.ndjson at a time, as another writer would.
 # Its pause is a child it stops when stopped itself, or the sleep outlives
-# the demo.
+# the demo. $! names the pause even when TERM comes right after its start,
+# before another command could note it; `:` first, so that until the first
+# pause $! is not the service's.
 (
-    pause=""
-    trap '[ -n "$pause" ] && kill "$pause" 2>/dev/null; exit 0' TERM
+    : &
+    trap 'kill $! 2>/dev/null; exit 0' TERM
     while IFS= read -r line; do
         sleep "$pace" &
-        pause=$!
-        wait "$pause"
-        pause=""
+        wait $!
         printf '%s\n' "$line" | "$build/techfeed" put - >/dev/null 2>&1
     done <"$demo/updates.ndjson"
 ) &

@@ -4,6 +4,7 @@
     each. Ports: three free ones, found by starting the service once. The
     script runs in a session of its own, so a SIGINT to its process group
     is the Ctrl-C it expects. */
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <setjmp.h>
@@ -58,6 +59,31 @@ static bool s_group_gone (void *arg)
     return kill (-*(pid_t *) arg, 0) != 0 && errno == ESRCH;
 }
 
+/*  The processes of `group` still running, "PID (COMMAND)" on stderr. */
+static void s_print_group (pid_t group)
+{
+    DIR *proc = opendir ("/proc");
+    struct dirent *entry;
+    while (proc && (entry = readdir (proc))) {
+        char path[300], stat[600];
+        snprintf (path, sizeof path, "/proc/%s/stat", entry->d_name);
+        FILE *file = fopen (path, "r");
+        if (!file)
+            continue;
+        size_t n = fread (stat, 1, sizeof stat - 1, file);
+        fclose (file);
+        stat[n] = 0;
+        //  PID (COMMAND) STATE PPID PGRP ...; COMMAND may hold ") "
+        char *end = strrchr (stat, ')'), state;
+        int parent, pgrp;
+        if (end && sscanf (end + 1, " %c %d %d", &state, &parent, &pgrp) == 3 && pgrp == group)
+            fprintf (stderr, "  still running: %.*s, parent %d\n", (int) (end + 1 - stat), stat,
+                     parent);
+    }
+    if (proc)
+        closedir (proc);
+}
+
 /*  One run of the demo until it watches (its updates an hour apart, so
     none comes), then Ctrl-C. Returns its stdout; caller frees. */
 static char *s_run_demo (fixture_t *f, const char *name)
@@ -75,14 +101,18 @@ static char *s_run_demo (fixture_t *f, const char *name)
     char *out = tf_spawn_read (demo.out);
     if (!watching || status < 0) {
         char *err = tf_spawn_read (demo.err);
-        fail_msg ("demo %s: watching %d, exit %d\nstdout:\n%s\nstderr:\n%s", name, watching, status,
-                  out, err);
+        fprintf (stderr, "stdout:\n%s\nstderr:\n%s\n", out, err);
+        free (out);
+        free (err);
+        fail_msg ("demo %s: watching %d, exit %d (its output above)", name, watching, status);
     }
     //  The service it started was stopped with it, by the script's trap,
     //  and nothing it started outlives it (the feeder's pause either)
     assert_non_null (strstr (out, "demo stopped"));
     if (!tf_test_wait_for (s_group_gone, &group, 5000)) {
+        s_print_group (group);
         kill (-group, SIGKILL);
+        free (out);
         fail_msg ("demo %s: processes of its group are still running", name);
     }
     return out;
