@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -51,19 +52,31 @@ static void s_timestamp (char *out, size_t size)
     snprintf (out + n, size - n, ".%03ldZ", now.tv_nsec / 1000000);
 }
 
-/*  logfmt quotes a value that holds spaces, quotes or '='. */
-static void s_print_logfmt (FILE *out, const char *ts, const char *level, const char *msg)
+enum { S_QUOTED = 1, S_HIGH = 2 };
+
+/*  The message with its control characters as escapes (\n, \t, \u001b):
+    a client's string quoted in a message can neither start a line that
+    looks like the service's own nor steer a terminal. S_QUOTED escapes
+    '"' and '\\' too (a logfmt value), S_HIGH bytes from 0x80 (\x80: a
+    message that is not UTF-8, which JSON cannot carry as it is). */
+static void s_escape (const char *msg, char *out, size_t size, int how)
 {
-    fprintf (out, "ts=%s level=%s msg=\"", ts, level);
-    for (const char *c = msg; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            fputc ('\\', out);
-        if (*c == '\n')
-            fputs ("\\n", out);
-        else
-            fputc (*c, out);
+    size_t n = 0;
+    for (const unsigned char *c = (const unsigned char *) msg; *c && n + 7 < size; c++) {
+        const char *named = *c == '\n' ? "\\n" : *c == '\r' ? "\\r" : *c == '\t' ? "\\t" : NULL;
+        if (named)
+            n += (size_t) snprintf (out + n, size - n, "%s", named);
+        else if (*c < 0x20 || *c == 0x7f)
+            n += (size_t) snprintf (out + n, size - n, "\\u%04x", *c);
+        else if ((how & S_HIGH) && *c >= 0x80)
+            n += (size_t) snprintf (out + n, size - n, "\\x%02x", *c);
+        else {
+            if ((how & S_QUOTED) && (*c == '"' || *c == '\\'))
+                out[n++] = '\\';
+            out[n++] = (char) *c;
+        }
     }
-    fputs ("\"\n", out);
+    out[n] = 0;
 }
 
 void tf_log (tf_log_level_t level, const char *format, ...)
@@ -78,19 +91,26 @@ void tf_log (tf_log_level_t level, const char *format, ...)
     char ts[40];
     s_timestamp (ts, sizeof ts);
     const char *name = s_level_names[level];
+    char escaped[6 * sizeof msg + 1];
 
     if (s_format == TF_LOG_JSON) {
+        //  jansson escapes control characters; it refuses invalid UTF-8
         json_t *line = json_pack ("{s:s, s:s, s:s}", "ts", ts, "level", name, "msg", msg);
+        if (!line) {
+            s_escape (msg, escaped, sizeof escaped, S_HIGH);
+            line = json_pack ("{s:s, s:s, s:s}", "ts", ts, "level", name, "msg", escaped);
+        }
         char *text = line ? json_dumps (line, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
-        if (text)
-            fprintf (stderr, "%s\n", text);
-        else /* jansson refuses invalid UTF-8: keep the line anyway */
-            fprintf (stderr, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"(unprintable)\"}\n", ts,
-                     name);
+        if (!text)
+            abort (); // out of memory
+        fprintf (stderr, "%s\n", text);
         free (text);
         json_decref (line);
-    } else if (s_format == TF_LOG_LOGFMT)
-        s_print_logfmt (stderr, ts, name, msg);
-    else
-        fprintf (stderr, "%s %-5s %s\n", ts, name, msg);
+    } else if (s_format == TF_LOG_LOGFMT) {
+        s_escape (msg, escaped, sizeof escaped, S_QUOTED);
+        fprintf (stderr, "ts=%s level=%s msg=\"%s\"\n", ts, name, escaped);
+    } else {
+        s_escape (msg, escaped, sizeof escaped, 0);
+        fprintf (stderr, "%s %-5s %s\n", ts, name, escaped);
+    }
 }
