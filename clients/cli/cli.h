@@ -28,6 +28,7 @@ typedef struct {
     char events[256];
     char sync[256];
     int timeout_ms;                          /* per try */
+    size_t max_frame;                        /* largest request put sends, bytes */
     bool json;                               /* NDJSON output (--json or stdout not a terminal) */
     bool pretty;                             /* stdout is a terminal and no --json */
     bool atomic;                             /* put --atomic */

@@ -41,6 +41,7 @@ static tf_writer_t *s_writer (cli_t *cli, int *status)
         return NULL;
     }
     tf_writer_set_timeout (writer, cli->timeout_ms);
+    tf_writer_set_max_frame (writer, cli->max_frame);
     if (cli->server_key && tf_writer_set_curve (writer, cli->server_key, cli->key) != 0) {
         *status = cli_bad_curve (tf_writer_errstr (writer));
         tf_writer_destroy (&writer);
@@ -207,7 +208,26 @@ static Techfeed__Milestone *s_record (s_earlies_t *earlies, size_t line, json_t 
     return m;
 }
 
-/*  Sends items[0..n) in requests of `batch`; prints a result per record.
+/*  How many of items[0..n) the next request takes: at most `batch`, and
+    as many as fit in cli->max_frame bytes (at least one: a record too
+    large alone is refused as such, TOO_LARGE). */
+static size_t s_request_size (const cli_t *cli, const s_item_t *items, size_t n, size_t batch)
+{
+    //  Over the records: the request's own fields (its id of 64 bytes at
+    //  most), and each operation's kind, expected revision and framing.
+    const size_t request_fields = 128, op_fields = 32;
+    size_t bytes = request_fields, k = 0;
+    while (k < n && k < batch) {
+        bytes += techfeed__milestone__get_packed_size (items[k].record) + op_fields;
+        if (k > 0 && bytes > cli->max_frame)
+            break;
+        k++;
+    }
+    return k;
+}
+
+/*  Sends items[0..n) in requests of `batch` records at most, each within
+    cli->max_frame bytes; prints a result per record.
     Counts into *stored and *rejected. 0, or EX_UNAVAILABLE when
     the service did not answer. */
 static int s_send (cli_t *cli, const char *name, s_item_t *items, size_t n, size_t batch,
@@ -221,8 +241,8 @@ static int s_send (cli_t *cli, const char *name, s_item_t *items, size_t n, size
     tf_result_t *results = (tf_result_t *) calloc (batch, sizeof *results);
     if (!ops || !results)
         abort ();
-    for (size_t i = 0; i < n && status == 0; i += batch) {
-        size_t k = n - i < batch ? n - i : batch;
+    for (size_t i = 0, k; i < n && status == 0; i += k) {
+        k = cli->atomic ? n - i : s_request_size (cli, items + i, n - i, batch);
         for (size_t j = 0; j < k; j++)
             ops[j] = (tf_op_t){ .record = items[i + j].record,
                                 .has_expected_revision = cli->has_expect,

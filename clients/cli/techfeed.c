@@ -38,6 +38,7 @@ enum {
     OPT_DB,
     OPT_QUIET,
     OPT_DIR,
+    OPT_MAX_FRAME,
     OPT_ATOMIC,
     OPT_EXPECT,
     OPT_ORG,
@@ -71,6 +72,7 @@ static const struct option s_options[] = {
     { "db", required_argument, NULL, OPT_DB },
     { "quiet", no_argument, NULL, OPT_QUIET },
     { "dir", required_argument, NULL, OPT_DIR },
+    { "max-frame", required_argument, NULL, OPT_MAX_FRAME },
     { "atomic", no_argument, NULL, OPT_ATOMIC },
     { "expect-revision", required_argument, NULL, OPT_EXPECT },
     { "org", required_argument, NULL, OPT_ORG },
@@ -98,6 +100,7 @@ static const s_setting_t s_settings[] = {
     { OPT_SERVER_KEY, "TECHFEED_SERVER_KEY" }, { OPT_KEY, "TECHFEED_KEY" },
     { OPT_SECTOR, "TECHFEED_SECTOR" },         { OPT_DB, "TECHFEED_MIRROR_DB" },
     { OPT_QUIET, "TECHFEED_QUIET" },           { OPT_DIR, "TECHFEED_KEY_DIR" },
+    { OPT_MAX_FRAME, "TECHFEED_MAX_FRAME" },
 };
 #define SETTINGS (sizeof s_settings / sizeof s_settings[0])
 
@@ -125,9 +128,10 @@ static const char s_help_put[] =
     "before anything is sent; errors are reported as FILE:LINE: /field: message.\n"
     "Prints one result per record: `ok  ID  rev N  seq S` on a terminal, NDJSON\n"
     "{\"id\",\"ok\",\"revision\",\"sequence\"|\"code\",\"field\",\"message\",\"line\"} otherwise.\n"
+    "Records go in requests of at most 1000 records and --max-frame bytes.\n"
     "\n"
     "OPTIONS\n"
-    "  --atomic             store all records or none (at most 1000)\n"
+    "  --atomic             store all records or none: one request (at most 1000)\n"
     "  --expect-revision N  store only if the stored revision is N (0: must not exist);\n"
     "                       the file must hold exactly one record\n"
     "\n"
@@ -320,7 +324,7 @@ static const char s_help_help[] =
 
 /*  help's run is NULL: main answers `techfeed help [COMMAND]` itself. */
 static const s_command_t s_commands[] = {
-    { "put", cli_put, BIT (OPT_ATOMIC) | BIT (OPT_EXPECT), 0, 1, s_help_put },
+    { "put", cli_put, BIT (OPT_ATOMIC) | BIT (OPT_EXPECT) | BIT (OPT_MAX_FRAME), 0, 1, s_help_put },
     { "delete", cli_delete, BIT (OPT_EXPECT), 1, 1, s_help_delete },
     { "get", cli_get, 0, 1, INT32_MAX, s_help_get },
     { "list", cli_list,
@@ -387,6 +391,9 @@ static const char s_help[] =
     "  --db FILE         TECHFEED_MIRROR_DB   mirror: its SQLite file\n"
     "  --quiet           TECHFEED_QUIET       mirror: errors only (true, false)\n"
     "  --dir DIR         TECHFEED_KEY_DIR     keygen: where the files go, default .\n"
+    "  --max-frame N     TECHFEED_MAX_FRAME   put: the service's --max-frame, default\n"
+    "                                         4194304: records go in requests this large\n"
+    "                                         at most\n"
     "  An endpoint flag wins over --server, which wins over the endpoint variables,\n"
     "  which win over TECHFEED_SERVER. Each command's own options: techfeed help COMMAND.\n"
     "\n"
@@ -560,6 +567,14 @@ static int s_settings_load (const s_raw_t *raw, cli_t *cli)
                           "is not a number of milliseconds (1 to 86400000)");
         cli->timeout_ms = (int) number;
     }
+    //  The service's bounds of its own --max-frame, which shares the variable
+    const char *max_frame = s_value (raw, OPT_MAX_FRAME, &source);
+    if (max_frame) {
+        if (!s_number (max_frame, 268435456, &number) || number < 1024)
+            return s_bad (OPT_MAX_FRAME, source, max_frame,
+                          "is not a number of bytes (1024 to 268435456)");
+        cli->max_frame = (size_t) number;
+    }
     bool json = false;
     int status = s_bool (raw, OPT_JSON, &json);
     if (!status)
@@ -611,6 +626,7 @@ static void s_print_config (const s_raw_t *raw, const cli_t *cli)
             cli->key ? cli->key : "");
     printf ("sector=%s\ndb=%s\nquiet=%s\ndir=%s\n", sectors, cli->db ? cli->db : "",
             cli->quiet ? "true" : "false", cli->dir);
+    printf ("max-frame=%zu\n", cli->max_frame);
 }
 
 /*  Flag-only options of commands. 0, or 64 naming the option. */
@@ -652,7 +668,7 @@ static int s_option (cli_t *cli, int opt, const char *arg)
 
 int main (int argc, char *argv[])
 {
-    cli_t cli = { .timeout_ms = TF_DEFAULT_TIMEOUT_MS };
+    cli_t cli = { .timeout_ms = TF_DEFAULT_TIMEOUT_MS, .max_frame = TF_DEFAULT_MAX_FRAME };
     s_raw_t raw = { { NULL }, NULL };
     unsigned given = 0; // BIT()s of the options used
     bool help = false, print_config = false;

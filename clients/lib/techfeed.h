@@ -78,8 +78,9 @@ const char *techfeed_version (void);
 #define TF_DEFAULT_INGEST "tcp://127.0.0.1:5560"
 #define TF_DEFAULT_EVENTS "tcp://127.0.0.1:5561"
 #define TF_DEFAULT_SYNC "tcp://127.0.0.1:5562"
-#define TF_DEFAULT_TIMEOUT_MS 3000 /* per try */
-#define TF_DEFAULT_TRIES 3         /* tries per request, the first one included */
+#define TF_DEFAULT_TIMEOUT_MS 3000   /* per try */
+#define TF_DEFAULT_TRIES 3           /* tries per request, the first one included */
+#define TF_DEFAULT_MAX_FRAME 4194304 /* bytes of one request: the service's --max-frame */
 
 // ------------------------------------------------------------------ writer
 
@@ -120,6 +121,11 @@ void tf_writer_set_timeout (tf_writer_t *self, int timeout_ms);
 void tf_writer_set_retries (tf_writer_t *self, int tries);
 /*  CURVE, see the top of this file. */
 int tf_writer_set_curve (tf_writer_t *self, const char *server_key, const char *client_cert);
+/*  The largest request the service takes, its --max-frame (default
+    TF_DEFAULT_MAX_FRAME; 0 sets the default). A request packed larger is
+    not sent, since the service would drop the connection without a reply:
+    the call answers TOO_LARGE for every operation, the size in errstr. */
+void tf_writer_set_max_frame (tf_writer_t *self, size_t bytes);
 
 /*  request_id of the next request only (1..64 printable ASCII, no space;
     copied). Without it each request gets a fresh UUID. -1 if not valid.
@@ -132,7 +138,8 @@ int tf_writer_set_request_id (tf_writer_t *self, const char *request_id);
 /*  Sends `n` operations (1..1000) as one request and waits for its reply.
     `results` (n entries, caller's) gets one outcome per operation, in
     order. A whole-request error of the service (MALFORMED, TOO_LARGE,
-    UNAVAILABLE...) is copied into every result. `atomic`: all or none.
+    UNAVAILABLE...), or of the request's size (tf_writer_set_max_frame),
+    is copied into every result. `atomic`: all or none.
     Returns 0 when the service answered (look at the results), -1 when it
     did not after every try ("service unavailable at EP after N tries"),
     or sent a reply that does not fit the request; errstr says which, and

@@ -20,6 +20,7 @@ struct _tf_writer_t {
     char request_id[TF_REQUEST_ID_MAX + 1]; /* id of the last request sent */
     bool replayed;                          /* last reply came from the idempotency cache */
     tf_curve_t *curve;                      /* CURVE settings, or NULL: plain */
+    size_t max_frame;                       /* largest request sent, bytes */
     char errstr[300];                       /* last error */
 };
 
@@ -31,6 +32,7 @@ tf_writer_t *tf_writer_new (const char *ingest_endpoint)
         return NULL;
     tf_writer_t *self = (tf_writer_t *) zmalloc (sizeof (tf_writer_t));
     self->rpc = rpc;
+    self->max_frame = TF_DEFAULT_MAX_FRAME;
     return self;
 }
 
@@ -54,6 +56,11 @@ void tf_writer_set_timeout (tf_writer_t *self, int timeout_ms)
 void tf_writer_set_retries (tf_writer_t *self, int tries)
 {
     tf_rpc_set_tries (self->rpc, tries);
+}
+
+void tf_writer_set_max_frame (tf_writer_t *self, size_t bytes)
+{
+    self->max_frame = bytes ? bytes : TF_DEFAULT_MAX_FRAME;
 }
 
 int tf_writer_set_curve (tf_writer_t *self, const char *server_key, const char *client_cert)
@@ -129,6 +136,20 @@ static void s_fill_results (tf_result_t *results, const tf_op_t *ops, size_t n, 
     }
 }
 
+/*  A request over max_frame, not sent: TOO_LARGE for each operation. */
+static int s_refuse_size (tf_writer_t *self, const tf_op_t *ops, size_t n, size_t size,
+                          tf_result_t *results)
+{
+    char message[200];
+    snprintf (message, sizeof message,
+              "the request is %zu bytes, over the %zu a request may be (the service's "
+              "--max-frame): send fewer records at a time",
+              size, self->max_frame);
+    snprintf (self->errstr, sizeof self->errstr, "TOO_LARGE: %s", message);
+    s_fill_results (results, ops, n, TECHFEED__ERROR_CODE__TOO_LARGE, message);
+    return 0;
+}
+
 /*  Sends the request, resending (same request_id) while the service says
     UNAVAILABLE and tries remain. The reply or NULL (errstr set). */
 static Techfeed__IngestReply *s_exchange (tf_writer_t *self, const Techfeed__IngestRequest *request)
@@ -200,9 +221,13 @@ int tf_writer_send (tf_writer_t *self, const tf_op_t *ops, size_t n, bool atomic
     request.has_atomic = 1;
     request.atomic = atomic;
 
-    Techfeed__IngestReply *reply = s_exchange (self, &request);
+    //  Larger, the service would drop the connection: no reply, only tries
+    size_t size = techfeed__ingest_request__get_packed_size (&request);
+    Techfeed__IngestReply *reply = size <= self->max_frame ? s_exchange (self, &request) : NULL;
     free (pointers);
     free (storage);
+    if (size > self->max_frame)
+        return s_refuse_size (self, ops, n, size, results);
     if (!reply)
         return -1;
 

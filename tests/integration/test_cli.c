@@ -174,6 +174,65 @@ static void test_put_file_then_get (void **state)
     json_decref (results);
 }
 
+/*  The head the service reports (techfeed status). */
+static long long s_head (tf_service_t *svc)
+{
+    assert_int_equal (s_cli (svc, NULL, "status", "--json"), 0);
+    json_t *status = json_loads (s_out, 0, NULL);
+    assert_non_null (status);
+    long long head = json_integer_value (json_object_get (status, "head_sequence"));
+    json_decref (status);
+    return head;
+}
+
+/*  NDJSON of `n` records as large as validation lets them be (32 sources
+    of 2000 characters: about 68 KB packed). Caller frees. */
+static char *s_large_records (size_t n)
+{
+    char source[2100];
+    snprintf (source, sizeof source, "\"https://example.org/%01990d", 0);
+    size_t cap = n * 70000, len = 0;
+    char *text = (char *) malloc (cap);
+    assert_non_null (text);
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t) snprintf (text + len, cap - len,
+                                  "{\"id\":\"large-%zu\",\"sector\":\"space\",\"title\":\"A large "
+                                  "record\",\"date\":\"2019-01-03\",\"sources\":[",
+                                  i);
+        for (int k = 0; k < 32; k++)
+            len += (size_t) snprintf (text + len, cap - len, "%s%s-%d\"", k ? "," : "", source, k);
+        len += (size_t) snprintf (text + len, cap - len, "]}\n");
+    }
+    return text;
+}
+
+static void test_put_over_one_frame (void **state)
+{
+    tf_service_t *svc = (tf_service_t *) *state;
+    //  80 records, 5.4 MB: more than one request of the service's 4 MiB may
+    //  hold (it would drop the connection, and put would wait for a reply)
+    char *records = s_large_records (80);
+    const char *path = s_file (svc, "large.ndjson", records);
+    free (records);
+    if (s_cli (svc, NULL, "put", path) != 0)
+        fail_msg ("put of 5.4 MB: %s", s_err);
+    json_t *results = s_out_json ();
+    assert_int_equal (json_array_size (results), 80);
+    json_decref (results);
+    assert_int_equal (s_head (svc), 80);
+    //  --atomic must send them in one request: refused here, said once
+    assert_int_equal (s_cli (svc, NULL, "put", "--atomic", path), 65);
+    assert_non_null (strstr (s_err, "TOO_LARGE: the request is "));
+    assert_non_null (strstr (s_err, "--max-frame"));
+    assert_int_equal (tf_test_count_text (s_err, "TOO_LARGE"), 1);
+    assert_int_equal (s_head (svc), 80);
+    //  A smaller frame: requests of one record each, all stored
+    assert_int_equal (s_cli (svc, NULL, "put", "--max-frame", "100000", path), 0);
+    assert_int_equal (s_head (svc), 160);
+    assert_int_equal (s_cli (svc, NULL, "put", "--max-frame", "1000", path), 78);
+    assert_non_null (strstr (s_err, "--max-frame (TECHFEED_MAX_FRAME) from flag: '1000'"));
+}
+
 static void test_put_from_stdin (void **state)
 {
     tf_service_t *svc = (tf_service_t *) *state;
@@ -629,6 +688,7 @@ int main (void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown (test_put_file_then_get, tf_test_setup_service, teardown),
         cmocka_unit_test_setup_teardown (test_put_from_stdin, tf_test_setup_service, teardown),
+        cmocka_unit_test_setup_teardown (test_put_over_one_frame, tf_test_setup_service, teardown),
         cmocka_unit_test_setup_teardown (test_list_filters, tf_test_setup_service, teardown),
         cmocka_unit_test_setup_teardown (test_delete, tf_test_setup_service, teardown),
         cmocka_unit_test_setup_teardown (test_bad_ndjson_file, tf_test_setup_service, teardown),

@@ -288,6 +288,41 @@ static void test_whole_request_error (void **state)
     assert_non_null (strstr (put.errstr, "TOO_LARGE"));
 }
 
+/*  A request larger than the service takes in a frame is refused before
+    it is sent (the service would drop the connection): TOO_LARGE with its
+    size, and the writer goes on with smaller ones. */
+static void test_request_over_max_frame (void **state)
+{
+    fake_t fake;
+    zactor_t *actor;
+    tf_writer_t *writer = s_writer (&fake, &actor, FAKE_OK);
+    size_t packed = techfeed__milestone__get_packed_size (&s_records[0]);
+    //  Room for one record and the request's own fields, not for three
+    size_t max = packed + 80;
+    tf_writer_set_max_frame (writer, max);
+    tf_result_t results[3];
+    assert_int_equal (tf_writer_put (writer, s_pointers, 3, false, results), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal (results[i].code, TECHFEED__ERROR_CODE__TOO_LARGE);
+        assert_string_equal (results[i].id, s_records[i].id);
+        assert_non_null (strstr (results[i].message, "--max-frame"));
+    }
+    char expected[100];
+    snprintf (expected, sizeof expected, "bytes, over the %zu a request may be", max);
+    assert_non_null (strstr (tf_writer_errstr (writer), "TOO_LARGE: the request is "));
+    assert_non_null (strstr (tf_writer_errstr (writer), expected));
+    //  One record fits; 0 is the default again, where three fit
+    assert_int_equal (tf_writer_put (writer, s_pointers, 1, false, results), 0);
+    assert_int_equal (results[0].code, 0);
+    tf_writer_set_max_frame (writer, 0);
+    assert_int_equal (tf_writer_put (writer, s_pointers, 3, false, results), 0);
+    assert_int_equal (results[2].code, 0);
+    assert_string_equal (tf_writer_errstr (writer), "");
+    tf_writer_destroy (&writer);
+    zactor_destroy (&actor);
+    assert_int_equal (fake.requests, 2); // the one too large never left
+}
+
 /*  A refusal as a whole that does not name the request (the service did
     not read its id) still answers it: no retry, the code in every result. */
 static void test_whole_request_error_without_id (void **state)
@@ -505,6 +540,7 @@ int main (void)
         cmocka_unit_test (test_garbage_reply_skipped),
         cmocka_unit_test (test_unavailable_is_resent),
         cmocka_unit_test (test_whole_request_error),
+        cmocka_unit_test (test_request_over_max_frame),
         cmocka_unit_test (test_whole_request_error_without_id),
         cmocka_unit_test (test_curve_on_every_socket),
         cmocka_unit_test (test_query),
