@@ -704,7 +704,9 @@ int main (int argc, char *argv[])
         }
         given |= BIT (opt);
     }
-    if (status == 0)
+    //  Help needs no settings: it is shown whatever the environment holds
+    bool asks_help = help || (optind < argc && strcmp (argv[optind], "help") == 0);
+    if (status == 0 && (print_config || !asks_help))
         status = s_settings_load (&raw, &cli);
     if (status == 0 && print_config)
         s_print_config (&raw, &cli);

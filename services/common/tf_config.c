@@ -81,7 +81,9 @@ int tf_config_load (const tf_cfg_option_t *options, size_t count, void *target, 
         snprintf (errmsg, errlen, "too many settings");
         return TF_CONFIG_ERROR;
     }
-    //  Defaults, then the environment.
+    //  Defaults, then the environment. A bad variable is said after the
+    //  flags are read: --help shows the help whatever the environment holds.
+    char env_error[512] = "";
     for (size_t i = 0; i < count; i++) {
         const tf_cfg_option_t *opt = &options[i];
         char env[96];
@@ -90,8 +92,8 @@ int tf_config_load (const tf_cfg_option_t *options, size_t count, void *target, 
         if (opt->default_value &&
             s_assign (opt, target, opt->default_value, "default", errmsg, errlen))
             return TF_CONFIG_ERROR;
-        if (value && s_assign (opt, target, value, "environment", errmsg, errlen))
-            return TF_CONFIG_ERROR;
+        if (value && !env_error[0]) // the first bad one is said
+            s_assign (opt, target, value, "environment", env_error, sizeof env_error);
     }
     //  Flags last, so they win.
     struct option longopts[TF_CONFIG_MAX + 3];
@@ -146,6 +148,10 @@ int tf_config_load (const tf_cfg_option_t *options, size_t count, void *target, 
         snprintf (errmsg, errlen, "unexpected argument '%s'", argv[optind]);
         return TF_CONFIG_ERROR;
     }
+    if (env_error[0]) {
+        snprintf (errmsg, errlen, "%s", env_error);
+        return TF_CONFIG_ERROR;
+    }
     return result;
 }
 
@@ -175,8 +181,8 @@ void tf_config_usage (const tf_cfg_option_t *options, size_t count, const char *
         printf ("  %-28s %s\n      %s (default: %s)\n", flag, options[i].help, env,
                 options[i].default_value ? options[i].default_value : "unset");
     }
-    printf ("  %-28s show this help\n  %-28s show the effective settings and exit\n",
-            "-h, --help", "    --print-config");
+    printf ("  %-28s show this help\n  %-28s show the effective settings and exit\n", "-h, --help",
+            "    --print-config");
 }
 
 void tf_config_print (const tf_cfg_option_t *options, size_t count, const void *target)

@@ -35,9 +35,10 @@ static void s_forget_output (void)
 #define s_cli(svc, ...) (s_forget_output (), tf_test_cli ((svc), NULL, &s_out, &s_err, __VA_ARGS__))
 
 static const char *const s_variables[] = {
-    "TECHFEED_SERVER",  "TECHFEED_INGEST", "TECHFEED_EVENTS",  "TECHFEED_SYNC",
-    "TECHFEED_TIMEOUT", "TECHFEED_JSON",   "TECHFEED_SECTOR",  "TECHFEED_SERVER_KEY",
-    "TECHFEED_KEY",     "TECHFEED_QUIET",  "TECHFEED_KEY_DIR", "TECHFEED_MIRROR_DB",
+    "TECHFEED_SERVER",    "TECHFEED_INGEST", "TECHFEED_EVENTS",  "TECHFEED_SYNC",
+    "TECHFEED_TIMEOUT",   "TECHFEED_JSON",   "TECHFEED_SECTOR",  "TECHFEED_SERVER_KEY",
+    "TECHFEED_KEY",       "TECHFEED_QUIET",  "TECHFEED_KEY_DIR", "TECHFEED_MIRROR_DB",
+    "TECHFEED_MAX_FRAME",
 };
 
 static int setup (void **state)
@@ -94,7 +95,18 @@ static void test_bad_values_exit_78 (void **state)
     setenv ("TECHFEED_TIMEOUT", "-5", 1);
     assert_int_equal (s_cli (NULL, "status", NULL), 78);
     s_assert_has (s_err, "--timeout (TECHFEED_TIMEOUT) from environment: '-5'");
+    //  Help needs no settings: shown whatever the environment holds
+    assert_int_equal (s_cli (NULL, "--help", NULL), 0);
+    s_assert_has (s_out, "SETTINGS");
+    assert_int_equal (s_cli (NULL, "help", "put", NULL), 0);
+    s_assert_has (s_out, "techfeed put [OPTIONS] [FILE|-]");
+    assert_int_equal (s_cli (NULL, "status", "--help", NULL), 0);
     unsetenv ("TECHFEED_TIMEOUT");
+    setenv ("TECHFEED_MAX_FRAME", "1000", 1);
+    assert_int_equal (s_cli (NULL, "put", NULL), 78);
+    s_assert_has (s_err, "--max-frame (TECHFEED_MAX_FRAME) from environment: '1000' is not a "
+                         "number of bytes (1024 to 268435456)");
+    unsetenv ("TECHFEED_MAX_FRAME");
     setenv ("TECHFEED_JSON", "maybe", 1);
     assert_int_equal (s_cli (NULL, "--print-config", NULL), 78);
     s_assert_has (s_err, "--json (TECHFEED_JSON) from environment: 'maybe'");

@@ -147,6 +147,21 @@ static void test_help_starts_with_examples (void **state)
     assert_non_null (strstr (out, "TECHFEED_DATA_DIR"));
     free (out);
     free (err);
+    //  Whatever the environment holds: the help needs no setting
+    setenv ("TECHFEED_HEARTBEAT_MS", "abc", 1);
+    assert_int_equal (s_ingestd (args, &out, &err), 0);
+    assert_non_null (strstr (out, "Usage:"));
+    free (out);
+    free (err);
+    //  The bad variable is still said when it would be used, and a bad
+    //  flag still too
+    const char *print[] = { "--print-config", NULL };
+    assert_int_equal (s_ingestd (print, &out, &err), 78);
+    assert_non_null (
+        strstr (err, "--heartbeat-ms (TECHFEED_HEARTBEAT_MS) from environment: 'abc'"));
+    free (out);
+    free (err);
+    unsetenv ("TECHFEED_HEARTBEAT_MS");
 }
 
 int main (void)
