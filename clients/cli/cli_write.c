@@ -9,8 +9,12 @@
 #include "tf_reader.h"
 #include "tf_validate.h"
 
-#define CLI_BATCH 500               /* records per request */
-#define CLI_ATOMIC_MAX 1000         /* one request's limit (PROTOCOL.md §5) */
+#define CLI_BATCH 500       /* records per request */
+#define CLI_ATOMIC_MAX 1000 /* one request's limit (PROTOCOL.md §5) */
+/*  A request's bytes over its records: its own fields (a request id of 64
+    bytes at most), and each operation's kind, expected revision, framing. */
+#define CLI_REQUEST_FIELDS 128
+#define CLI_OP_FIELDS 32
 #define CLI_INPUT_MAX (1024u << 20) /* biggest input file read, bytes */
 
 /*  A record ready to send and the line it came from. */
@@ -188,9 +192,10 @@ static void s_earlies_free (s_earlies_t *earlies)
     free (earlies->items);
 }
 
-/*  Decodes and validates one JSON value. The record, or NULL when
-    rejected (deferred into `earlies`). */
-static Techfeed__Milestone *s_record (s_earlies_t *earlies, size_t line, json_t *value)
+/*  Decodes and validates one JSON value, and checks that a request can
+    carry it. The record, or NULL when rejected (deferred into `earlies`). */
+static Techfeed__Milestone *s_record (const cli_t *cli, s_earlies_t *earlies, size_t line,
+                                      json_t *value)
 {
     tf_verror_t verr;
     const char *id = json_string_value (json_object_get (value, "id"));
@@ -203,22 +208,30 @@ static Techfeed__Milestone *s_record (s_earlies_t *earlies, size_t line, json_t 
         techfeed__milestone__free_unpacked (m, NULL);
         m = NULL;
     }
-    if (!m)
+    if (!m) {
         s_defer (earlies, line, id, "INVALID", verr.field, verr.message);
+        return NULL;
+    }
+    size_t bytes = techfeed__milestone__get_packed_size (m) + CLI_OP_FIELDS + CLI_REQUEST_FIELDS;
+    if (bytes > cli->max_frame) {
+        char message[200];
+        snprintf (message, sizeof message,
+                  "the record makes a request of %zu bytes, over --max-frame (%zu)", bytes,
+                  cli->max_frame);
+        s_defer (earlies, line, id, "TOO_LARGE", "", message);
+        techfeed__milestone__free_unpacked (m, NULL);
+        return NULL;
+    }
     return m;
 }
 
 /*  How many of items[0..n) the next request takes: at most `batch`, and
-    as many as fit in cli->max_frame bytes (at least one: a record too
-    large alone is refused as such, TOO_LARGE). */
+    as many as fit in cli->max_frame bytes (each fits alone: s_record). */
 static size_t s_request_size (const cli_t *cli, const s_item_t *items, size_t n, size_t batch)
 {
-    //  Over the records: the request's own fields (its id of 64 bytes at
-    //  most), and each operation's kind, expected revision and framing.
-    const size_t request_fields = 128, op_fields = 32;
-    size_t bytes = request_fields, k = 0;
+    size_t bytes = CLI_REQUEST_FIELDS, k = 0;
     while (k < n && k < batch) {
-        bytes += techfeed__milestone__get_packed_size (items[k].record) + op_fields;
+        bytes += techfeed__milestone__get_packed_size (items[k].record) + CLI_OP_FIELDS;
         if (k > 0 && bytes > cli->max_frame)
             break;
         k++;
@@ -314,7 +327,7 @@ int cli_put (cli_t *cli)
             rejected++;
             continue;
         }
-        Techfeed__Milestone *m = s_record (&earlies, line, value);
+        Techfeed__Milestone *m = s_record (cli, &earlies, line, value);
         json_decref (value);
         if (!m) {
             rejected++;

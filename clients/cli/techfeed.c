@@ -128,7 +128,7 @@ static const char s_help_put[] =
     "before anything is sent; errors are reported as FILE:LINE: /field: message.\n"
     "Prints one result per record: `ok  ID  rev N  seq S` on a terminal, NDJSON\n"
     "{\"id\",\"ok\",\"revision\",\"sequence\"|\"code\",\"field\",\"message\",\"line\"} otherwise.\n"
-    "Records go in requests of at most 1000 records and --max-frame bytes.\n"
+    "Records go in requests of at most 500 records and --max-frame bytes.\n"
     "\n"
     "OPTIONS\n"
     "  --atomic             store all records or none: one request (at most 1000)\n"

@@ -229,6 +229,22 @@ static void test_put_over_one_frame (void **state)
     //  A smaller frame: requests of one record each, all stored
     assert_int_equal (s_cli (svc, NULL, "put", "--max-frame", "100000", path), 0);
     assert_int_equal (s_head (svc), 160);
+    //  A record no request under --max-frame can carry: refused as such,
+    //  the records around it stored
+    char *one = s_large_records (1);
+    char mixed[80000];
+    snprintf (mixed, sizeof mixed,
+              "{\"id\":\"small-1\",\"sector\":\"ai\",\"title\":\"one\",\"date\":\"2020\"}\n%s"
+              "{\"id\":\"small-2\",\"sector\":\"ai\",\"title\":\"two\",\"date\":\"2021\"}\n",
+              one);
+    free (one);
+    path = s_file (svc, "mixed.ndjson", mixed);
+    assert_int_equal (s_cli (svc, NULL, "put", "--max-frame", "20000", path), 65);
+    assert_string_equal (s_out_ids (), "small-1 large-0 small-2");
+    assert_non_null (strstr (s_out, "\"code\":\"TOO_LARGE\""));
+    assert_non_null (strstr (s_err, "mixed.ndjson:2: the record makes a request of "));
+    assert_non_null (strstr (s_err, "bytes, over --max-frame (20000)"));
+    assert_int_equal (s_head (svc), 162);
     assert_int_equal (s_cli (svc, NULL, "put", "--max-frame", "1000", path), 78);
     assert_non_null (strstr (s_err, "--max-frame (TECHFEED_MAX_FRAME) from flag: '1000'"));
 }
