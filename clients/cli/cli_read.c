@@ -66,8 +66,13 @@ static tf_query_t *s_query (cli_t *cli, int *status)
 static int s_failed (tf_query_t *query)
 {
     cli_error ("%s", tf_query_errstr (query));
-    int status = cli_exit_for_code (tf_query_code (query));
-    return status == CLI_NOT_FOUND ? EX_DATAERR : status;
+    //  A whole reply NOT_FOUND is a snapshot's cursor gone mid-stream (the
+    //  service restarted, or it closed the cursor as idle): try again
+    if (tf_query_code (query) == TECHFEED__ERROR_CODE__NOT_FOUND) {
+        cli_error ("the snapshot was cut short; run the command again");
+        return EX_UNAVAILABLE;
+    }
+    return cli_exit_for_code (tf_query_code (query));
 }
 
 int cli_get (cli_t *cli)

@@ -405,10 +405,10 @@ static const char s_help[] =
     "EXIT STATUS\n"
     "  0 done, 1 not found (get, delete), 64 usage error (unknown command or option,\n"
     "  missing or extra arguments, a bad value of a command's own option), 65 bad\n"
-    "  data (a record rejected), 66 input file missing, 69 service unavailable, 70\n"
-    "  internal error, 73 cannot create a file, 74 I/O error, 77 not allowed\n"
-    "  (UNAUTHORIZED), 78 a bad value of a setting, from its flag or its variable\n"
-    "  (the message names both)\n";
+    "  data (a record rejected), 66 input file missing, 69 service unavailable (or\n"
+    "  a list cut short: run it again), 70 internal error, 73 cannot create a file,\n"
+    "  74 I/O error, 77 not allowed (UNAUTHORIZED), 78 a bad value of a setting,\n"
+    "  from its flag or its variable (the message names both)\n";
 
 static const s_command_t *s_find (const char *name)
 {

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "tf_fake.h"
 #include "tf_viewkit.h"
 
 static char *s_out; /* stdout of the last s_cli */
@@ -556,6 +557,58 @@ static void test_watch_filtered (void **state)
 
 // --------------------------------------------------------------- failures
 
+/*  A sync service that answers a snapshot's first chunk, then NOT_FOUND
+    for its cursor, as one that restarted mid-list does. */
+static void s_cut_short_actor (zsock_t *pipe, void *args)
+{
+    zsock_t *router = tf_fake_router ((char *) args, 128);
+    zsock_signal (pipe, 0);
+    zpoller_t *poller = zpoller_new (pipe, router, NULL);
+    while (zpoller_wait (poller, -1) == router) {
+        zframe_t *identity = NULL;
+        Techfeed__SyncRequest *request = (Techfeed__SyncRequest *) tf_fake_recv (
+            router, &techfeed__sync_request__descriptor, &identity);
+        Techfeed__Milestone record, *records[] = { &record };
+        techfeed__milestone__init (&record);
+        record.id = (char *) "first-chunk";
+        record.has_sector = record.has_revision = 1;
+        record.sector = TECHFEED__SECTOR__SECTOR_SPACE;
+        record.title = (char *) "in the first chunk";
+        record.date = (char *) "2019";
+        record.revision = 1;
+        Techfeed__SyncReply reply;
+        if (request && request->kind == TECHFEED__SYNC_KIND__SYNC_SNAPSHOT)
+            tf_fake_snapshot_chunk (&reply, "0123456789abcdef0123456789abcdef", records, 1, false,
+                                    0, NULL, 0);
+        else {
+            techfeed__sync_reply__init (&reply);
+            reply.has_code = 1;
+            reply.code = TECHFEED__ERROR_CODE__NOT_FOUND;
+            reply.message = (char *) "cursor 42 is not open";
+        }
+        if (identity)
+            tf_fake_reply (router, identity, &reply.base);
+        if (request)
+            protobuf_c_message_free_unpacked (&request->base, NULL);
+        zframe_destroy (&identity);
+    }
+    zpoller_destroy (&poller);
+    zsock_destroy (&router);
+}
+
+static void test_list_cut_short (void **state)
+{
+    tf_service_t *svc = (tf_service_t *) *state;
+    char endpoint[128];
+    zactor_t *fake = zactor_new (s_cut_short_actor, endpoint);
+    //  Not bad data (65): the snapshot ended early, and a new one may not
+    int rc = s_cli (svc, NULL, "--sync", endpoint, "list", "--json");
+    zactor_destroy (&fake);
+    assert_int_equal (rc, 69);
+    assert_non_null (strstr (s_err, "cursor 42 is not open"));
+    assert_non_null (strstr (s_err, "the snapshot was cut short; run the command again"));
+}
+
 static void test_service_down (void **state)
 {
     tf_service_t *svc = (tf_service_t *) *state;
@@ -712,6 +765,7 @@ int main (void)
                                          teardown),
         cmocka_unit_test_setup_teardown (test_watch_filtered, tf_test_setup_service, teardown),
         cmocka_unit_test_setup_teardown (test_service_down, tf_test_setup_service, teardown),
+        cmocka_unit_test_setup_teardown (test_list_cut_short, tf_test_setup_service, teardown),
         cmocka_unit_test_setup_teardown (test_usage_errors, tf_test_setup_service, teardown),
         cmocka_unit_test_setup_teardown (test_bad_option_values, tf_test_setup_service, teardown),
         cmocka_unit_test_setup_teardown (test_not_found_exit_documented, tf_test_setup_service,
