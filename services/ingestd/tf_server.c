@@ -94,7 +94,10 @@ static int s_write_endpoints (tf_server_t *self, const char *ingest, const char 
     }
     if (fclose (file) != 0 || rename (tmp, path) != 0)
         return -1;
-    self->endpoints_written = true;
+    struct stat written;
+    self->endpoints_written = stat (path, &written) == 0;
+    self->endpoints_ino = self->endpoints_written ? written.st_ino : 0;
+    self->endpoints_dev = self->endpoints_written ? written.st_dev : 0;
     return 0;
 }
 
@@ -322,8 +325,11 @@ static void s_server_destroy (tf_server_t **self_p)
         return;
     if (self->hwm_fd >= 0)
         close (self->hwm_fd);
-    //  Endpoints of a service that stopped would send clients nowhere
-    if (self->endpoints_written)
+    //  Endpoints of a service that stopped would send clients nowhere; a
+    //  file another service has written since is that one's
+    struct stat now;
+    if (self->endpoints_written && stat (self->config->endpoints_file, &now) == 0 &&
+        now.st_ino == self->endpoints_ino && now.st_dev == self->endpoints_dev)
         unlink (self->config->endpoints_file);
     tf_http_destroy (&self->http);
     zactor_destroy (&self->monitor);

@@ -5,6 +5,8 @@
 #ifndef TF_SERVER_INT_H_INCLUDED
 #define TF_SERVER_INT_H_INCLUDED
 
+#include <sys/types.h>
+
 #include "tf_applier.h"
 #include "tf_checkpointer.h"
 #include "tf_http.h"
@@ -39,7 +41,9 @@ typedef struct {
     tf_metrics_t metrics;            /* counters shared with the HTTP thread */
     int hwm_fd;                      /* the high-water file beside the database, or -1 */
     uint64_t hwm_written;            /* head last written to the high-water file */
-    bool endpoints_written;          /* --endpoints-file is ours to remove at stop */
+    bool endpoints_written;          /* --endpoints-file is ours to remove at stop ... */
+    ino_t endpoints_ino;             /* ... while it is the file we wrote */
+    dev_t endpoints_dev;
 } tf_server_t;
 
 /*  A request as it arrived on a ROUTER socket:

@@ -1,5 +1,6 @@
 /*  Fault: SIGTERM during a burst of writes (issue 5, graceful shutdown),
-    and a SIGHUP, which the service ignores.
+    a SIGHUP, which the service ignores, and the endpoints file of a
+    stopped service.
 
     Four writer threads send requests of 20 records as fast as the
     service answers; SIGTERM arrives in the middle. The service must exit
@@ -19,6 +20,7 @@
 #include <cmocka.h>
 
 #include "tf_faultkit.h"
+#include "tf_spawn.h"
 #include "tf_wire.h"
 
 #define S_WRITERS 4
@@ -108,11 +110,53 @@ static void test_sighup_ignored (void **state)
     tf_service_cleanup (&svc);
 }
 
+/*  Two services told to write the same endpoints file (a mistake, or a
+    second instance): the one that stops removes the file only while it
+    is the one it wrote, not the other's, which still runs. */
+static void test_endpoints_file_of_another (void **state)
+{
+    tf_service_t first = { 0 };
+    assert_int_equal (tf_service_start (&first, NULL), 0);
+    char endpoints[400], data[420];
+    snprintf (endpoints, sizeof endpoints, "%s/endpoints", first.dir);
+    snprintf (data, sizeof data, "%s/second-data", first.dir);
+    char *before = tf_spawn_read (endpoints);
+    const char *argv[] = { tf_test_program ("techfeed-ingestd"),
+                           "--data-dir",
+                           data,
+                           "--endpoints-file",
+                           endpoints,
+                           "--ingest",
+                           "tcp://127.0.0.1:!",
+                           "--events",
+                           "tcp://127.0.0.1:!",
+                           "--sync",
+                           "tcp://127.0.0.1:!",
+                           NULL };
+    tf_spawn_t second;
+    assert_int_equal (tf_spawn_start (&second, NULL, first.dir, "second", argv, NULL), 0);
+    assert_true (tf_spawn_wait_text (second.err, "listening:", 1, 20000));
+    char *after = tf_spawn_read (endpoints);
+    assert_string_not_equal (after, before);
+    //  The first stops: the file is the second's, and stays
+    assert_int_equal (tf_service_stop (&first, 10000), 0);
+    char *kept = tf_spawn_read (endpoints);
+    assert_string_equal (kept, after);
+    //  The second stops: its own file goes
+    assert_int_equal (tf_spawn_stop (&second, SIGTERM, 10000), 0);
+    assert_int_equal (tf_test_file_size (endpoints), -1);
+    free (before);
+    free (after);
+    free (kept);
+    tf_service_cleanup (&first);
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown (test_sigterm_during_burst, setup, tf_fk_teardown_any_exit),
         cmocka_unit_test (test_sighup_ignored),
+        cmocka_unit_test (test_endpoints_file_of_another),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
