@@ -430,6 +430,7 @@ static int s_commit_group (tf_server_t *self, zlistx_t *group, size_t decoded)
     if (!rc) {
         atomic_fetch_add (&self->metrics.groups, 1);
         atomic_store (&self->metrics.ready, 1);
+        self->full_free_bytes = -1;
         return 0;
     }
     tf_error ("write transaction failed, %zu request(s) not stored: %s", decoded,
@@ -440,6 +441,8 @@ static int s_commit_group (tf_server_t *self, zlistx_t *group, size_t decoded)
                   tf_store_errstr (self->store));
     tf_store_rollback (self->store);
     atomic_store (&self->metrics.ready, 0);
+    if (rc == TF_STORE_FULL)
+        self->full_free_bytes = tf_server_free_bytes (self);
     return rc;
 }
 

@@ -208,12 +208,25 @@ static void s_heartbeat (tf_server_t *self)
     tf_server_served (self, self->head);
 }
 
-/*  Not ready since a write failed (a full disk): tried again once a
-    heartbeat, so that /readyz says 200 when writes would succeed again,
-    not only after a writer dared one. */
+double tf_server_free_bytes (const tf_server_t *self)
+{
+    struct statvfs fs;
+    if (statvfs (tf_store_path (self->store), &fs) != 0)
+        return -1;
+    return (double) fs.f_bavail * (double) fs.f_frsize;
+}
+
+/*  Not ready since a write failed: tried again once a heartbeat, so that
+    /readyz says 200 when writes would succeed again, not only after a
+    writer dared one. After a full disk, only once a request's worth of
+    space has come back: a one-page probe can fit in WAL space written
+    before and succeed while a write group would not. */
 static void s_probe_readiness (tf_server_t *self)
 {
     if (atomic_load (&self->metrics.ready))
+        return;
+    if (self->full_free_bytes >= 0 &&
+        tf_server_free_bytes (self) < self->full_free_bytes + (double) self->config->max_frame)
         return;
     if (tf_store_probe_write (self->store) == 0) {
         atomic_store (&self->metrics.ready, 1);
@@ -400,8 +413,7 @@ static void s_reserve_wal (tf_server_t *self)
     if (!bytes)
         return;
     const char *path = tf_store_path (self->store);
-    struct statvfs fs;
-    double free_bytes = statvfs (path, &fs) == 0 ? (double) fs.f_bavail * (double) fs.f_frsize : -1;
+    double free_bytes = tf_server_free_bytes (self);
     if (free_bytes >= 0 && free_bytes < 4.0 * (double) bytes)
         tf_warn ("%s: %.1f MiB free: the WAL is not written ahead (--wal-reserve takes at most "
                  "a quarter of the free space)",
@@ -481,6 +493,7 @@ static tf_server_t *s_server_new (const tf_server_config_t *config)
     self->requests = tf_arena_new (TF_REQUESTS_ARENA_FIRST, TF_REQUESTS_ARENA_KEEP);
     self->hwm_written = UINT64_MAX;
     self->hwm_fd = -1;
+    self->full_free_bytes = -1;
     self->wal_checkpoint_at = TF_WAL_PAGES_MAX;
     char path[4096];
     if (config->db && *config->db)

@@ -44,6 +44,7 @@ typedef struct {
     bool endpoints_written;          /* --endpoints-file is ours to remove at stop ... */
     ino_t endpoints_ino;             /* ... while it is the file we wrote */
     dev_t endpoints_dev;
+    double full_free_bytes; /* free space when a write last failed full, or -1 */
 } tf_server_t;
 
 /*  A request as it arrived on a ROUTER socket:
@@ -98,6 +99,9 @@ bool tf_endpoint_find (const char *endpoints, bool (*fails) (const char *endpoin
 /*  Records in the high-water file that changes up to `head` were
     committed and are about to be acknowledged (tf_server.c). */
 void tf_server_served (tf_server_t *self, uint64_t head);
+
+/*  Bytes free beside the database for the service, or -1 unknown. */
+double tf_server_free_bytes (const tf_server_t *self);
 
 /*  Access (tf_auth.c). check_config: -1 with why in err, naming the
     setting, when the CURVE settings cannot be used (an unreadable
