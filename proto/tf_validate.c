@@ -1,6 +1,8 @@
 /*  tf_validate — the rules a milestone must satisfy before it is stored
     (PROTOCOL.md §4). See tf_validate.h.
 */
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -226,9 +228,31 @@ bool tf_valid_date (const char *date)
 
 // --------------------------------------------------------------- record
 
+/*  The inside of a URL's brackets (RFC 3986 IP-literal): an IPv6 address,
+    with an RFC 6874 zone ("%25eth0") if any, or IPvFuture ("v1.x"). */
+static bool s_ip_literal (const char *text, size_t len)
+{
+    if (len > 1 && (text[0] == 'v' || text[0] == 'V')) {
+        size_t hex = 1;
+        while (hex < len && isxdigit ((unsigned char) text[hex]))
+            hex++;
+        return hex > 1 && hex + 1 < len && text[hex] == '.';
+    }
+    char address[64];
+    const char *zone = memchr (text, '%', len);
+    size_t address_len = zone ? (size_t) (zone - text) : len;
+    if (address_len >= sizeof address ||
+        (zone && (len - address_len < 4 || strncmp (zone, "%25", 3) != 0)))
+        return false;
+    memcpy (address, text, address_len);
+    address[address_len] = 0;
+    unsigned char binary[16];
+    return inet_pton (AF_INET6, address, binary) == 1;
+}
+
 /*  An http(s) URL: scheme (any case), then a non-empty host before any
-    port, path, query or fragment (in brackets, an IP literal: something
-    between them); no spaces or control characters anywhere. */
+    port, path, query or fragment (in brackets, an IP literal, then the
+    port if any); no spaces or control characters anywhere. */
 static int s_check_url (tf_verror_t *err, const char *field, const char *url)
 {
     if (s_check_text (err, field, url, 1, TF_URL_MAX, false))
@@ -252,7 +276,10 @@ static int s_check_url (tf_verror_t *err, const char *field, const char *url)
     if (host_len > 0 && host[0] == '[') {
         //  An IP literal: what is between the brackets, none unclosed
         const char *close = memchr (host, ']', host_len);
+        size_t after = close ? (size_t) (host + host_len - close - 1) : 0;
         host_len = close ? (size_t) (close - host - 1) : 0;
+        if (host_len > 0 && (!s_ip_literal (host + 1, host_len) || (after && close[1] != ':')))
+            return tf_verror_set (err, field, "has a host in brackets that is not an IPv6 address");
     } else if (host_len > 0)
         host_len = strcspn (host, ":/?#"); // before the port
     if (host_len == 0)

@@ -270,6 +270,14 @@ static void test_sources (void **state)
     EXPECT_SOURCE ("https://user@[]/", "has no host");
     EXPECT_SOURCE ("http://[::1/", "has no host"); // unclosed
     EXPECT_SOURCE ("http://[v1.x]/", NULL);
+    EXPECT_SOURCE ("http://[2001:db8::7]:8080/a", NULL);
+    EXPECT_SOURCE ("http://[::ffff:192.0.2.1]/", NULL);
+    EXPECT_SOURCE ("http://[fe80::1%25eth0]/", NULL);
+    EXPECT_SOURCE ("http://[example.com]/", "has a host in brackets that is not an IPv6 address");
+    EXPECT_SOURCE ("http://[192.0.2.1]/", "has a host in brackets that is not an IPv6 address");
+    EXPECT_SOURCE ("http://[::1]x/", "has a host in brackets that is not an IPv6 address");
+    EXPECT_SOURCE ("http://[fe80::1%eth0]/", "has a host in brackets that is not an IPv6 address");
+    EXPECT_SOURCE ("http://[v.x]/", "has a host in brackets that is not an IPv6 address");
     EXPECT_SOURCE ("HTTP://example.com/", NULL);
     EXPECT_SOURCE ("hTtPs://example.com", NULL);
     EXPECT_SOURCE ("https://a b/", "contains a space at byte 9");
