@@ -21,6 +21,7 @@
 typedef struct {
     Techfeed__Milestone *record; /* owned */
     size_t line;                 /* where it starts in the input */
+    size_t bytes;                /* its operation's share of a request */
 } s_item_t;
 
 /*  A record refused before sending, reported once the results of the
@@ -193,9 +194,10 @@ static void s_earlies_free (s_earlies_t *earlies)
 }
 
 /*  Decodes and validates one JSON value, and checks that a request can
-    carry it. The record, or NULL when rejected (deferred into `earlies`). */
+    carry it: its operation's bytes into *bytes. The record, or NULL when
+    rejected (deferred into `earlies`). */
 static Techfeed__Milestone *s_record (const cli_t *cli, s_earlies_t *earlies, size_t line,
-                                      json_t *value)
+                                      json_t *value, size_t *bytes)
 {
     tf_verror_t verr;
     const char *id = json_string_value (json_object_get (value, "id"));
@@ -212,12 +214,12 @@ static Techfeed__Milestone *s_record (const cli_t *cli, s_earlies_t *earlies, si
         s_defer (earlies, line, id, "INVALID", verr.field, verr.message);
         return NULL;
     }
-    size_t bytes = techfeed__milestone__get_packed_size (m) + CLI_OP_FIELDS + CLI_REQUEST_FIELDS;
-    if (bytes > cli->max_frame) {
+    *bytes = techfeed__milestone__get_packed_size (m) + CLI_OP_FIELDS;
+    if (*bytes + CLI_REQUEST_FIELDS > cli->max_frame) {
         char message[200];
         snprintf (message, sizeof message,
-                  "the record makes a request of %zu bytes, over --max-frame (%zu)", bytes,
-                  cli->max_frame);
+                  "the record makes a request of %zu bytes, over --max-frame (%zu)",
+                  *bytes + CLI_REQUEST_FIELDS, cli->max_frame);
         s_defer (earlies, line, id, "TOO_LARGE", "", message);
         techfeed__milestone__free_unpacked (m, NULL);
         return NULL;
@@ -231,7 +233,7 @@ static size_t s_request_size (const cli_t *cli, const s_item_t *items, size_t n,
 {
     size_t bytes = CLI_REQUEST_FIELDS, k = 0;
     while (k < n && k < batch) {
-        bytes += techfeed__milestone__get_packed_size (items[k].record) + CLI_OP_FIELDS;
+        bytes += items[k].bytes;
         if (k > 0 && bytes > cli->max_frame)
             break;
         k++;
@@ -327,7 +329,8 @@ int cli_put (cli_t *cli)
             rejected++;
             continue;
         }
-        Techfeed__Milestone *m = s_record (cli, &earlies, line, value);
+        size_t bytes = 0;
+        Techfeed__Milestone *m = s_record (cli, &earlies, line, value, &bytes);
         json_decref (value);
         if (!m) {
             rejected++;
@@ -339,7 +342,7 @@ int cli_put (cli_t *cli)
             if (!items)
                 abort ();
         }
-        items[n++] = (s_item_t){ m, line };
+        items[n++] = (s_item_t){ m, line, bytes };
     }
     tf_reader_destroy (&reader);
     free (data);
